@@ -1,0 +1,145 @@
+"""Architecture -> torch model. One network body serves both the standalone child and the supernet.
+
+:class:`DagNet` holds, per layer, a dict of candidate ops; the forward pass follows an
+:class:`~amber_ray.space.Architecture`. A child model holds only its architecture's ops, the
+supernet holds all of them, so a path of the supernet and the child of the same architecture
+compute the same function.
+
+Shapes: input ``(N, 4, L)`` one-hot, output ``(N, num_labels)`` logits (sigmoid per label).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from amber_ray.atomic import atomic_torch_save
+from amber_ray.errors import AmberInputError
+from amber_ray.ops import build_op, conv_bn_relu
+from amber_ray.space import Architecture, ModelSpace
+
+STEM_KERNEL = 8
+
+
+class DagNet(nn.Module):
+    """Stem -> blocks of searched layers (with skips) -> dense head.
+
+    Block ``b`` starts with a 1x1 projection to its channel count (when it differs from the
+    incoming one) and ends with a max-pool of ``space.reduction``. A skip from layer ``j`` to a
+    later block is max-pooled to the target length and zero-padded to the target channels, so
+    skips add no parameters.
+    """
+
+    def __init__(
+        self,
+        space: ModelSpace,
+        layer_ops: Sequence[Sequence[str]],
+        width: float = 1.0,
+        track_running_stats: bool = True,
+    ):
+        super().__init__()
+        if len(layer_ops) != space.num_layers:
+            raise ValueError(f"need ops for {space.num_layers} layers, got {len(layer_ops)}")
+        self.space = space
+        self.width = width
+        self.channels = [self._scaled(space.block_channels(b)) for b in range(space.num_blocks)]
+        stem_channels = self._scaled(space.stem_channels)
+        self.stem = conv_bn_relu(4, stem_channels, STEM_KERNEL, track_running_stats=track_running_stats)
+        incoming = [stem_channels] + self.channels[:-1]
+        self.projections = nn.ModuleList(
+            conv_bn_relu(c_in, c_out, 1, track_running_stats=track_running_stats) if c_in != c_out else nn.Identity()
+            for c_in, c_out in zip(incoming, self.channels)
+        )
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {op: build_op(op, self.channels[space.block_of(i)], space.dilation, track_running_stats) for op in ops}
+            )
+            for i, ops in enumerate(layer_ops)
+        )
+        flat = self.channels[-1] * space.block_length(space.num_blocks)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(space.dropout),
+            nn.Linear(flat, space.dense_units),
+            nn.ReLU(),
+            nn.Dropout(space.dropout),
+            nn.Linear(space.dense_units, space.num_labels),
+        )
+
+    def _scaled(self, channels: int) -> int:
+        return max(1, round(channels * self.width))
+
+    def _match(self, skip: torch.Tensor, source: int, target: int) -> torch.Tensor:
+        """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape."""
+        blocks_apart = self.space.block_of(target) - self.space.block_of(source)
+        if blocks_apart:
+            skip = F.max_pool1d(skip, self.space.reduction**blocks_apart)
+        missing = self.channels[self.space.block_of(target)] - skip.shape[1]
+        return F.pad(skip, (0, 0, 0, missing)) if missing else skip
+
+    def forward_arch(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        h = self.stem(x)
+        outputs: list[torch.Tensor] = []
+        per_block = self.space.layers_per_block
+        for layer, op in enumerate(arch.ops):
+            if layer % per_block == 0:
+                if layer:
+                    h = F.max_pool1d(h, self.space.reduction)
+                h = self.projections[layer // per_block](h)
+            y = self.layers[layer][op](h)
+            for source in arch.skips[layer]:
+                y = y + self._match(outputs[source], source, layer)
+            outputs.append(y)
+            h = y
+        return self.head(F.max_pool1d(h, self.space.reduction))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class ChildNet(DagNet):
+    """A standalone model of one architecture, for retraining and prediction."""
+
+    def __init__(self, space: ModelSpace, arch: Architecture, width: float = 1.0):
+        super().__init__(space, [[op] for op in space.validate(arch).ops], width=width)
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_arch(x, self.arch)
+
+
+def save_child(model: ChildNet, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write a self-describing checkpoint (space, architecture, width, weights) atomically."""
+    payload = {
+        "space": asdict(model.space),
+        "arch": model.arch.to_text(),
+        "width": model.width,
+        "state_dict": model.state_dict(),
+        "extra": extra or {},
+    }
+    atomic_torch_save(payload, path)
+
+
+def load_child(path: str | Path) -> tuple[ChildNet, dict[str, Any]]:
+    """Rebuild a :class:`ChildNet` from :func:`save_child`'s file (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AmberInputError("model checkpoint not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        space_fields = dict(payload["space"])
+        space_fields["ops"] = tuple(space_fields["ops"])
+        model = ChildNet(ModelSpace(**space_fields), Architecture.from_text(payload["arch"]), payload["width"])
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as error:
+        raise AmberInputError(f"not a readable amber_ray model checkpoint ({type(error).__name__})", path) from None
+    model.eval()
+    return model, payload["extra"]
+

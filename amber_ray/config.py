@@ -1,0 +1,263 @@
+"""Typed experiment config: YAML in (``safe_load``), validated with pydantic, clear errors.
+
+Every section forbids unknown keys, so a misspelled option is an error that names it instead of
+being silently ignored. Space profiles (``small``, ``deepsea``) fill in the defaults the user did
+not set; values the user set are never overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from amber_ray.errors import AmberInputError
+
+OP_NAMES = ("conv8", "conv4", "dconv8", "dconv4", "maxpool", "avgpool", "identity")
+
+SPACE_PROFILES: dict[str, dict[str, Any]] = {
+    # The AMBER paper's DeepSEA space: 1000 bp, 919 labels, 12 layers in 4 blocks of 3.
+    "deepsea": {
+        "num_layers": 12,
+        "layers_per_block": 3,
+        "first_filters": 32,
+        "filter_growth": 2,
+        "reduction": 4,
+        "stem_channels": 64,
+        "dense_units": 925,
+        "ops": list(OP_NAMES),
+        "dilation": 10,
+        "dropout": 0.1,
+    },
+    # Promoter-sized inputs (200-300 bp): two blocks, so the length is reduced x16 in all.
+    "small": {
+        "num_layers": 4,
+        "layers_per_block": 2,
+        "first_filters": 32,
+        "filter_growth": 2,
+        "reduction": 4,
+        "stem_channels": 32,
+        "dense_units": 64,
+        "ops": list(OP_NAMES),
+        "dilation": 10,
+        "dropout": 0.1,
+    },
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulatorConfig(_Strict):
+    num_sequences: PositiveInt = 2000
+    length: PositiveInt = 200
+    motifs: list[str] = Field(default_factory=lambda: ["MA0139.1", "MA0099.3", "MA0079.5"])
+    prevalence: float = Field(0.3, gt=0, lt=1)
+    instances_per_sequence: PositiveInt = 1
+
+
+class SplitConfig(_Strict):
+    valid: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leave_training_data(self) -> SplitConfig:
+        if self.valid + self.test >= 1:
+            raise ValueError("valid + test must be below 1")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where sequences come from. ``kind`` picks the reader; only its paths are used."""
+
+    kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5"] = "simulate"
+    simulate: SimulatorConfig = SimulatorConfig()
+    positive_fasta: Path | None = None
+    negative_fasta: Path | None = None
+    fasta: Path | None = None
+    labels_tsv: Path | None = None
+    deepsea_dir: Path | None = None
+    hdf5_dir: Path | None = None
+    label_annotation: Path | None = None
+    split: SplitConfig = SplitConfig()
+
+    @model_validator(mode="after")
+    def _paths_for_kind(self) -> DataConfig:
+        required = {
+            "fasta_binary": ("positive_fasta", "negative_fasta"),
+            "fasta_labels": ("fasta", "labels_tsv"),
+            "deepsea": ("deepsea_dir",),
+            "hdf5": ("hdf5_dir",),
+        }.get(self.kind, ())
+        missing = [key for key in required if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {', '.join('data.' + m for m in missing)}")
+        return self
+
+
+class SpaceConfig(_Strict):
+    """The model space; ``profile`` fills every key the user left out."""
+
+    profile: Literal["small", "deepsea"] = "small"
+    num_layers: PositiveInt
+    layers_per_block: PositiveInt
+    first_filters: PositiveInt
+    filter_growth: PositiveInt
+    reduction: PositiveInt
+    stem_channels: PositiveInt
+    dense_units: PositiveInt
+    ops: list[Literal[OP_NAMES]]  # type: ignore[valid-type]
+    dilation: PositiveInt
+    dropout: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_profile(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        profile = values.get("profile", "small")
+        if profile not in SPACE_PROFILES:
+            return values  # the Literal check reports the bad profile
+        return {**SPACE_PROFILES[profile], **values}
+
+    @model_validator(mode="after")
+    def _ops_unique(self) -> SpaceConfig:
+        if not self.ops or len(set(self.ops)) != len(self.ops):
+            raise ValueError("ops must be a non-empty list without repeats")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Training of one standalone architecture (``amber-ray train`` and retraining trials)."""
+
+    batch_size: PositiveInt = 128
+    learning_rate: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.0, ge=0)
+    max_epochs: PositiveInt = 30
+    patience: PositiveInt = 10
+    width: PositiveFloat = 1.0
+    threads: PositiveInt | None = None
+
+
+class ControllerConfig(_Strict):
+    """The paper's controller (design table); defaults are the paper's values."""
+
+    hidden_size: PositiveInt = 64
+    learning_rate: PositiveFloat = 1e-3
+    baseline_decay: float = Field(0.95, gt=0, lt=1)
+    entropy_weight: float = Field(1e-3, ge=0)
+    skip_target: float = Field(0.4, gt=0, lt=1)
+    skip_weight: float = Field(0.8, ge=0)
+    tanh_constant: PositiveFloat | None = 1.5
+    temperature: PositiveFloat = 1.0
+
+
+class SearchConfig(_Strict):
+    iterations: PositiveInt = 300
+    archs_per_iteration: PositiveInt = 100
+    warmup_batch_size: PositiveInt = 1000
+    batch_size: PositiveInt = 128
+    train_batches_per_iteration: PositiveInt | None = None
+    valid_max_sequences: PositiveInt | None = None
+    supernet_learning_rate: PositiveFloat = 1e-3
+    top_k: PositiveInt = 5
+    workers: PositiveInt = 1
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: float = Field(0.0, ge=0)
+    controller: ControllerConfig = ControllerConfig()
+
+
+class ExperimentConfig(_Strict):
+    name: str = "amber"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(profile="small"))
+    train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+
+
+def demo_config() -> ExperimentConfig:
+    """The embedded default: simulated sequences with planted JASPAR motifs, minutes on a laptop CPU."""
+    return ExperimentConfig(
+        name="demo",
+        seed=0,
+        data=DataConfig(kind="simulate", simulate=SimulatorConfig(num_sequences=2000, length=200)),
+        space=SpaceConfig(profile="small"),
+        train=TrainConfig(batch_size=100, max_epochs=8, patience=3),
+        search=SearchConfig(
+            iterations=15, archs_per_iteration=10, warmup_batch_size=100, batch_size=100, top_k=3, valid_max_sequences=400
+        ),
+    )
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    extra = f" ({len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"{source}: config key '{key}': {message}{extra}"
+
+
+def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
+    """Validate an already-parsed mapping; errors name the offending key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise AmberInputError("a config must be a YAML mapping", source)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise AmberInputError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML config with ``safe_load``; relative data paths resolve against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise AmberInputError("config file not found", path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise AmberInputError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
+    raw = _deep_merge(raw or {}, overrides or {})
+    config = parse_config(raw, str(path))
+    return resolve_data_paths(config, path.parent)
+
+
+def _deep_merge(base: Any, update: dict[str, Any]) -> Any:
+    if not isinstance(base, dict):
+        return base
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _deep_merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig:
+    """Make data paths absolute (Ray jobs run in a temporary copy of the working dir)."""
+    updates = {}
+    for key in ("positive_fasta", "negative_fasta", "fasta", "labels_tsv", "deepsea_dir", "hdf5_dir", "label_annotation"):
+        value = getattr(config.data, key)
+        if value is not None and not value.is_absolute():
+            updates[key] = (root / value).resolve()
+    if not updates:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update=updates)})
+
+
+def config_as_flat_dict(config: ExperimentConfig) -> dict[str, str]:
+    """``section.key -> value`` strings, the form MLflow params take."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = str(value)
+
+    walk("", config.model_dump(mode="json"))
+    return flat

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from amber_ray.child import ChildNet, load_child, save_child
+from amber_ray.config import OP_NAMES, SpaceConfig
+from amber_ray.errors import AmberInputError
+from amber_ray.ops import build_op
+from amber_ray.space import Architecture, ModelSpace
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+@pytest.mark.parametrize("length", [7, 200, 251])
+def test_every_op_keeps_shape(op, length):
+    module = build_op(op, channels=8)
+    x = torch.randn(3, 8, length)
+    assert module(x).shape == x.shape
+
+
+def test_identity_and_pools_have_no_parameters():
+    for op in ("maxpool", "avgpool", "identity"):
+        assert sum(p.numel() for p in build_op(op, 16).parameters()) == 0
+    assert sum(p.numel() for p in build_op("dconv8", 16).parameters()) == 16 * 16 * 8 + 2 * 16
+
+
+def test_random_architectures_give_one_output_per_label():
+    space = ModelSpace.from_config(SpaceConfig(profile="small"), input_length=251, num_labels=5)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        model = ChildNet(space, space.sample(rng))
+        assert model(torch.randn(2, 4, 251)).shape == (2, 5)
+
+
+def test_paper_space_model_runs_on_1000bp_919_labels():
+    space = ModelSpace.from_config(SpaceConfig(profile="deepsea"), input_length=1000, num_labels=919)
+    arch = space.sample(np.random.default_rng(3))
+    model = ChildNet(space, arch).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 4, 1000))
+    assert out.shape == (2, 919)
+    assert 1e6 < model.num_params() < 20e6
+
+
+def test_width_multiplier_scales_parameters():
+    space = ModelSpace.from_config(SpaceConfig(profile="small"), input_length=200, num_labels=1)
+    arch = Architecture.from_text("conv8,skip:;conv8,skip:0;conv8,skip:;conv8,skip:1")
+    narrow, wide = ChildNet(space, arch, width=0.5), ChildNet(space, arch, width=2.0)
+    assert narrow.num_params() < ChildNet(space, arch).num_params() < wide.num_params()
+    assert wide(torch.randn(2, 4, 200)).shape == (2, 1)
+
+
+def test_skip_changes_the_function():
+    space = ModelSpace.from_config(SpaceConfig(profile="small"), input_length=200, num_labels=1)
+    plain = Architecture.from_text("conv8,skip:;conv4,skip:;conv8,skip:;identity,skip:")
+    skipped = Architecture.from_text("conv8,skip:;conv4,skip:;conv8,skip:;identity,skip:0+2")
+    torch.manual_seed(0)
+    a = ChildNet(space, plain).eval()
+    b = ChildNet(space, skipped).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 4, 200)
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    space = ModelSpace.from_config(SpaceConfig(profile="small"), input_length=200, num_labels=2)
+    model = ChildNet(space, space.sample(np.random.default_rng(0))).eval()
+    save_child(model, tmp_path / "model.pt", {"label_names": ["a", "b"]})
+    loaded, extra = load_child(tmp_path / "model.pt")
+    x = torch.randn(3, 4, 200)
+    assert torch.equal(model(x), loaded(x))
+    assert extra == {"label_names": ["a", "b"]}
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(AmberInputError, match="bad.pt"):
+        load_child(tmp_path / "bad.pt")

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amber_ray.config import demo_config, load_config, parse_config
+from amber_ray.errors import AmberInputError
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("serach: {iterations: 3}\n", "config key 'serach': unknown key"),
+        ("search: {iterations: 3, archs: 4}\n", "config key 'search.archs': unknown key"),
+        ("search: {iterations: -3}\n", "config key 'search.iterations'"),
+        ("space: {profile: huge}\n", "config key 'space.profile'"),
+        ("space: {ops: [conv8, conv9]}\n", "config key 'space.ops.1'"),
+        ("train: {batch_size: many}\n", "config key 'train.batch_size'"),
+        ("data: {kind: fasta_binary}\n", "needs data.positive_fasta, data.negative_fasta"),
+        ("- a\n- b\n", "a config must be a YAML mapping"),
+        ("search: {iterations: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path, text, message):
+    with pytest.raises(AmberInputError, match=message.replace("[", r"\[").replace(".", r"\.")) as error:
+        load_config(write(tmp_path, text))
+    assert str(tmp_path / "config.yaml") in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_profile_fills_defaults_but_never_overrides_user_values(tmp_path):
+    config = load_config(write(tmp_path, "space: {profile: deepsea, num_layers: 6, dense_units: 100}\n"))
+    assert (config.space.num_layers, config.space.dense_units) == (6, 100)
+    assert (config.space.layers_per_block, config.space.stem_channels, config.space.first_filters) == (3, 64, 32)
+
+
+def test_paper_values_are_defaults():
+    config = parse_config({})
+    assert config.search.iterations == 300 and config.search.archs_per_iteration == 100
+    assert config.search.warmup_batch_size == 1000
+    controller = config.search.controller
+    assert (controller.hidden_size, controller.learning_rate, controller.skip_target) == (64, 1e-3, 0.4)
+
+
+def test_relative_data_paths_resolve_against_the_config_file(tmp_path):
+    config = load_config(write(tmp_path, "data: {kind: fasta_binary, positive_fasta: p.fa, negative_fasta: /abs/n.fa}\n"))
+    assert config.data.positive_fasta == tmp_path / "p.fa"
+    assert str(config.data.negative_fasta) == "/abs/n.fa"
+
+
+def test_demo_job_config_is_the_embedded_demo():
+    raw = yaml.safe_load((JOBS / "demo.yaml").read_text())
+    assert parse_config(raw) == demo_config()
