@@ -1,0 +1,121 @@
+"""The one place that talks to MLflow.
+
+Default store: ``sqlite:///<out>/mlflow.db`` with artifacts under ``<out>/mlartifacts``;
+``MLFLOW_TRACKING_URI`` (e.g. an HTTP server shared by a cluster) overrides it. One experiment
+per config name; one parent run per command; nested runs (retraining trials) carry the tags
+``role``, ``arch`` and ``replicate`` so the UI can filter and compare them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 5000
+BATCH_LIMIT = 900
+
+
+def tracking_uri(out_dir: str | Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(out_dir).resolve()}/mlflow.db"
+
+
+def artifact_root(out_dir: str | Path) -> str:
+    return (Path(out_dir).resolve() / "mlartifacts").as_uri()
+
+
+class RunTracker:
+    """A handle on one MLflow run (created, or reopened by id when a command resumes)."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def start(
+        cls,
+        out_dir: str | Path,
+        experiment: str,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+        parent: RunTracker | None = None,
+    ) -> RunTracker:
+        client = MlflowClient(tracking_uri=tracking_uri(out_dir))
+        if run_id is not None:
+            client.update_run(run_id, status="RUNNING")
+            return cls(client, run_id)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(out_dir))
+        all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
+        if parent is not None:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
+        run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def attach(cls, out_dir: str | Path, run_id: str) -> RunTracker:
+        """A handle on an existing run, leaving its status alone."""
+        return cls(MlflowClient(tracking_uri=tracking_uri(out_dir)), run_id)
+
+    def find_child(self, tag: str, value: str) -> RunTracker | None:
+        """The nested run of this run whose ``tag`` equals ``value``, if one exists."""
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{self.run_id}' and tags.{tag} = '{value}'"
+        )
+        return RunTracker(self.client, runs[0].info.run_id) if runs else None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        items = [Metric(key, float(value), int(pd.Timestamp.now().timestamp() * 1000), step or 0) for key, value in metrics.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_LIMIT])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)[:MAX_TAG_LENGTH]) for key, value in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_table(self, table: pd.DataFrame, artifact_file: str) -> None:
+        """Log ``table`` as a parquet artifact named ``artifact_file`` (a path inside the run)."""
+        artifact = Path(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / artifact.name
+            table.to_parquet(local, index=False)
+            self.client.log_artifact(self.run_id, str(local), str(artifact.parent) if artifact.parent != Path(".") else None)
+
+    def list_artifacts(self, path: str | None = None) -> list[str]:
+        return [info.path for info in self.client.list_artifacts(self.run_id, path)]
+
+    def metric_steps(self, key: str) -> list[int]:
+        return [metric.step for metric in self.client.get_metric_history(self.run_id, key)]
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
+    """Start ``mlflow ui`` for the SQLite ``store`` (artifacts are read from the paths it records)."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]
+    return subprocess.Popen(command, env=env)

@@ -1,0 +1,21 @@
+"""cluster.yaml validates against the autoscaler schema shipped in the ray package, offline."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import ray
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cluster_yaml_matches_the_ray_autoscaler_schema():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    workers = config["available_node_types"]["gpu_worker"]
+    assert workers["min_workers"] == 0 and workers["max_workers"] > 1 and workers["resources"]["GPU"] >= 1
+    assert config["available_node_types"][config["head_node_type"]]["resources"].get("GPU", 0) == 0
+    assert any("pip install" in command and "-e ~/amber_ray" in command for command in config["setup_commands"])
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
