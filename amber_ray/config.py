@@ -170,6 +170,18 @@ class SearchConfig(_Strict):
     controller: ControllerConfig = ControllerConfig()
 
 
+class RetrainConfig(_Strict):
+    """Retraining grid: the searched architecture(s) and uniformly sampled ones, with replicates."""
+
+    replicates: PositiveInt = 6
+    sampled: int = Field(10, ge=0)
+    skip_probability: float = Field(0.4, ge=0, le=1)
+    include_greedy: bool = False
+    cpus_per_trial: PositiveFloat = 1.0
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_failures: int = Field(1, ge=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = "amber"
     seed: int = 0
@@ -177,6 +189,7 @@ class ExperimentConfig(_Strict):
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(profile="small"))
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
 
 def demo_config() -> ExperimentConfig:
@@ -190,6 +203,7 @@ def demo_config() -> ExperimentConfig:
         search=SearchConfig(
             iterations=15, archs_per_iteration=10, warmup_batch_size=100, batch_size=100, top_k=3, valid_max_sequences=400
         ),
+        retrain=RetrainConfig(replicates=2, sampled=2),
     )
 
 

@@ -1,0 +1,282 @@
+"""The ``amber-ray`` command: parses arguments, then calls the modules. Bad input exits with 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from amber_ray.config import ExperimentConfig, demo_config, load_config
+from amber_ray.errors import AmberInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
+console = Console(stderr=True)
+logger = logging.getLogger("amber_ray")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+
+
+def user_errors(command: F) -> F:
+    """Turn :class:`AmberInputError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AmberInputError as error:
+            console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def progress_bar(*fields: str) -> Progress:
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields]
+    return Progress(*columns, console=console)
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    import ray
+
+    from amber_ray.cluster import connect
+
+    connect()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
+    from amber_ray.atomic import atomic_write_json
+    from amber_ray.child import ChildNet, save_child
+    from amber_ray.data import load_splits
+    from amber_ray.space import Architecture, ModelSpace
+    from amber_ray.training import evaluate, fit
+
+    arch = Architecture.from_text(arch_text)
+    splits = load_splits(config.data, config.seed)
+    space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+    model = ChildNet(space, arch, config.train.width)
+    if config.train.threads:
+        import torch
+
+        torch.set_num_threads(config.train.threads)
+    started = time.perf_counter()
+    with progress_bar("valid_auroc") as progress:
+        task = progress.add_task("train", total=config.train.max_epochs, valid_auroc="-")
+
+        def on_epoch(record: dict[str, float]) -> None:
+            progress.update(task, advance=1, valid_auroc=f"{record['valid_auroc']:.4f}")
+
+        result = fit(model, splits.train, splits.valid, config.train, config.seed, on_epoch)
+    metrics = {
+        "arch": arch.to_text(),
+        "num_params": model.num_params(),
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_valid_auroc": result.best_valid_auroc,
+        "train_seconds": time.perf_counter() - started,
+        "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
+        "test": evaluate(model, splits.test),
+    }
+    save_child(model, out / "model.pt", {"label_names": splits.train.label_names})
+    atomic_write_json(metrics, out / "metrics.json")
+    return metrics
+
+
+@app.command()
+@user_errors
+def train(
+    config: ConfigArg,
+    arch: Annotated[str, typer.Option("--arch", help="Architecture in text form, e.g. 'conv8,skip:;conv4,skip:0'.")],
+    out: OutOption,
+) -> None:
+    """Train one architecture with early stopping; write model.pt and metrics.json."""
+    metrics = train_model(load_config(config), arch, out)
+    test = metrics["test"]
+    summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
+    console.print(f"test {summary}; wrote {out / 'metrics.json'}")
+
+
+def search_with_progress(config: ExperimentConfig, out: Path, resume: bool) -> dict[str, Any]:
+    from amber_ray.search.loop import run_search
+
+    with progress_bar("mean", "max", "entropy", "skip") as progress:
+        task = progress.add_task("search", total=config.search.iterations, mean="-", max="-", entropy="-", skip="-")
+
+        def on_iteration(stats: dict[str, float]) -> None:
+            progress.update(
+                task,
+                completed=stats["iteration"] + 1,
+                mean=f"{stats['mean_reward']:.4f}",
+                max=f"{stats['max_reward']:.4f}",
+                entropy=f"{stats['entropy']:.2f}",
+                skip=f"{stats['skip_fraction']:.2f}",
+            )
+
+        with ray_session():
+            return run_search(config, out, resume, on_iteration)
+
+
+@app.command()
+@user_errors
+def search(
+    config: ConfigArg,
+    out: OutOption,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+) -> None:
+    """ENAS search: controller + shared-weight supernet on Ray, tracked in MLflow."""
+    final = search_with_progress(load_config(config), out, resume)
+    console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
+    console.print(f"wrote {out / 'history.parquet'} and {out / 'final_architectures.json'}")
+
+
+def retrain_grid(config: ExperimentConfig, search_dir: Path, out: Path, resume: bool) -> Any:
+    from amber_ray.retrain import run_retrain
+
+    with ray_session():
+        return run_retrain(config, search_dir, out, resume)
+
+
+@app.command()
+@user_errors
+def retrain(
+    config: ConfigArg,
+    search_dir: Annotated[Path, typer.Option("--search", help="Output directory of `amber-ray search`.")],
+    out: OutOption,
+    replicates: Annotated[int | None, typer.Option(help="Replicate seeds per architecture (paper: 6).")] = None,
+    sampled: Annotated[int | None, typer.Option(help="Uniformly sampled architectures to compare with.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted grid.")] = False,
+) -> None:
+    """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
+    overrides = {key: value for key, value in {"replicates": replicates, "sampled": sampled}.items() if value is not None}
+    results = retrain_grid(load_config(config, {"retrain": overrides}), search_dir, out, resume)
+    console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
+    console.print(f"wrote {out / 'results.parquet'}")
+
+
+def compare_and_report(run_dir: Path, annotation: Path | None) -> dict[str, Any]:
+    from amber_ray.atomic import atomic_write_json
+    from amber_ray.compare import compare_results
+    from amber_ray.data import read_label_annotation
+    from amber_ray.tracking import RunTracker
+
+    results_path = run_dir / "results.parquet"
+    if not results_path.is_file():
+        raise AmberInputError("no results.parquet; run `amber-ray retrain` first", results_path)
+    import pandas as pd
+
+    comparison = compare_results(pd.read_parquet(results_path), read_label_annotation(annotation) if annotation else None)
+    atomic_write_json(comparison, run_dir / "compare.json")
+    id_file = run_dir / "mlflow_run_id"
+    if id_file.is_file():
+        tracker = RunTracker.attach(run_dir, id_file.read_text().strip())
+        tracker.log_artifact(run_dir / "compare.json")
+        tracker.log_metrics(comparison_metrics(comparison))
+    console.print(comparison_table(comparison))
+    return comparison
+
+
+def comparison_metrics(comparison: dict[str, Any]) -> dict[str, float]:
+    metrics = {"params_vs_auroc_spearman": comparison["params_vs_auroc"]["spearman_rho"]}
+    for category, entry in comparison["categories"].items():
+        for metric, values in entry.items():
+            metrics[f"compare.{category}.{metric}.searched_mean"] = values["searched"]["mean"]
+            metrics[f"compare.{category}.{metric}.sampled_mean"] = values["sampled"]["mean"]
+            metrics[f"compare.{category}.{metric}.p"] = values["t_test"]["p"]
+    return {key: value for key, value in metrics.items() if value == value}
+
+
+def comparison_table(comparison: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="searched vs sampled (test set; mean ± sd over trials; Welch t-test)")
+    for column in ("category", "metric", "searched", "sampled", "p"):
+        table.add_column(column)
+    for category, entry in comparison["categories"].items():
+        for metric, values in entry.items():
+            cells = [f"{values[role]['mean']:.4f} ± {values[role]['std']:.4f} (n={values[role]['n']})" for role in ("searched", "sampled")]
+            table.add_row(category, metric, *cells, f"{values['t_test']['p']:.3g}")
+    rho = comparison["params_vs_auroc"]
+    table.caption = f"parameters vs test AUROC: Spearman rho {rho['spearman_rho']:.3f} (p {rho['p']:.3g}, n={rho['n']})"
+    return table
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="Output directory of `amber-ray retrain`.")],
+    annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category (e.g. TF, Pol, DNase, Histone).")] = None,
+) -> None:
+    """Per-label and per-category statistics of searched vs sampled; writes compare.json."""
+    compare_and_report(run_dir, annotation)
+    console.print(f"wrote {run_dir / 'compare.json'}")
+
+
+@app.command()
+@user_errors
+def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo")) -> None:
+    """Search -> retrain (searched vs sampled) -> compare on simulated sequences with planted JASPAR motifs."""
+    config = demo_config()
+    final = search_with_progress(config, out / "search", resume=(out / "search" / "checkpoints").exists())
+    console.print(f"searched architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
+    retrain_grid(config, out / "search", out / "retrain", resume=(out / "retrain" / "tune").exists())
+    compare_and_report(out / "retrain", None)
+    console.print(f"outputs in {out}")
+
+
+@app.command()
+@user_errors
+def ui(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory holding mlflow.db.")],
+    host: Annotated[str, typer.Option(help="Interface to bind; only loopback unless you ask.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+) -> None:
+    """Start the MLflow UI for a run's tracking store and print its address."""
+    from amber_ray.tracking import serve_ui
+
+    store = run_dir / "mlflow.db"
+    if not store.is_file():
+        raise AmberInputError("no MLflow store (mlflow.db) here", run_dir)
+    server = serve_ui(store, host, port)
+    console.print(f"MLflow UI at http://{host}:{port} (Ctrl-C stops it)")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+
+
+def run() -> None:
+    app(prog_name="amber-ray")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,68 @@
+"""Ray actors of the search: one controller, W supernet workers. Weights stay inside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+
+from amber_ray.config import ControllerConfig, SearchConfig
+from amber_ray.controller import Controller
+from amber_ray.data import SequenceDataset
+from amber_ray.space import Architecture, ModelSpace
+from amber_ray.supernet import SupernetTrainer
+
+
+@ray.remote
+class ControllerActor:
+    """Owns the LSTM controller, its optimizer, EMA baseline and RNG; talks in architecture strings."""
+
+    def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int):
+        torch.set_num_threads(1)
+        self.controller = Controller(space, config, seed)
+
+    def sample(self, n: int) -> tuple[list[str], np.ndarray]:
+        archs, op_probs = self.controller.sample(n)
+        return [arch.to_text() for arch in archs], op_probs.numpy()
+
+    def greedy(self) -> str:
+        return self.controller.greedy().to_text()
+
+    def update(self, archs: list[str], rewards: list[float]) -> dict[str, float]:
+        return self.controller.update([Architecture.from_text(a) for a in archs], rewards)
+
+    def state(self) -> dict:
+        return self.controller.full_state()
+
+    def load(self, state: dict) -> None:
+        self.controller.load_full_state(state)
+
+
+@ray.remote
+class SupernetWorker:
+    """Owns a supernet replica, its optimizer and the training/validation data."""
+
+    def __init__(
+        self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, config: SearchConfig, seed: int, threads: int
+    ):
+        torch.set_num_threads(threads)
+        self.trainer = SupernetTrainer(
+            space, train, valid, config.supernet_learning_rate, seed, valid_max_sequences=config.valid_max_sequences
+        )
+
+    def num_batches(self, batch_size: int, max_batches: int | None) -> int:
+        return self.trainer.num_batches(batch_size, max_batches)
+
+    def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
+        return self.trainer.train_pass([Architecture.from_text(a) for a in archs], iteration, batch_size)
+
+    def score(self, archs: list[str]) -> list[tuple[float, int]]:
+        """``(reward, parameter count)`` per architecture."""
+        parsed = [Architecture.from_text(a) for a in archs]
+        return list(zip(self.trainer.score(parsed), (self.trainer.path_num_params(a) for a in parsed)))
+
+    def state(self) -> dict:
+        return self.trainer.state()
+
+    def load(self, state: dict) -> None:
+        self.trainer.load(state)

@@ -1,0 +1,257 @@
+"""The search driver: moves architecture strings and rewards between the actors.
+
+Per iteration (AMBER / ENAS): the controller samples K architectures, the supernet scores them
+on validation data (reward = mean validation AUROC), the controller takes a REINFORCE step, and
+the supernet trains one pass with an architecture freshly sampled per mini-batch. Before the
+first iteration the supernet warms up for one pass with uniformly sampled architectures.
+
+Every iteration ends with an atomic checkpoint (controller, supernet, optimizers, RNG, history,
+iteration) under ``<out>/checkpoints``; ``resume=True`` continues from it. MLflow logging of an
+iteration happens after its checkpoint and is repeated on resume if it did not complete, so
+every iteration is tracked exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import ray
+import torch
+
+from amber_ray.atomic import atomic_torch_save, atomic_write_json, atomic_write_table
+from amber_ray.cluster import resolve_gpus
+from amber_ray.config import ExperimentConfig, config_as_flat_dict
+from amber_ray.data import Splits, load_splits
+from amber_ray.errors import AmberInputError
+from amber_ray.search.actors import ControllerActor, SupernetWorker
+from amber_ray.space import ModelSpace
+from amber_ray.tracking import RunTracker
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/search.pt"
+WARMUP_ITERATION = -1
+
+
+@dataclass
+class SearchState:
+    """Everything a resumed search needs besides the actors' own state."""
+
+    iteration: int = WARMUP_ITERATION
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stats: list[dict[str, float]] = field(default_factory=list)
+    op_probs: list[list[list[float]]] = field(default_factory=list)
+    run_id: str | None = None
+
+
+def checkpoint_path(out_dir: Path) -> Path:
+    return out_dir / CHECKPOINT
+
+
+def load_checkpoint(out_dir: Path) -> dict[str, Any]:
+    path = checkpoint_path(out_dir)
+    if not path.is_file():
+        raise AmberInputError("no search checkpoint to resume from; run without --resume", path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class SearchDriver:
+    def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits):
+        self.config = config
+        self.search = config.search
+        self.out_dir = out_dir
+        self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+        gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
+        self.controller = ControllerActor.options(num_cpus=0).remote(self.space, self.search.controller, config.seed)
+        self.worker = SupernetWorker.options(num_cpus=self.search.cpus_per_worker, num_gpus=gpus).remote(
+            self.space,
+            ray.put(splits.train),
+            ray.put(splits.valid),
+            self.search,
+            config.seed,
+            max(1, int(self.search.cpus_per_worker)),
+        )
+        self.num_batches = ray.get(self.worker.num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration))
+        self.state = SearchState()
+        self.tracker: RunTracker | None = None
+
+    def close(self) -> None:
+        for actor in (self.controller, self.worker):
+            ray.kill(actor)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save(self) -> None:
+        controller_state, worker_state = ray.get([self.controller.state.remote(), self.worker.state.remote()])
+        atomic_torch_save(
+            {
+                "iteration": self.state.iteration,
+                "history": self.state.history,
+                "stats": self.state.stats,
+                "op_probs": self.state.op_probs,
+                "run_id": self.state.run_id,
+                "controller": controller_state,
+                "supernet": worker_state,
+                "arch_space": self.space.ops,
+            },
+            checkpoint_path(self.out_dir),
+        )
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        if tuple(payload["arch_space"]) != self.space.ops:
+            raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
+        ray.get([self.controller.load.remote(payload["controller"]), self.worker.load.remote(payload["supernet"])])
+        self.state = SearchState(payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"])
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """One pass of the supernet with uniformly sampled architectures (paper: batch 1000)."""
+        batch = self.search.warmup_batch_size
+        batches = ray.get(self.worker.num_batches.remote(batch, None))
+        rng = np.random.default_rng([self.config.seed, 7])
+        archs = [self.space.sample(rng, 0.5).to_text() for _ in range(batches)]
+        ray.get(self.worker.train_pass.remote(archs, WARMUP_ITERATION, batch))
+        self.save()
+
+    def run_iteration(self, iteration: int) -> dict[str, float]:
+        archs, op_probs = ray.get(self.controller.sample.remote(self.search.archs_per_iteration))
+        scored = ray.get(self.worker.score.remote(archs))
+        rewards = [reward for reward, _ in scored]
+        stats = ray.get(self.controller.update.remote(archs, rewards))
+        train_archs, _ = ray.get(self.controller.sample.remote(self.num_batches))
+        stats["supernet_loss"] = ray.get(self.worker.train_pass.remote(train_archs, iteration, self.search.batch_size))
+        stats["iteration"] = iteration
+        self.state.history.extend(
+            {"iteration": iteration, "sample": k, "arch": arch, "reward": reward, "num_params": params}
+            for k, (arch, (reward, params)) in enumerate(zip(archs, scored))
+        )
+        self.state.stats.append(stats)
+        self.state.op_probs.append(op_probs.tolist())
+        self.state.iteration = iteration
+        return stats
+
+    def iteration_rows(self, iteration: int) -> pd.DataFrame:
+        return history_table([row for row in self.state.history if row["iteration"] == iteration])
+
+    def iteration_metrics(self, iteration: int) -> dict[str, float]:
+        metrics = {key: value for key, value in self.state.stats[iteration].items() if key != "iteration"}
+        probs = self.state.op_probs[iteration]
+        metrics.update(
+            {f"op_prob.L{layer:02d}.{op}": probs[layer][k] for layer in range(len(probs)) for k, op in enumerate(self.space.ops)}
+        )
+        return metrics
+
+    def track_iteration(self, iteration: int, metrics: bool = True, table: bool = True) -> None:
+        assert self.tracker is not None
+        if metrics:
+            self.tracker.log_metrics(self.iteration_metrics(iteration), step=iteration)
+        if table:
+            self.tracker.log_table(self.iteration_rows(iteration), f"architectures/iter_{iteration:05d}.parquet")
+
+    def catch_up_tracking(self) -> None:
+        """Log what a killed driver checkpointed but did not get into MLflow, and nothing twice."""
+        assert self.tracker is not None
+        tables = {Path(p).name for p in self.tracker.list_artifacts("architectures")}
+        steps = set(self.tracker.metric_steps("mean_reward"))
+        for iteration in range(self.state.iteration + 1):
+            self.track_iteration(
+                iteration, metrics=iteration not in steps, table=f"iter_{iteration:05d}.parquet" not in tables
+            )
+
+    def write_outputs(self) -> dict[str, Any]:
+        history = history_table(self.state.history)
+        atomic_write_table(history, self.out_dir / "history.parquet")
+        atomic_write_table(op_probs_table(self.state.op_probs, self.space.ops), self.out_dir / "op_probs.parquet")
+        atomic_write_table(pd.DataFrame(self.state.stats), self.out_dir / "controller_stats.parquet")
+        final = final_architectures(history, ray.get(self.controller.greedy.remote()), self.search.top_k)
+        atomic_write_json(final, self.out_dir / "final_architectures.json")
+        return final
+
+
+def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=["iteration", "sample", "arch", "reward", "num_params"])
+    return table.astype({"iteration": "int64", "sample": "int64", "reward": "float64", "num_params": "int64"})
+
+
+def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> pd.DataFrame:
+    """Long table: iteration, layer, op, probability (mean over the iteration's samples)."""
+    array = np.asarray(op_probs, dtype=np.float64).reshape(len(op_probs), -1, len(ops))
+    iteration, layer, op = np.indices(array.shape)
+    return pd.DataFrame(
+        {"iteration": iteration.ravel(), "layer": layer.ravel(), "op": np.asarray(ops)[op.ravel()], "probability": array.ravel()}
+    )
+
+
+def final_architectures(history: pd.DataFrame, greedy: str, top_k: int) -> dict[str, Any]:
+    """Best of the last controller step, the greedy decode and the top-k distinct by reward."""
+    last = history[history.iteration == history.iteration.max()]
+    best = last.loc[last.reward.idxmax()]
+    distinct = history.sort_values(["reward", "iteration"], ascending=[False, True]).drop_duplicates("arch")
+    return {
+        "best": {"arch": best.arch, "reward": float(best.reward), "iteration": int(best.iteration), "num_params": int(best.num_params)},
+        "greedy": {"arch": greedy},
+        "top_k": [
+            {"arch": row.arch, "reward": float(row.reward), "iteration": int(row.iteration), "num_params": int(row.num_params)}
+            for row in distinct.head(top_k).itertuples()
+        ],
+    }
+
+
+def run_search(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    on_iteration: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a search into ``out_dir``; returns the final architectures.
+
+    Ray must already be initialised (``amber_ray.cluster.connect``).
+    """
+    out_dir = Path(out_dir).resolve()
+    payload = load_checkpoint(out_dir) if resume else None
+    if not resume and checkpoint_path(out_dir).exists():
+        raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
+    splits = load_splits(config.data, config.seed)
+    driver = SearchDriver(config, out_dir, splits)
+    try:
+        if payload is not None:
+            driver.restore(payload)
+        driver.tracker = RunTracker.start(out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id)
+        if payload is None:
+            driver.state.run_id = driver.tracker.run_id
+            driver.tracker.log_params(config_as_flat_dict(config))
+            driver.tracker.set_tags({"space_size": f"{driver.space.size():.3e}"})
+            driver.warm_up()
+        driver.catch_up_tracking()
+        for iteration in range(driver.state.iteration + 1, config.search.iterations):
+            stats = driver.run_iteration(iteration)
+            driver.save()
+            driver.track_iteration(iteration)
+            if on_iteration:
+                on_iteration(stats)
+        final = driver.write_outputs()
+        finish_tracking(driver.tracker, out_dir, final)
+        return final
+    except BaseException:
+        if driver.tracker is not None:
+            driver.tracker.finish("FAILED")
+        logger.error("search stopped; resume with: amber-ray search CONFIG --out %s --resume", out_dir)
+        raise
+    finally:
+        driver.close()
+
+
+def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -> None:
+    for name in ("history.parquet", "op_probs.parquet", "controller_stats.parquet", "final_architectures.json"):
+        tracker.log_artifact(out_dir / name)
+    tracker.log_artifact(checkpoint_path(out_dir), "checkpoints")
+    tracker.set_tags({"best_arch": final["best"]["arch"], "greedy_arch": final["greedy"]["arch"]})
+    tracker.log_metrics({"best_reward": final["best"]["reward"]})
+    tracker.finish()

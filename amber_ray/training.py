@@ -1,0 +1,141 @@
+"""Plain-torch training of one model: mini-batch epochs, prediction, early stopping.
+
+The building blocks are public so that ``amber-ray train`` (a loop in one process) and the
+Ray Tune trainable (one epoch per report, checkpoint in between) share them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from amber_ray.config import TrainConfig
+from amber_ray.data import SequenceDataset
+from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
+
+
+def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """Index arrays covering ``range(n)`` once; shuffled when ``rng`` is given."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """Arrays from Ray's object store are read-only: copy those before handing them to torch."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: SequenceDataset, batch_size: int, rng: np.random.Generator
+) -> float:
+    """One pass over ``data``; returns the mean training loss."""
+    model.train()
+    total, seen = 0.0, 0
+    for index in minibatch_indices(data.num_sequences, batch_size, rng):
+        x, y = as_tensor(data.x[index]), as_tensor(data.y[index])
+        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(index)
+        seen += len(index)
+    return total / max(seen, 1)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Sigmoid outputs ``(N, labels)`` in eval mode; the model's train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [torch.sigmoid(model(as_tensor(x[i]))).numpy() for i in minibatch_indices(len(x), batch_size, None)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored score has not improved for ``patience`` epochs."""
+
+    patience: int
+    best_score: float = -np.inf
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+
+    def step(self, epoch: int, score: float) -> bool:
+        """Record ``score``; return True when it is a new best."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.epochs_without_improvement = score, epoch, 0
+            return True
+        self.epochs_without_improvement += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.epochs_without_improvement >= self.patience
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid_auroc: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def fit(
+    model: nn.Module,
+    train: SequenceDataset,
+    valid: SequenceDataset,
+    config: TrainConfig,
+    seed: int,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train with early stopping on validation AUROC; the model ends with its best weights."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimizer = make_optimizer(model, config)
+    stopper = EarlyStopping(config.patience)
+    best_state = copy.deepcopy(model.state_dict())
+    history = []
+    for epoch in range(config.max_epochs):
+        loss = train_epoch(model, optimizer, train, config.batch_size, rng)
+        auroc = mean_auroc(valid.y, predict_proba(model, valid.x))
+        if stopper.step(epoch, auroc):
+            best_state = copy.deepcopy(model.state_dict())
+        record = {"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": stopper.best_score}
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if stopper.should_stop:
+            break
+    model.load_state_dict(best_state)
+    return FitResult(stopper.best_epoch, stopper.best_score, len(history), history)
+
+
+def evaluate(model: nn.Module, data: SequenceDataset, batch_size: int = 512) -> dict[str, object]:
+    """Test metrics: mean and per-label AUROC/AUPR, plus accuracy/MCC/... for a single binary label."""
+    probs = predict_proba(model, data.x, batch_size)
+    result = multilabel_metrics(data.y, probs, data.label_names)
+    metrics: dict[str, object] = {
+        "auroc": result.mean_auroc,
+        "aupr": result.mean_aupr,
+        "labels_skipped": result.num_skipped,
+        "per_label_auroc": dict(zip(data.label_names, map(float, result.per_label_auroc))),
+        "per_label_aupr": dict(zip(data.label_names, map(float, result.per_label_aupr))),
+    }
+    if data.num_labels == 1:
+        metrics.update(binary_metrics(data.y[:, 0], probs[:, 0]))
+    return metrics

@@ -1,0 +1,120 @@
+"""Retraining with Ray Tune: the grid, results.parquet, MLflow nested runs, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from amber_ray.compare import compare_results
+from amber_ray.config import parse_config
+from amber_ray.retrain import run_retrain
+
+SEARCHED = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
+RAW = {
+    "name": "retrain-test",
+    "seed": 1,
+    "data": {
+        "kind": "simulate",
+        "simulate": {"num_sequences": 600, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4},
+        "split": {"valid": 0.2, "test": 0.2},
+    },
+    "space": {"profile": "small", "first_filters": 8, "stem_channels": 8, "dense_units": 16},
+    "train": {"batch_size": 50, "max_epochs": 3, "patience": 5},
+    "retrain": {"replicates": 2, "sampled": 2},
+}
+
+
+def search_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "search"
+    directory.mkdir()
+    final = {"best": {"arch": SEARCHED, "reward": 0.9}, "greedy": {"arch": SEARCHED}, "top_k": []}
+    (directory / "final_architectures.json").write_text(json.dumps(final))
+    return directory
+
+
+def trial_runs(out: Path) -> list:
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    experiment = client.get_experiment_by_name("retrain-test")
+    runs = client.search_runs([experiment.experiment_id])
+    return client, [run for run in runs if "role" in run.data.tags]
+
+
+def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
+    out = tmp_path / "retrain"
+    results = run_retrain(parse_config(RAW), search_dir(tmp_path), out)
+    assert len(results) == 6 and results[["arch", "replicate"]].drop_duplicates().shape[0] == 6
+    assert (results.role == "searched").sum() == 2 and set(results[results.role == "searched"].arch) == {SEARCHED}
+    assert results.test_auroc.between(0, 1).all() and (results.num_params > 0).all()
+    assert {"auroc.MA0139.1_CTCF", "aupr.MA0079.5_SP1", "epochs", "wall_seconds"} <= set(results.columns)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), results)
+
+    client, runs = trial_runs(out)
+    assert len(runs) == 6
+    keys = sorted((run.data.tags["role"], run.data.tags["arch"], int(run.data.tags["replicate"])) for run in runs)
+    assert keys == sorted(zip(results.role, results.arch, results.replicate))
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert "test_auroc" in run.data.metrics
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best_model.pt"]
+    comparison = compare_results(results)
+    assert comparison["trials"] == {"searched": 2, "sampled": 4}
+
+
+def epochs_reported(trial_dir: Path) -> list[int]:
+    lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").exists() else []
+    return [json.loads(line)["epoch"] for line in lines if line.strip()]
+
+
+def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_path):
+    import ray
+
+    raw = {**RAW, "train": {**RAW["train"], "max_epochs": 6}, "retrain": {"replicates": 2, "sampled": 1, "cpus_per_trial": 1}}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "retrain"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "amber_ray.cli", "retrain", str(config_file), "--search", str(search_dir(tmp_path)), "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        trials = [epochs_reported(d) for d in (out / "tune" / "grid").glob("train_trial*")]
+        if any(len(e) == 6 for e in trials) and any(0 < len(e) < 6 for e in trials):
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the grid ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(1.0)
+
+    results = run_retrain(parse_config(raw), tmp_path / "search", out, resume=True)
+    assert len(results) == 4
+    for trial_dir in (out / "tune" / "grid").glob("train_trial*"):
+        reported = epochs_reported(trial_dir)
+        assert reported.count(0) == 1, f"{trial_dir.name} was restarted from scratch: {reported}"
+    client, runs = trial_runs(out)
+    assert len(runs) == 4
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_auroc")]
+        assert sorted(steps) == list(range(int(run.data.metrics["epochs"]))), steps
+
+
+def test_resume_without_a_grid_is_a_clear_error(ray_session, tmp_path):
+    from amber_ray.errors import AmberInputError
+
+    with pytest.raises(AmberInputError, match="no retraining grid to resume"):
+        run_retrain(parse_config(RAW), search_dir(tmp_path), tmp_path / "none", resume=True)

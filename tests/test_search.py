@@ -1,0 +1,130 @@
+"""The search on Ray: learning signal, outputs, MLflow tracking, and resume after a killed driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from amber_ray.config import parse_config
+from amber_ray.search.loop import checkpoint_path, run_search
+
+SEARCH = {
+    "name": "search-test",
+    "seed": 3,
+    "data": {
+        "kind": "simulate",
+        "simulate": {"num_sequences": 800, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4},
+        "split": {"valid": 0.2, "test": 0.1},
+    },
+    "space": {"profile": "small", "first_filters": 16, "stem_channels": 16, "dense_units": 32},
+    "search": {"iterations": 8, "archs_per_iteration": 8, "warmup_batch_size": 50, "batch_size": 50, "top_k": 3},
+}
+
+
+def config(**search):
+    raw = {**SEARCH, "search": {**SEARCH["search"], **search}}
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def finished_search(ray_session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search")
+    final = run_search(config(iterations=16), out)
+    return out, final
+
+
+def test_search_learns_on_simulated_motifs(finished_search):
+    out, _ = finished_search
+    history = pd.read_parquet(out / "history.parquet")
+    per_iteration = history.groupby("iteration").reward.mean()
+    assert per_iteration.iloc[-4:].mean() > per_iteration.iloc[:4].mean()
+    probs = pd.read_parquet(out / "op_probs.parquet")
+    last = probs[probs.iteration == probs.iteration.max()]
+    assert (last.probability - 1 / 7).abs().max() > 0.02  # moved away from uniform
+    stats = pd.read_parquet(out / "controller_stats.parquet")
+    assert abs(stats.skip_fraction.iloc[-4:].mean() - 0.4) < 0.1
+
+
+def test_outputs_and_mlflow_hold_every_sampled_architecture(finished_search):
+    out, final = finished_search
+    history = pd.read_parquet(out / "history.parquet")
+    assert list(history.columns[:4]) == ["iteration", "sample", "arch", "reward"]
+    assert len(history) == 16 * 8 and history.groupby("iteration").size().eq(8).all()
+    assert history.reward.between(0, 1).all() and (history.num_params > 0).all()
+    assert set(final) == {"best", "greedy", "top_k"} and len(final["top_k"]) == 3
+    last = history[history.iteration == 15]
+    assert final["best"]["reward"] == pytest.approx(last.reward.max())
+
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "search-test"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["search.archs_per_iteration"] == "8"
+    assert run.data.tags["best_arch"] == final["best"]["arch"]
+    tables = [info.path for info in client.list_artifacts(run.info.run_id, "architectures")]
+    assert len(tables) == 16
+    logged = pd.concat(pd.read_parquet(client.download_artifacts(run.info.run_id, path)) for path in tables)
+    pd.testing.assert_frame_equal(logged.sort_values(["iteration", "sample"]).reset_index(drop=True), history)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "mean_reward")] == list(range(16))
+    assert len(client.get_metric_history(run.info.run_id, "op_prob.L00.conv8")) == 16
+    assert str(out) in experiment.artifact_location
+
+
+def test_killed_driver_resumes_with_the_same_history(ray_session, tmp_path):
+    import ray
+
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = run_search(config(iterations=10), reference_dir)
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "iterations": 10}}))
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "amber_ray.cli", "search", str(config_file), "--out", str(killed_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        if checkpoint_path(killed_dir).exists():
+            iteration = torch.load(checkpoint_path(killed_dir), weights_only=True)["iteration"]
+            if iteration >= 3:
+                break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the search finished before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(1.0)  # let Ray reap the dead driver's actors and free their CPUs
+
+    resumed = run_search(config(iterations=10), killed_dir, resume=True)
+    expected = pd.read_parquet(reference_dir / "history.parquet")
+    got = pd.read_parquet(killed_dir / "history.parquet")
+    pd.testing.assert_frame_equal(got, expected)
+    assert resumed["best"] == reference["best"]
+
+    client = MlflowClient(f"sqlite:///{killed_dir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("search-test").experiment_id])
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "mean_reward")) == list(range(10))
+    assert len(client.list_artifacts(run.info.run_id, "architectures")) == 10
+
+
+def test_resume_without_checkpoint_and_rerun_into_used_dir_are_clear_errors(ray_session, tmp_path, finished_search):
+    from amber_ray.errors import AmberInputError
+
+    with pytest.raises(AmberInputError, match="no search checkpoint"):
+        run_search(config(), tmp_path, resume=True)
+    with pytest.raises(AmberInputError, match="pass --resume"):
+        run_search(config(), finished_search[0])

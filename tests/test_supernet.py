@@ -1,0 +1,71 @@
+import numpy as np
+import torch
+
+from amber_ray.config import SpaceConfig
+from amber_ray.space import Architecture, ModelSpace
+from amber_ray.supernet import Supernet, child_from_supernet
+
+
+def small_space() -> ModelSpace:
+    return ModelSpace.from_config(SpaceConfig(profile="small"), input_length=64, num_labels=2)
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def changed(before: dict[str, torch.Tensor], model: torch.nn.Module, prefix: str) -> bool:
+    return any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n.startswith(prefix))
+
+
+def train_step(net: Supernet, optimizer: torch.optim.Optimizer, arch: Architecture) -> None:
+    x = torch.randn(16, 4, 64)
+    y = (torch.rand(16, 2) > 0.5).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x, arch), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_weight_sharing_updates_only_the_chosen_path():
+    torch.manual_seed(0)
+    net = Supernet(small_space())
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    a = Architecture.from_text("conv8,skip:;conv4,skip:0;dconv8,skip:;conv8,skip:1")
+    b = Architecture.from_text("conv8,skip:;dconv4,skip:;dconv8,skip:0;conv4,skip:")
+    train_step(net, optimizer, a)
+    before = snapshot(net)
+    train_step(net, optimizer, b)
+    # ops used only by A are untouched by B's step (Adam momentum included) ...
+    assert not changed(before, net, "layers.1.conv4.")
+    assert not changed(before, net, "layers.3.conv8.")
+    # ... while the ops both use, and B's own ops, move.
+    for shared in ("layers.0.conv8.", "layers.2.dconv8.", "layers.1.dconv4.", "layers.3.conv4.", "stem.", "head."):
+        assert changed(before, net, shared), shared
+
+
+def test_warm_up_with_uniform_architectures_updates_every_op_of_every_layer():
+    torch.manual_seed(0)
+    space = small_space()
+    net = Supernet(space)
+    initial = snapshot(net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        train_step(net, optimizer, space.sample(rng))
+    for layer in range(space.num_layers):
+        for op in ("conv8", "conv4", "dconv8", "dconv4"):
+            assert changed(initial, net, f"layers.{layer}.{op}."), (layer, op)
+
+
+def test_supernet_path_equals_child_with_the_same_weights():
+    torch.manual_seed(0)
+    space = small_space()
+    net = Supernet(space).train()
+    arch = space.sample(np.random.default_rng(5))
+    child = child_from_supernet(net, arch).train()
+    x = torch.randn(8, 4, 64)
+    torch.manual_seed(1)
+    expected = net(x, arch)
+    torch.manual_seed(1)
+    assert torch.allclose(child(x), expected, atol=1e-6)
