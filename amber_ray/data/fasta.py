@@ -30,8 +30,12 @@ def _read_text(path: Path) -> str:
         raise AmberInputError(f"non-ASCII byte at offset {error.start}, not a FASTA file", path) from None
 
 
-def read_fasta(path: str | Path, length: int | None = None) -> tuple[list[str], list[str]]:
-    """Names (first word of each header) and upper-case sequences; every record is checked."""
+def read_fasta(path: str | Path, length: int | None = None, unique_names: bool = True) -> tuple[list[str], list[str]]:
+    """Names (first word of each header) and upper-case sequences; every record is checked.
+
+    ``unique_names=False`` accepts repeated names, for files whose records are never looked up
+    by name (the positive/negative files of a binary task often have descriptive headers).
+    """
     path = Path(path)
     names: list[str] = []
     chunks: list[list[str]] = []
@@ -52,15 +56,15 @@ def read_fasta(path: str | Path, length: int | None = None) -> tuple[list[str], 
     if not names:
         raise AmberInputError("no FASTA records (empty file?)", path)
     seqs = ["".join(chunk).upper() for chunk in chunks]
-    _check_records(path, names, seqs, length)
+    _check_records(path, names, seqs, length, unique_names)
     return names, seqs
 
 
-def _check_records(path: Path, names: list[str], seqs: list[str], length: int | None) -> None:
+def _check_records(path: Path, names: list[str], seqs: list[str], length: int | None, unique_names: bool) -> None:
     expected = length if length is not None else len(seqs[0])
     seen: set[str] = set()
     for name, seq in zip(names, seqs):
-        if name in seen:
+        if unique_names and name in seen:
             raise AmberInputError("duplicate record name", path, name)
         seen.add(name)
         if not seq:
@@ -74,11 +78,8 @@ def _check_records(path: Path, names: list[str], seqs: list[str], length: int | 
 
 def read_binary_fasta(positive: str | Path, negative: str | Path) -> SequenceDataset:
     """Positives vs negatives: one label, named after the positive file."""
-    pos_names, pos_seqs = read_fasta(positive)
-    neg_names, neg_seqs = read_fasta(negative, length=len(pos_seqs[0]))
-    duplicates = set(pos_names) & set(neg_names)
-    if duplicates:
-        raise AmberInputError("record name also in the positive file", negative, sorted(duplicates)[0])
+    pos_names, pos_seqs = read_fasta(positive, unique_names=False)
+    neg_names, neg_seqs = read_fasta(negative, length=len(pos_seqs[0]), unique_names=False)
     y = np.concatenate([np.ones(len(pos_seqs)), np.zeros(len(neg_seqs))]).astype(np.float32)[:, None]
     return SequenceDataset(one_hot_encode(pos_seqs + neg_seqs), y, pos_names + neg_names, [Path(positive).stem])
 
@@ -105,5 +106,5 @@ def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> Sequenc
     bad = ~values.isin([0, 1])
     if bad.to_numpy().any():
         row, column = np.argwhere(bad.to_numpy())[0]
-        raise AmberInputError(f"value {values.iat[row, column]!r} in column {values.columns[column]!r} is not 0 or 1", labels_tsv, names[row])
+        raise AmberInputError(f"value {values.iat[row, column]} in column {values.columns[column]!r} is not 0 or 1", labels_tsv, names[row])
     return SequenceDataset(one_hot_encode(seqs), values.to_numpy(dtype=np.float32), names, [str(c) for c in values.columns])
