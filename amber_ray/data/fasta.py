@@ -1,11 +1,13 @@
 """A validating FASTA reader for training sequences (headers, letters, lengths, duplicates).
 
-pyfaidx is kept for indexed genome access: it writes ``.fai`` files next to the FASTA, which
-fails on read-only data directories and is pointless for files read once end to end.
+pyfaidx is not used here: it writes ``.fai`` files next to the FASTA, which fails on read-only data
+directories and is pointless for files read once end to end. Every error names the file and the
+record (its name, or its number when it has no name yet).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -15,96 +17,139 @@ import pandas as pd
 from amber_ray.data.dataset import SequenceDataset, one_hot_encode
 from amber_ray.errors import AmberInputError
 
+log = logging.getLogger(__name__)
 _BAD_LETTER = re.compile(r"[^ACGTNacgtn]")
 
 
 def _read_text(path: Path) -> str:
+    """The file as text; a missing file, NUL bytes or invalid UTF-8 are input errors."""
     if not path.is_file():
         raise AmberInputError("file not found", path)
     data = path.read_bytes()
-    if b"\x00" in data:
-        raise AmberInputError("binary data, not a FASTA file", path)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise AmberInputError(f"NUL byte at offset {nul}: binary data, not a FASTA file", path)
     try:
-        return data.decode("ascii")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise AmberInputError(f"non-ASCII byte at offset {error.start}, not a FASTA file", path) from None
+        raise AmberInputError(f"byte at offset {error.start} is not UTF-8: binary data, not a FASTA file", path) from None
 
 
-def read_fasta(path: str | Path, length: int | None = None, unique_names: bool = True) -> tuple[list[str], list[str]]:
-    """Names (first word of each header) and upper-case sequences; every record is checked.
-
-    ``unique_names=False`` accepts repeated names, for files whose records are never looked up
-    by name (the positive/negative files of a binary task often have descriptive headers).
-    """
-    path = Path(path)
+def _parse_records(path: Path, text: str) -> tuple[list[str], list[str]]:
+    """Names and sequences as written; ``splitlines`` also accepts CRLF line endings."""
     names: list[str] = []
     chunks: list[list[str]] = []
-    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for line_number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         if line.startswith(">"):
-            name = line[1:].split(maxsplit=1)[0] if line[1:].strip() else ""
-            if not name:
-                raise AmberInputError(f"header without a name on line {line_number}", path)
-            names.append(name)
+            words = line[1:].split(maxsplit=1)
+            if not words:
+                raise AmberInputError(f"header without a name on line {line_number}", path, len(names) + 1)
+            names.append(words[0])
             chunks.append([])
         elif not names:
-            raise AmberInputError(f"sequence data before the first '>' header on line {line_number}", path)
+            raise AmberInputError(f"sequence data on line {line_number} before the first '>' header", path)
         else:
             chunks[-1].append(line)
     if not names:
         raise AmberInputError("no FASTA records (empty file?)", path)
-    seqs = ["".join(chunk).upper() for chunk in chunks]
-    _check_records(path, names, seqs, length, unique_names)
-    return names, seqs
+    return names, ["".join(chunk) for chunk in chunks]
 
 
-def _check_records(path: Path, names: list[str], seqs: list[str], length: int | None, unique_names: bool) -> None:
-    expected = length if length is not None else len(seqs[0])
+def _check_unique(path: Path, names: list[str]) -> None:
     seen: set[str] = set()
-    for name, seq in zip(names, seqs):
-        if unique_names and name in seen:
+    for name in names:
+        if name in seen:
             raise AmberInputError("duplicate record name", path, name)
         seen.add(name)
+
+
+def _check_records(path: Path, names: list[str], seqs: list[str], length: int | None) -> None:
+    for name, seq in zip(names, seqs, strict=True):
         if not seq:
             raise AmberInputError("empty sequence", path, name)
         bad = _BAD_LETTER.search(seq)
         if bad:
             raise AmberInputError(f"letter {bad.group()!r} at position {bad.start() + 1} is not one of ACGTN", path, name)
-        if len(seq) != expected:
-            raise AmberInputError(f"length {len(seq)} differs from the expected {expected}", path, name)
+        if length is not None and len(seq) != length:
+            raise AmberInputError(f"length {len(seq)}, expected {length}", path, name)
+        if len(seq) != len(seqs[0]):
+            raise AmberInputError(f"length {len(seq)} differs from the first record's {len(seqs[0])}", path, name)
+
+
+def read_fasta(path: str | Path, length: int | None = None, *, unique_names: bool = True) -> tuple[list[str], list[str]]:
+    """Names (first word of each header) and upper-case sequences of one length (``length`` if given).
+
+    Names must be unique unless ``unique_names`` is false: only readers that never use names as
+    keys pass false (real sets such as the CNNProm non-promoters have descriptive, repeated headers).
+    """
+    path = Path(path)
+    names, seqs = _parse_records(path, _read_text(path))
+    if unique_names:
+        _check_unique(path, names)
+    _check_records(path, names, seqs, length)
+    return names, [seq.upper() for seq in seqs]
 
 
 def read_binary_fasta(positive: str | Path, negative: str | Path) -> SequenceDataset:
-    """Positives vs negatives: one label, named after the positive file."""
+    """Positives vs negatives: one label, named after the positive file's stem.
+
+    The file a record comes from is its label, so names are kept as they are and may repeat.
+    """
+    if Path(positive).resolve() == Path(negative).resolve():
+        raise AmberInputError("the same file is given as positives and negatives", negative)
     pos_names, pos_seqs = read_fasta(positive, unique_names=False)
     neg_names, neg_seqs = read_fasta(negative, length=len(pos_seqs[0]), unique_names=False)
+    repeats = len(pos_names) + len(neg_names) - len(set(pos_names + neg_names))
+    if repeats:
+        log.warning("%d repeated sequence names in %s and %s (names are not used as keys here)", repeats, positive, negative)
     y = np.concatenate([np.ones(len(pos_seqs)), np.zeros(len(neg_seqs))]).astype(np.float32)[:, None]
     return SequenceDataset(one_hot_encode(pos_seqs + neg_seqs), y, pos_names + neg_names, [Path(positive).stem])
+
+
+def _read_label_table(path: Path) -> pd.DataFrame:
+    """The TSV as strings, indexed by its first column; its first line must be a header."""
+    if not path.is_file():
+        raise AmberInputError("file not found", path)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, index_col=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
+    if table.shape[1] == 0:
+        raise AmberInputError("needs a header row and at least one label column", path)
+    duplicated = table.index[table.index.duplicated()]
+    if len(duplicated):
+        raise AmberInputError("more than one row for this sequence", path, duplicated[0])
+    return table
+
+
+def _label_values(path: Path, table: pd.DataFrame) -> np.ndarray:
+    """``float32`` 0/1 values; anything else is an error naming the row and column."""
+    numbers = table.apply(pd.to_numeric, errors="coerce")
+    bad = ~numbers.isin([0, 1]).to_numpy()
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        value = table.iat[row, column]
+        raise AmberInputError(f"value {value!r} in column {table.columns[column]!r} is not 0 or 1", path, table.index[row])
+    return numbers.to_numpy(dtype=np.float32)
 
 
 def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> SequenceDataset:
     """FASTA + TSV (header row; first column the sequence name, then one 0/1 column per label)."""
     names, seqs = read_fasta(fasta)
     labels_tsv = Path(labels_tsv)
-    if not labels_tsv.is_file():
-        raise AmberInputError("file not found", labels_tsv)
-    try:
-        table = pd.read_csv(labels_tsv, sep="\t", dtype={0: str}, index_col=0)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", labels_tsv) from None
-    if table.shape[1] == 0:
-        raise AmberInputError("needs a header row and at least one label column", labels_tsv)
-    unknown = [name for name in table.index if name not in set(names)]
+    table = _read_label_table(labels_tsv)
+    known = set(names)
+    if table.index.name in known:
+        raise AmberInputError("the first line names a sequence: the header row (name, label names) is missing", labels_tsv)
+    unknown = [name for name in table.index if name not in known]
     if unknown:
-        raise AmberInputError("names a sequence absent from the FASTA", labels_tsv, unknown[0])
-    missing = [name for name in names if name not in table.index]
+        raise AmberInputError(f"names a sequence absent from {fasta}", labels_tsv, unknown[0])
+    listed = set(table.index)
+    missing = [name for name in names if name not in listed]
     if missing:
-        raise AmberInputError("has no labels for a FASTA sequence", labels_tsv, missing[0])
-    values = table.loc[names]
-    bad = ~values.isin([0, 1])
-    if bad.to_numpy().any():
-        row, column = np.argwhere(bad.to_numpy())[0]
-        raise AmberInputError(f"value {values.iat[row, column]} in column {values.columns[column]!r} is not 0 or 1", labels_tsv, names[row])
-    return SequenceDataset(one_hot_encode(seqs), values.to_numpy(dtype=np.float32), names, [str(c) for c in values.columns])
+        raise AmberInputError("has no row for this FASTA sequence", labels_tsv, missing[0])
+    table = table.loc[names]
+    return SequenceDataset(one_hot_encode(seqs), _label_values(labels_tsv, table), names, [str(c) for c in table.columns])

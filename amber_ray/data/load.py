@@ -2,43 +2,74 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from amber_ray.config import DataConfig
-from amber_ray.data.dataset import Splits
+from amber_ray.data.dataset import SequenceDataset, Splits
+from amber_ray.data.deepsea import read_deepsea_dir
 from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
+from amber_ray.data.hdf5 import read_hdf5_dir
 from amber_ray.data.simulate import simulate_dataset
 from amber_ray.data.split import stratified_split
 from amber_ray.errors import AmberInputError
 
+log = logging.getLogger(__name__)
+
+
+def _path(data: DataConfig, key: str) -> Path:
+    """A path the config validator already requires for this kind (checked again for the type checker)."""
+    value = getattr(data, key)
+    if value is None:
+        raise AmberInputError(f"kind {data.kind!r} needs data.{key}", "config")
+    return value
+
+
+def _single_dataset(data: DataConfig, seed: int) -> SequenceDataset:
+    if data.kind == "simulate":
+        return simulate_dataset(data.simulate, seed)[0]
+    if data.kind == "fasta_binary":
+        return read_binary_fasta(_path(data, "positive_fasta"), _path(data, "negative_fasta"))
+    return read_fasta_with_labels(_path(data, "fasta"), _path(data, "labels_tsv"))
+
 
 def load_splits(data: DataConfig, seed: int) -> Splits:
-    if data.kind == "simulate":
-        dataset, _ = simulate_dataset(data.simulate, seed)
-    elif data.kind == "fasta_binary":
-        dataset = read_binary_fasta(data.positive_fasta, data.negative_fasta)
-    elif data.kind == "fasta_labels":
-        dataset = read_fasta_with_labels(data.fasta, data.labels_tsv)
-    elif data.kind == "deepsea":
-        from amber_ray.data.deepsea import read_deepsea_dir
-
-        return read_deepsea_dir(data.deepsea_dir)
+    """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded)."""
+    if data.kind == "deepsea":
+        splits = read_deepsea_dir(_path(data, "deepsea_dir"))
+    elif data.kind == "hdf5":
+        splits = read_hdf5_dir(_path(data, "hdf5_dir"))
     else:
-        from amber_ray.data.hdf5 import read_hdf5_dir
-
-        return read_hdf5_dir(data.hdf5_dir)
-    return stratified_split(dataset, data.split.valid, data.split.test, seed)
+        splits = stratified_split(_single_dataset(data, seed), data.split.valid, data.split.test, seed)
+    log.info(
+        "%s data: %d train, %d valid, %d test sequences of %d bp, %d labels",
+        data.kind, splits.train.num_sequences, splits.valid.num_sequences, splits.test.num_sequences,
+        splits.train.length, splits.train.num_labels,
+    )
+    return splits
 
 
 def read_label_annotation(path: str | Path) -> pd.DataFrame:
-    """TSV with columns ``label`` and ``category`` (DeepSEA: TF, Pol, DNase, Histone)."""
+    """TSV with columns ``label`` and ``category`` (DeepSEA: TF, Pol, DNase, Histone), one row per label.
+
+    Other columns are kept.
+    """
     path = Path(path)
     if not path.is_file():
         raise AmberInputError("file not found", path)
-    table = pd.read_csv(path, sep="\t", dtype=str)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
     missing = {"label", "category"} - set(table.columns)
     if missing:
-        raise AmberInputError(f"missing column(s) {sorted(missing)}", path)
+        raise AmberInputError(f"missing column(s) {sorted(missing)} (has {list(table.columns)})", path)
+    duplicated = table["label"][table["label"].duplicated()]
+    if len(duplicated):
+        raise AmberInputError("label listed more than once", path, duplicated.iloc[0])
+    empty = table.index[table["category"].str.strip() == ""]
+    if len(empty):
+        raise AmberInputError("empty category", path, table.at[empty[0], "label"])
     return table

@@ -1,0 +1,102 @@
+"""The `amber-ray` command: bad input is one line on stderr, exit code 2, and no output left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from amber_ray.cli import app
+
+ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
+
+
+def fasta(path: Path, records: dict[str, str]) -> Path:
+    path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+    return path
+
+
+def binary_config(tmp_path: Path, positives: dict[str, str], negatives: dict[str, str], **extra) -> Path:
+    raw = {
+        "data": {
+            "kind": "fasta_binary",
+            "positive_fasta": str(fasta(tmp_path / "pos.fa", positives)),
+            "negative_fasta": str(fasta(tmp_path / "neg.fa", negatives)),
+        },
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def assert_clean_failure(result, out: Path, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "positives,negatives,fragments",
+    [
+        ({"p1": "ACGTACGT", "p2": "ACGTACG"}, {"n1": "ACGTACGT"}, ["pos.fa", "record p2", "length 7 differs"]),
+        ({"p1": "ACGTACGT"}, {"n1": "ACGTZCGT"}, ["neg.fa", "record n1", "letter 'Z'"]),
+        ({}, {"n1": "ACGTACGT"}, ["pos.fa", "no FASTA records"]),
+    ],
+)
+def test_train_rejects_bad_fasta(tmp_path, positives, negatives, fragments):
+    out = tmp_path / "out"
+    result = invoke("train", str(binary_config(tmp_path, positives, negatives)), "--arch", ARCH, "--out", str(out))
+    assert_clean_failure(result, out, *fragments)
+
+
+def test_unknown_config_key_and_bad_architecture(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {batch_size: 8, epochs: 3}\n")
+    assert_clean_failure(invoke("train", str(config), "--arch", ARCH, "--out", str(out)), out, "train.epochs", "unknown key")
+    config.write_text("seed: 1\n")
+    result = invoke("train", str(config), "--arch", "conv8,skip:;conv4,skip:3", "--out", str(out))
+    assert_clean_failure(result, out, "layer 1", "skip to layer 3 is not an earlier layer")
+    result = invoke("train", str(config), "--arch", "conv8,skip:;conv9,skip:0;conv8,skip:;conv8,skip:", "--out", str(out))
+    assert_clean_failure(result, out, "op 'conv9' is not in the space")
+
+
+def test_gpu_request_on_a_gpu_less_cluster_fails_at_once(ray_session, tmp_path):
+    from amber_ray.cluster import resolve_gpus
+    from amber_ray.errors import AmberInputError
+
+    with pytest.raises(AmberInputError, match="'search.gpus_per_worker' asks for 1 GPU"):
+        resolve_gpus(1, "search.gpus_per_worker")
+    assert resolve_gpus(0, "search.gpus_per_worker") == 0
+
+
+def test_train_learns_on_the_real_promoter_set(promoter_fastas, tmp_path):
+    """A short version of the promoter benchmark: a small-space architecture learns (AUROC >= 0.9)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"kind": "fasta_binary", "positive_fasta": str(promoter_fastas[0]), "negative_fasta": str(promoter_fastas[1])},
+                "space": {"profile": "small", "first_filters": 16, "stem_channels": 16, "dense_units": 32},
+                "train": {"batch_size": 128, "max_epochs": 2, "patience": 2},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    result = invoke("train", str(config), "--arch", ARCH, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["auroc"] >= 0.9
+    assert {"accuracy", "mcc", "sensitivity", "specificity"} <= set(metrics["test"])
+    assert metrics["split"] == {"train": 13890, "valid": 1737, "test": 1737, "seed": 0}
+    assert (out / "model.pt").is_file()
