@@ -43,6 +43,7 @@ class DagNet(nn.Module):
         layer_ops: Sequence[Sequence[str]],
         width: float = 1.0,
         track_running_stats: bool = True,
+        dropout: float | None = None,
     ):
         super().__init__()
         if len(layer_ops) != space.num_layers:
@@ -64,12 +65,13 @@ class DagNet(nn.Module):
             for i, ops in enumerate(layer_ops)
         )
         flat = self.channels[-1] * space.block_length(space.num_blocks)
+        dropout = space.dropout if dropout is None else dropout
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(space.dropout),
+            nn.Dropout(dropout),
             nn.Linear(flat, space.dense_units),
             nn.ReLU(),
-            nn.Dropout(space.dropout),
+            nn.Dropout(dropout),
             nn.Linear(space.dense_units, space.num_labels),
         )
 

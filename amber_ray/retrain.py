@@ -168,6 +168,13 @@ class MlflowTrialCallback(tune.Callback):
             run.log_metrics({**final, "num_params": result["num_params"], "epochs": result["epochs"]})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        finished = sum(t.status == "TERMINATED" for t in trials)
+        result = trial.last_result or {}
+        logger.info(
+            "trial %d/%d done: %s replicate %s, test AUROC %.4f after %s epochs",
+            finished, len(trials), trial.config["trial"]["role"], trial.config["trial"]["replicate"],
+            result.get("test_auroc", float("nan")), result.get("epochs", "?"),
+        )
         run = self._run_for(trial)
         if trial.checkpoint is not None:
             run.log_artifact(Path(trial.checkpoint.path) / BEST_MODEL, "model")

@@ -15,14 +15,17 @@ from torch.nn import functional as F
 
 from amber_ray.child import ChildNet, DagNet
 from amber_ray.data import SequenceDataset
+from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.training import as_tensor, minibatch_indices
 
 
 class Supernet(DagNet):
+    """All candidate ops; no dropout, whose per-sample masks data-parallel shards could not reproduce."""
+
     def __init__(self, space: ModelSpace, width: float = 1.0):
-        super().__init__(space, [space.ops] * space.num_layers, width=width, track_running_stats=False)
+        super().__init__(space, [space.ops] * space.num_layers, width=width, track_running_stats=False, dropout=0.0)
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self.forward_arch(x, self.space.validate(arch))
@@ -43,6 +46,16 @@ def child_from_supernet(supernet: Supernet, arch: Architecture) -> ChildNet:
     return child
 
 
+def scoring_subset(valid: SequenceDataset, max_sequences: int | None, seed: int) -> SequenceDataset:
+    """A seeded random sample of the validation set, in random order.
+
+    The supernet's batch norm uses batch statistics, so every scoring batch must be a fair mix
+    of the classes; files are often sorted by class (positives first).
+    """
+    order = np.random.default_rng([seed, 11]).permutation(valid.num_sequences)
+    return valid.subset(order[:max_sequences] if max_sequences else order)
+
+
 class SupernetTrainer:
     """A supernet with its optimizer and data: trains on sampled architectures, scores architectures.
 
@@ -59,34 +72,53 @@ class SupernetTrainer:
         seed: int,
         width: float = 1.0,
         valid_max_sequences: int | None = None,
+        device: str = "cpu",
     ):
         self.seed = seed
+        self.device = torch.device(device)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.model = Supernet(space, width)
+            self.model = Supernet(space, width).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
+        self.rank, self.world_size = 0, 1
         self.train_data = train
-        self.valid_data = valid if valid_max_sequences is None else valid.subset(np.arange(min(valid_max_sequences, valid.num_sequences)))
+        self.valid_data = scoring_subset(valid, valid_max_sequences, seed)
 
     def num_batches(self, batch_size: int, max_batches: int | None = None) -> int:
         batches = -(-self.train_data.num_sequences // batch_size)
         return min(batches, max_batches) if max_batches else batches
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return as_tensor(array).to(self.device, non_blocking=True)
+
+    def join_group(self, rank: int, world_size: int) -> None:
+        """Become worker ``rank`` of ``world_size`` (the process group must already exist)."""
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            synchronise_batch_norm(self.model)
+
     def train_pass(self, archs: Sequence[Architecture], iteration: int, batch_size: int) -> float:
-        """Train one mini-batch per architecture, in order; returns the mean loss."""
+        """Train one global mini-batch per architecture, in order; returns the mean loss.
+
+        With several workers each takes rows ``rank::world_size`` of every global batch and the
+        gradients are summed, so the update equals one worker's on the whole batch.
+        """
         rng = np.random.default_rng([self.seed, iteration + 1])
         torch.manual_seed(int(rng.integers(2**62)))
         self.model.train()
         batches = minibatch_indices(self.train_data.num_sequences, batch_size, rng)
         losses = []
         for arch, index in zip(archs, batches):
-            loss = F.binary_cross_entropy_with_logits(
-                self.model(as_tensor(self.train_data.x[index]), arch), as_tensor(self.train_data.y[index])
-            )
+            shard = index[self.rank :: self.world_size]
+            logits = self.model(self._tensor(self.train_data.x[shard]), arch)
+            loss_sum = F.binary_cross_entropy_with_logits(logits, self._tensor(self.train_data.y[shard]), reduction="sum")
+            loss = loss_sum / (len(index) * self.train_data.num_labels)
             self.optimizer.zero_grad()
             loss.backward()
+            if self.world_size > 1:
+                sum_gradients(self.model)
             self.optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(loss.detach()) * self.world_size)
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.inference_mode()
@@ -96,8 +128,8 @@ class SupernetTrainer:
         valid = self.valid_data
         rewards = []
         for arch in archs:
-            logits = [self.model(as_tensor(valid.x[i]), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
-            rewards.append(mean_auroc(valid.y, torch.cat(logits).numpy()))
+            logits = [self.model(self._tensor(valid.x[i]), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
+            rewards.append(mean_auroc(valid.y, torch.cat(logits).cpu().numpy()))
         return rewards
 
     def path_num_params(self, arch: Architecture) -> int:
@@ -106,8 +138,19 @@ class SupernetTrainer:
         return sum(parameters[name].numel() for name in self.model.child_state_dict(arch) if name in parameters)
 
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """Model and optimizer state on the CPU (a driver without a GPU must be able to hold it)."""
+        return _to_cpu({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
 
     def load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _to_cpu(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(inner) for inner in value]
+    return value

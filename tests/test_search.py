@@ -128,3 +128,31 @@ def test_resume_without_checkpoint_and_rerun_into_used_dir_are_clear_errors(ray_
         run_search(config(), tmp_path, resume=True)
     with pytest.raises(AmberInputError, match="pass --resume"):
         run_search(config(), finished_search[0])
+
+
+def run_driver(workers: int, out: Path, iterations: int = 2):
+    import ray
+
+    from amber_ray.data import load_splits
+    from amber_ray.search.loop import SearchDriver
+
+    cfg = config(iterations=iterations, workers=workers)
+    driver = SearchDriver(cfg, out, load_splits(cfg.data, cfg.seed))
+    try:
+        driver.warm_up()
+        for iteration in range(iterations):
+            driver.run_iteration(iteration)
+        states = ray.get([worker.state.remote() for worker in driver.workers])
+        return pd.DataFrame(driver.state.history), states
+    finally:
+        driver.close()
+
+
+def test_two_data_parallel_workers_match_one_worker(ray_session, tmp_path):
+    one_history, (one,) = run_driver(1, tmp_path / "one")
+    two_history, (first, second) = run_driver(2, tmp_path / "two")
+    assert list(two_history.arch) == list(one_history.arch)
+    np.testing.assert_allclose(two_history.reward, one_history.reward, atol=1e-4)
+    for name, value in one["model"].items():
+        torch.testing.assert_close(first["model"][name], value, atol=1e-4, rtol=1e-3, msg=name)
+        assert torch.equal(first["model"][name], second["model"][name]), name  # replicas stay identical

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import ray
 import torch
@@ -9,6 +11,7 @@ import torch
 from amber_ray.config import ControllerConfig, SearchConfig
 from amber_ray.controller import Controller
 from amber_ray.data import SequenceDataset
+from amber_ray.distributed import init_group
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import SupernetTrainer
 
@@ -40,15 +43,35 @@ class ControllerActor:
 
 @ray.remote
 class SupernetWorker:
-    """Owns a supernet replica, its optimizer and the training/validation data."""
+    """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers."""
 
     def __init__(
         self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, config: SearchConfig, seed: int, threads: int
     ):
         torch.set_num_threads(threads)
+        self.use_gpu = config.gpus_per_worker > 0 and torch.cuda.is_available()
         self.trainer = SupernetTrainer(
-            space, train, valid, config.supernet_learning_rate, seed, valid_max_sequences=config.valid_max_sequences
+            space,
+            train,
+            valid,
+            config.supernet_learning_rate,
+            seed,
+            valid_max_sequences=config.valid_max_sequences,
+            device="cuda" if self.use_gpu else "cpu",
         )
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a free port, for the process group's rank 0."""
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            return ray.util.get_node_ip_address(), sock.getsockname()[1]
+
+    def join(self, rank: int, world_size: int, address: str, port: int) -> None:
+        init_group(rank, world_size, address, port, self.use_gpu)
+        self.trainer.join_group(rank, world_size)
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     def num_batches(self, batch_size: int, max_batches: int | None) -> int:
         return self.trainer.num_batches(batch_size, max_batches)

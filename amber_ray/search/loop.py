@@ -69,26 +69,44 @@ class SearchDriver:
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
         gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
         self.controller = ControllerActor.options(num_cpus=0).remote(self.space, self.search.controller, config.seed)
-        self.worker = SupernetWorker.options(num_cpus=self.search.cpus_per_worker, num_gpus=gpus).remote(
-            self.space,
-            ray.put(splits.train),
-            ray.put(splits.valid),
-            self.search,
-            config.seed,
-            max(1, int(self.search.cpus_per_worker)),
+        train_ref, valid_ref = ray.put(splits.train), ray.put(splits.valid)
+        threads = max(1, int(self.search.cpus_per_worker))
+        self.workers = [
+            SupernetWorker.options(num_cpus=self.search.cpus_per_worker, num_gpus=gpus, scheduling_strategy="SPREAD").remote(
+                self.space, train_ref, valid_ref, self.search, config.seed, threads
+            )
+            for _ in range(self.search.workers)
+        ]
+        if len(self.workers) > 1:
+            address, port = ray.get(self.workers[0].rendezvous.remote())
+            ray.get([worker.join.remote(rank, len(self.workers), address, port) for rank, worker in enumerate(self.workers)])
+        self.num_batches = ray.get(
+            self.workers[0].num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration)
         )
-        self.num_batches = ray.get(self.worker.num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration))
         self.state = SearchState()
         self.tracker: RunTracker | None = None
 
     def close(self) -> None:
-        for actor in (self.controller, self.worker):
+        for actor in (self.controller, *self.workers):
             ray.kill(actor)
+
+    def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
+        """Every worker takes its share of each global batch; returns the mean loss."""
+        return float(np.mean(ray.get([w.train_pass.remote(archs, iteration, batch_size) for w in self.workers])))
+
+    def score(self, archs: list[str]) -> list[tuple[float, int]]:
+        """Architectures are scored round-robin across the workers (identical replicas)."""
+        count = len(self.workers)
+        shards = ray.get([worker.score.remote(archs[rank::count]) for rank, worker in enumerate(self.workers)])
+        scored: list[tuple[float, int]] = [(0.0, 0)] * len(archs)
+        for rank, shard in enumerate(shards):
+            scored[rank::count] = shard
+        return scored
 
     # --- checkpoints ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        controller_state, worker_state = ray.get([self.controller.state.remote(), self.worker.state.remote()])
+        controller_state, worker_state = ray.get([self.controller.state.remote(), self.workers[0].state.remote()])
         atomic_torch_save(
             {
                 "iteration": self.state.iteration,
@@ -106,7 +124,7 @@ class SearchDriver:
     def restore(self, payload: dict[str, Any]) -> None:
         if tuple(payload["arch_space"]) != self.space.ops:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
-        ray.get([self.controller.load.remote(payload["controller"]), self.worker.load.remote(payload["supernet"])])
+        ray.get([self.controller.load.remote(payload["controller"]), *(w.load.remote(payload["supernet"]) for w in self.workers)])
         self.state = SearchState(payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"])
 
     # --- the loop ------------------------------------------------------------------------------
@@ -114,19 +132,19 @@ class SearchDriver:
     def warm_up(self) -> None:
         """One pass of the supernet with uniformly sampled architectures (paper: batch 1000)."""
         batch = self.search.warmup_batch_size
-        batches = ray.get(self.worker.num_batches.remote(batch, None))
+        batches = ray.get(self.workers[0].num_batches.remote(batch, None))
         rng = np.random.default_rng([self.config.seed, 7])
         archs = [self.space.sample(rng, 0.5).to_text() for _ in range(batches)]
-        ray.get(self.worker.train_pass.remote(archs, WARMUP_ITERATION, batch))
+        self.train_pass(archs, WARMUP_ITERATION, batch)
         self.save()
 
     def run_iteration(self, iteration: int) -> dict[str, float]:
         archs, op_probs = ray.get(self.controller.sample.remote(self.search.archs_per_iteration))
-        scored = ray.get(self.worker.score.remote(archs))
+        scored = self.score(archs)
         rewards = [reward for reward, _ in scored]
         stats = ray.get(self.controller.update.remote(archs, rewards))
         train_archs, _ = ray.get(self.controller.sample.remote(self.num_batches))
-        stats["supernet_loss"] = ray.get(self.worker.train_pass.remote(train_archs, iteration, self.search.batch_size))
+        stats["supernet_loss"] = self.train_pass(train_archs, iteration, self.search.batch_size)
         stats["iteration"] = iteration
         self.state.history.extend(
             {"iteration": iteration, "sample": k, "arch": arch, "reward": reward, "num_params": params}

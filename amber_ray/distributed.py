@@ -1,0 +1,77 @@
+"""Data parallelism for the supernet with ``torch.distributed`` (gloo on CPU, NCCL on GPU).
+
+Each worker holds a replica and takes its share of every global mini-batch; gradients are summed
+across workers every step, so W workers follow the same trajectory as one worker on the full
+batch. The supernet's batch norm uses batch statistics, so those are synchronised too
+(:class:`SyncBatchNorm1d`); torch's own ``SyncBatchNorm`` only runs on accelerators.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+class _SyncBatchNormFunction(torch.autograd.Function):
+    """Batch norm over the union of all workers' batches; forward and backward each all-reduce once."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
+        channels = x.shape[1]
+        count = torch.tensor([x.shape[0] * x.shape[2]], dtype=x.dtype, device=x.device)
+        stats = torch.cat([x.sum((0, 2)), (x * x).sum((0, 2)), count])
+        dist.all_reduce(stats)
+        total = stats[-1]
+        mean = stats[:channels] / total
+        invstd = torch.rsqrt((stats[channels : 2 * channels] / total - mean * mean).clamp_min(0) + eps)
+        xhat = (x - mean[None, :, None]) * invstd[None, :, None]
+        ctx.save_for_backward(xhat, weight, invstd, total)
+        return xhat * weight[None, :, None] + bias[None, :, None]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        xhat, weight, invstd, total = ctx.saved_tensors
+        channels = xhat.shape[1]
+        grad_xhat = grad * weight[None, :, None]
+        sums = torch.cat([grad_xhat.sum((0, 2)), (grad_xhat * xhat).sum((0, 2))])
+        dist.all_reduce(sums)
+        mean_grad = (sums[:channels] / total)[None, :, None]
+        mean_grad_xhat = (sums[channels:] / total)[None, :, None]
+        grad_x = (grad_xhat - mean_grad - xhat * mean_grad_xhat) * invstd[None, :, None]
+        return grad_x, (grad * xhat).sum((0, 2)), grad.sum((0, 2)), None
+
+
+class SyncBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` (batch statistics only) whose statistics span every worker of the group."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        return _SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+
+
+def synchronise_batch_norm(model: nn.Module) -> None:
+    """Swap every batch-statistics ``BatchNorm1d`` of ``model`` for :class:`SyncBatchNorm1d`, in place."""
+    for module in model.modules():
+        if type(module) is nn.BatchNorm1d and not module.track_running_stats:
+            module.__class__ = SyncBatchNorm1d
+
+
+def sum_gradients(model: nn.Module) -> None:
+    """All-reduce (sum) the gradients present; every worker ran the same path, so the same ones are."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def init_group(rank: int, world_size: int, address: str, port: int, use_gpu: bool) -> None:
+    dist.init_process_group(
+        "nccl" if use_gpu else "gloo", init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size
+    )
