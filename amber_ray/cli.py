@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from amber_ray.config import ExperimentConfig, demo_config, load_config
+from amber_ray.config import ExperimentConfig, demo_config, load_config, parse_overrides
 from amber_ray.errors import AmberInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
@@ -28,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
 def user_errors(command: F) -> F:
@@ -117,9 +118,10 @@ def train(
     config: ConfigArg,
     arch: Annotated[str, typer.Option("--arch", help="Architecture in text form, e.g. 'conv8,skip:;conv4,skip:0'.")],
     out: OutOption,
+    overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
-    metrics = train_model(load_config(config), arch, out)
+    metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
     console.print(f"test {summary}; wrote {out / 'metrics.json'}")
@@ -151,9 +153,10 @@ def search(
     config: ConfigArg,
     out: OutOption,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+    overrides: SetOption = None,
 ) -> None:
     """ENAS search: controller + shared-weight supernet on Ray, tracked in MLflow."""
-    final = search_with_progress(load_config(config), out, resume)
+    final = search_with_progress(load_config(config, parse_overrides(overrides or [])), out, resume)
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     console.print(f"wrote {out / 'history.parquet'} and {out / 'final_architectures.json'}")
 
@@ -174,10 +177,12 @@ def retrain(
     replicates: Annotated[int | None, typer.Option(help="Replicate seeds per architecture (paper: 6).")] = None,
     sampled: Annotated[int | None, typer.Option(help="Uniformly sampled architectures to compare with.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted grid.")] = False,
+    overrides: SetOption = None,
 ) -> None:
     """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
-    overrides = {key: value for key, value in {"replicates": replicates, "sampled": sampled}.items() if value is not None}
-    results = retrain_grid(load_config(config, {"retrain": overrides}), search_dir, out, resume)
+    values = parse_overrides(overrides or [])
+    values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
+    results = retrain_grid(load_config(config, values), search_dir, out, resume)
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
     console.print(f"wrote {out / 'results.parquet'}")
 
@@ -244,7 +249,11 @@ def compare(
 @user_errors
 def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo")) -> None:
     """Search -> retrain (searched vs sampled) -> compare on simulated sequences with planted JASPAR motifs."""
+    from amber_ray.tracking import use_store_in
+
     config = demo_config()
+    out.mkdir(parents=True, exist_ok=True)
+    use_store_in(out)
     final = search_with_progress(config, out / "search", resume=(out / "search" / "checkpoints").exists())
     console.print(f"searched architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     retrain_grid(config, out / "search", out / "retrain", resume=(out / "retrain" / "tune").exists())

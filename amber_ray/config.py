@@ -241,6 +241,21 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     return resolve_data_paths(config, path.parent)
 
 
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """``["search.workers=2", "train.patience=5"]`` -> nested dict (values parsed as YAML scalars)."""
+    nested: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise AmberInputError(f"override {assignment!r} is not KEY=VALUE (e.g. search.workers=2)", "--set")
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = yaml.safe_load(value)
+    return nested
+
+
 def _deep_merge(base: Any, update: dict[str, Any]) -> Any:
     if not isinstance(base, dict):
         return base

@@ -33,8 +33,17 @@ def tracking_uri(out_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(out_dir).resolve()}/mlflow.db"
 
 
-def artifact_root(out_dir: str | Path) -> str:
-    return (Path(out_dir).resolve() / "mlartifacts").as_uri()
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside it; a tracking server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return None
+
+
+def use_store_in(directory: str | Path) -> None:
+    """Make every later command of this process track into ``directory``/mlflow.db (one store per pipeline),
+    unless ``MLFLOW_TRACKING_URI`` is already set."""
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/mlflow.db")
 
 
 class RunTracker:
@@ -54,12 +63,13 @@ class RunTracker:
         run_id: str | None = None,
         parent: RunTracker | None = None,
     ) -> RunTracker:
-        client = MlflowClient(tracking_uri=tracking_uri(out_dir))
+        uri = tracking_uri(out_dir)
+        client = MlflowClient(tracking_uri=uri)
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")
             return cls(client, run_id)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(out_dir))
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(uri))
         all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if parent is not None:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id

@@ -20,8 +20,14 @@ def parse_args(description: str, extra: list[tuple[str, dict]] | None = None) ->
     parser.add_argument(
         "--out", type=Path, default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")), help="absolute output directory"
     )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     for flag, options in extra or []:
         parser.add_argument(flag, **options)
     args = parser.parse_args()
     args.out = args.out.expanduser().resolve()
     return args
+
+
+def set_flags(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides, as CLI arguments."""
+    return [part for assignment in args.set for part in ("--set", assignment)]

@@ -2,16 +2,20 @@
 
 import sys
 
-from _entry import parse_args
+from _entry import parse_args, set_flags
 
 from amber_ray.cli import app
+from amber_ray.tracking import use_store_in
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
     search, retrain = args.out / "search", args.out / "retrain"
+    args.out.mkdir(parents=True, exist_ok=True)
+    use_store_in(args.out)
     steps = [
-        ["search", str(args.config), "--out", str(search), *(["--resume"] if (search / "checkpoints").exists() else [])],
-        ["retrain", str(args.config), "--search", str(search), "--out", str(retrain), *(["--resume"] if (retrain / "tune").exists() else [])],
+        ["search", str(args.config), "--out", str(search), *set_flags(args), *(["--resume"] if (search / "checkpoints").exists() else [])],
+        ["retrain", str(args.config), "--search", str(search), "--out", str(retrain), *set_flags(args)]
+        + (["--resume"] if (retrain / "tune").exists() else []),
         ["compare", str(retrain)],
     ]
     for step in steps:

@@ -70,8 +70,9 @@ class SupernetWorker:
         init_group(rank, world_size, address, port, self.use_gpu)
         self.trainer.join_group(rank, world_size)
 
-    def node_id(self) -> str:
-        return ray.get_runtime_context().get_node_id()
+    def placement(self) -> dict[str, object]:
+        """Where Ray put this worker: node id and the GPU ids it was given."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
 
     def num_batches(self, batch_size: int, max_batches: int | None) -> int:
         return self.trainer.num_batches(batch_size, max_batches)

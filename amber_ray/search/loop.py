@@ -245,7 +245,10 @@ def run_search(
         if payload is None:
             driver.state.run_id = driver.tracker.run_id
             driver.tracker.log_params(config_as_flat_dict(config))
-            driver.tracker.set_tags({"space_size": f"{driver.space.size():.3e}"})
+            placements = ray.get([worker.placement.remote() for worker in driver.workers])
+            driver.tracker.set_tags(
+                {"space_size": f"{driver.space.size():.3e}", "worker_nodes": ",".join(p["node_id"] for p in placements)}
+            )
             driver.warm_up()
         driver.catch_up_tracking()
         for iteration in range(driver.state.iteration + 1, config.search.iterations):

@@ -1,0 +1,162 @@
+"""Scale-out: GPU requests checked against the cluster, and the pipeline as a Ray job on two nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+FAKE_GPU_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, ray
+    from amber_ray.config import parse_config
+    from amber_ray.data import load_splits
+    from amber_ray.errors import AmberInputError
+    from amber_ray.search.loop import SearchDriver
+
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    raw = {
+        "data": {"simulate": {"num_sequences": 200, "length": 64, "motifs": ["MA0079.5"]}},
+        "space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8},
+        "search": {"workers": 2, "gpus_per_worker": 0.5},
+    }
+    config = parse_config(raw)
+    driver = SearchDriver(config, sys.argv[1], load_splits(config.data, 0))
+    placements = ray.get([w.placement.remote() for w in driver.workers])
+    driver.close()
+    raw["search"]["gpus_per_worker"] = 3
+    try:
+        SearchDriver(parse_config(raw), sys.argv[1], load_splits(config.data, 0))
+        error = None
+    except AmberInputError as caught:
+        error = str(caught)
+    print(json.dumps({"placements": placements, "error": error}))
+    """
+)
+
+
+def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_path):
+    """Fake GPUs (``ray.init(num_gpus=2)``): two workers at 0.5 GPU each are placed; 3 GPUs fail with a message."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", FAKE_GPU_SCRIPT, str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [len(p["gpu_ids"]) for p in report["placements"]] == [1, 1]
+    assert "'search.gpus_per_worker' asks for 3 GPU(s) but the Ray cluster has 2" in report["error"]
+    assert time.monotonic() - started < 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_ports() -> list[str]:
+    """Free ports for every service a node starts: the test session's own cluster holds the defaults."""
+    flags = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+    return [f"--{flag}={free_port()}" for flag in flags]
+
+
+def ray_cli(*args: str, temp_dir: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ray", *args], capture_output=True, text=True, env={**ENV, "RAY_TMPDIR": temp_dir}, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
+def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
+    gcs, dashboard = free_port(), free_port()
+    out = tmp_path / "runs"
+    try:
+        head = ray_cli(
+            "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+            f"--ray-client-server-port={free_port()}", *node_ports(), temp_dir=temp_dir,
+        )
+        assert head.returncode == 0, head.stderr
+        worker = ray_cli(
+            "start", f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+            '--resources={"second_node": 1}', *node_ports(), temp_dir=temp_dir,
+        )
+        assert worker.returncode == 0, worker.stderr
+        address = f"http://127.0.0.1:{dashboard}"
+        command = [
+            "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
+            "python", "jobs/pipeline.py", "--config", "jobs/configs/demo.yaml", "--out", str(out),
+            "--set", "search.workers=2", "--set", "search.iterations=4", "--set", "retrain.sampled=1",
+        ]
+        for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
+            submit = ray_cli(*command, temp_dir=temp_dir)
+            if "No available agent" not in submit.stderr:
+                break
+            time.sleep(2)
+        assert submit.returncode == 0, submit.stderr
+        job_id = re.search(r"raysubmit_\w+", submit.stdout + submit.stderr).group()
+        status = ""
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            status = ray_cli("job", "status", "--address", address, job_id, temp_dir=temp_dir).stdout
+            if "SUCCEEDED" in status or "FAILED" in status or "STOPPED" in status:
+                break
+            time.sleep(3)
+        logs = ray_cli("job", "logs", "--address", address, job_id, temp_dir=temp_dir).stdout
+        assert "SUCCEEDED" in status, logs[-4000:]
+
+        client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+        runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+        commands = sorted(run.data.tags.get("command", "trial") for run in runs)
+        assert commands.count("search") == 1 and commands.count("retrain") == 1 and commands.count("trial") == 3 * 2
+        (search_run,) = [run for run in runs if run.data.tags.get("command") == "search"]
+        assert len(set(search_run.data.tags["worker_nodes"].split(","))) == 2  # one supernet worker per node
+        assert (out / "retrain" / "compare.json").is_file()
+    finally:
+        stop_cluster(temp_dir, f"127.0.0.1:{gcs}")
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line), read from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            table[int(entry.name)] = (parent, cmdline)
+    return table
+
+
+def stop_cluster(*markers: str) -> None:
+    """Kill this test's Ray cluster only (``ray stop`` would also kill the test session's cluster):
+    the processes whose command line names one of ``markers`` (its temp dir, its address), and their descendants."""
+    table = processes()
+    doomed = {pid for pid, (_, cmdline) in table.items() if any(m in cmdline for m in markers)} - {os.getpid()}
+    grew = True
+    while grew:
+        children = {pid for pid, (parent, _) in table.items() if parent in doomed} - doomed
+        doomed |= children
+        grew = bool(children)
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
