@@ -59,3 +59,23 @@ def test_relative_data_paths_resolve_against_the_config_file(tmp_path):
 def test_demo_job_config_is_the_embedded_demo():
     raw = yaml.safe_load((JOBS / "demo.yaml").read_text())
     assert parse_config(raw) == demo_config()
+
+
+@pytest.mark.parametrize("name", ["demo", "promoters", "deepsea"])
+def test_every_job_config_is_valid(name):
+    config = load_config(JOBS / f"{name}.yaml")
+    assert config.name == name
+    for key in ("positive_fasta", "negative_fasta", "deepsea_dir"):
+        value = getattr(config.data, key)
+        assert value is None or value.is_absolute()
+
+
+def test_set_overrides_are_typed_and_checked(tmp_path):
+    from amber_ray.config import parse_overrides
+
+    config = load_config(write(tmp_path, "seed: 1\n"), parse_overrides(["search.workers=2", "train.patience=3"]))
+    assert (config.search.workers, config.train.patience) == (2, 3)
+    with pytest.raises(AmberInputError, match="search.wokers"):
+        load_config(write(tmp_path, "seed: 1\n"), parse_overrides(["search.wokers=2"]))
+    with pytest.raises(AmberInputError, match="not KEY=VALUE"):
+        parse_overrides(["search.workers"])
