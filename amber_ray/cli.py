@@ -6,7 +6,6 @@ import functools
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,41 +74,15 @@ def ray_session() -> Iterator[None]:
 
 
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
-    from amber_ray.atomic import atomic_write_json
-    from amber_ray.child import ChildNet, save_child
-    from amber_ray.data import load_splits
-    from amber_ray.space import Architecture, ModelSpace
-    from amber_ray.training import evaluate, fit
+    from amber_ray.training import train_architecture
 
-    arch = Architecture.from_text(arch_text)
-    splits = load_splits(config.data, config.seed)
-    space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-    model = ChildNet(space, arch, config.train.width)
-    if config.train.threads:
-        import torch
-
-        torch.set_num_threads(config.train.threads)
-    started = time.perf_counter()
     with progress_bar("valid_auroc") as progress:
         task = progress.add_task("train", total=config.train.max_epochs, valid_auroc="-")
 
         def on_epoch(record: dict[str, float]) -> None:
             progress.update(task, advance=1, valid_auroc=f"{record['valid_auroc']:.4f}")
 
-        result = fit(model, splits.train, splits.valid, config.train, config.seed, on_epoch)
-    metrics = {
-        "arch": arch.to_text(),
-        "num_params": model.num_params(),
-        "epochs": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "best_valid_auroc": result.best_valid_auroc,
-        "train_seconds": time.perf_counter() - started,
-        "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
-        "test": evaluate(model, splits.test),
-    }
-    save_child(model, out / "model.pt", {"label_names": splits.train.label_names})
-    atomic_write_json(metrics, out / "metrics.json")
-    return metrics
+        return train_architecture(config, arch_text, out, on_epoch)
 
 
 @app.command()
@@ -188,35 +161,11 @@ def retrain(
 
 
 def compare_and_report(run_dir: Path, annotation: Path | None) -> dict[str, Any]:
-    from amber_ray.atomic import atomic_write_json
-    from amber_ray.compare import compare_results
-    from amber_ray.data import read_label_annotation
-    from amber_ray.tracking import RunTracker
+    from amber_ray.compare import compare_run
 
-    results_path = run_dir / "results.parquet"
-    if not results_path.is_file():
-        raise AmberInputError("no results.parquet; run `amber-ray retrain` first", results_path)
-    import pandas as pd
-
-    comparison = compare_results(pd.read_parquet(results_path), read_label_annotation(annotation) if annotation else None)
-    atomic_write_json(comparison, run_dir / "compare.json")
-    id_file = run_dir / "mlflow_run_id"
-    if id_file.is_file():
-        tracker = RunTracker.attach(run_dir, id_file.read_text().strip())
-        tracker.log_artifact(run_dir / "compare.json")
-        tracker.log_metrics(comparison_metrics(comparison))
+    comparison = compare_run(run_dir, annotation)
     console.print(comparison_table(comparison))
     return comparison
-
-
-def comparison_metrics(comparison: dict[str, Any]) -> dict[str, float]:
-    metrics = {"params_vs_auroc_spearman": comparison["params_vs_auroc"]["spearman_rho"]}
-    for category, entry in comparison["categories"].items():
-        for metric, values in entry.items():
-            metrics[f"compare.{category}.{metric}.searched_mean"] = values["searched"]["mean"]
-            metrics[f"compare.{category}.{metric}.sampled_mean"] = values["sampled"]["mean"]
-            metrics[f"compare.{category}.{metric}.p"] = values["t_test"]["p"]
-    return {key: value for key, value in metrics.items() if value == value}
 
 
 def comparison_table(comparison: dict[str, Any]) -> Any:

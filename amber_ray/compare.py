@@ -9,6 +9,7 @@ trials (scipy). Parameter count vs test AUROC is a Spearman correlation over all
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,3 +82,33 @@ def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = Non
     rho, p = stats.spearmanr(results["num_params"], results["test_auroc"])
     out["params_vs_auroc"] = {"spearman_rho": float(rho), "p": float(p), "n": int(len(results))}
     return out
+
+
+def compare_run(run_dir: Path, annotation: Path | None = None) -> dict[str, Any]:
+    """Compare the trials of a retrain directory; write ``compare.json`` and log it to the run's MLflow run."""
+    from amber_ray.atomic import atomic_write_json
+    from amber_ray.data import read_label_annotation
+    from amber_ray.tracking import RunTracker
+
+    results_path = run_dir / "results.parquet"
+    if not results_path.is_file():
+        raise AmberInputError("no results.parquet; run `amber-ray retrain` first", results_path)
+    comparison = compare_results(pd.read_parquet(results_path), read_label_annotation(annotation) if annotation else None)
+    atomic_write_json(comparison, run_dir / "compare.json")
+    id_file = run_dir / "mlflow_run_id"
+    if id_file.is_file():
+        tracker = RunTracker.attach(run_dir, id_file.read_text().strip())
+        tracker.log_artifact(run_dir / "compare.json")
+        tracker.log_metrics(comparison_metrics(comparison))
+    return comparison
+
+
+def comparison_metrics(comparison: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers as flat MLflow metrics (NaNs left out)."""
+    metrics = {"params_vs_auroc_spearman": comparison["params_vs_auroc"]["spearman_rho"]}
+    for category, entry in comparison["categories"].items():
+        for metric, values in entry.items():
+            metrics[f"compare.{category}.{metric}.searched_mean"] = values["searched"]["mean"]
+            metrics[f"compare.{category}.{metric}.sampled_mean"] = values["sampled"]["mean"]
+            metrics[f"compare.{category}.{metric}.p"] = values["t_test"]["p"]
+    return {key: value for key, value in metrics.items() if not math.isnan(value)}

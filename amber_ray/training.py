@@ -7,17 +7,23 @@ Ray Tune trainable (one epoch per report, checkpoint in between) share them.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from amber_ray.config import TrainConfig
-from amber_ray.data import SequenceDataset
+from amber_ray.atomic import atomic_write_json
+from amber_ray.child import ChildNet, save_child
+from amber_ray.config import ExperimentConfig, TrainConfig
+from amber_ray.data import SequenceDataset, load_splits
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
+from amber_ray.space import Architecture, ModelSpace
 
 
 def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
@@ -138,4 +144,34 @@ def evaluate(model: nn.Module, data: SequenceDataset, batch_size: int = 512) -> 
     }
     if data.num_labels == 1:
         metrics.update(binary_metrics(data.y[:, 0], probs[:, 0]))
+    return metrics
+
+
+def train_architecture(
+    config: ExperimentConfig, arch_text: str, out: Path, on_epoch: Callable[[dict[str, float]], None] | None = None
+) -> dict[str, Any]:
+    """``amber-ray train``: fit one architecture on the config's data; write ``model.pt`` and ``metrics.json``.
+
+    Input is read and checked before anything is written.
+    """
+    arch = Architecture.from_text(arch_text)
+    splits = load_splits(config.data, config.seed)
+    space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+    model = ChildNet(space, arch, config.train.width)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    started = time.perf_counter()
+    result = fit(model, splits.train, splits.valid, config.train, config.seed, on_epoch)
+    metrics = {
+        "arch": arch.to_text(),
+        "num_params": model.num_params(),
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_valid_auroc": result.best_valid_auroc,
+        "train_seconds": time.perf_counter() - started,
+        "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
+        "test": evaluate(model, splits.test),
+    }
+    save_child(model, out / "model.pt", {"label_names": splits.train.label_names})
+    atomic_write_json(metrics, out / "metrics.json")
     return metrics
