@@ -168,7 +168,7 @@ class MlflowTrialCallback(tune.Callback):
             run.log_metrics({**final, "num_params": result["num_params"], "epochs": result["epochs"]})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        finished = sum(t.status == "TERMINATED" for t in trials)
+        finished = sum(t.status == "TERMINATED" or t is trial for t in trials)
         result = trial.last_result or {}
         logger.info(
             "trial %d/%d done: %s replicate %s, test AUROC %.4f after %s epochs",

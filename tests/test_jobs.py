@@ -81,7 +81,9 @@ def ray_cli(*args: str, temp_dir: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
 def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
-    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
+    # Each node needs its own temp dir: two nodes of one host sharing one would unpack the job's
+    # working dir into the same folder and delete it under each other.
+    temp_dir, worker_temp_dir = (tempfile.mkdtemp(prefix="rj", dir="/tmp") for _ in range(2))
     gcs, dashboard = free_port(), free_port()
     out = tmp_path / "runs"
     try:
@@ -93,7 +95,7 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
         assert head.returncode == 0, head.stderr
         worker = ray_cli(
             "start", f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            '--resources={"second_node": 1}', *node_ports(), temp_dir=temp_dir,
+            '--resources={"second_node": 1}', f"--temp-dir={worker_temp_dir}", *node_ports(), temp_dir=temp_dir,
         )
         assert worker.returncode == 0, worker.stderr
         address = f"http://127.0.0.1:{dashboard}"
@@ -110,7 +112,7 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
         assert submit.returncode == 0, submit.stderr
         job_id = re.search(r"raysubmit_\w+", submit.stdout + submit.stderr).group()
         status = ""
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             status = ray_cli("job", "status", "--address", address, job_id, temp_dir=temp_dir).stdout
             if "SUCCEEDED" in status or "FAILED" in status or "STOPPED" in status:
@@ -127,8 +129,9 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
         assert len(set(search_run.data.tags["worker_nodes"].split(","))) == 2  # one supernet worker per node
         assert (out / "retrain" / "compare.json").is_file()
     finally:
-        stop_cluster(temp_dir, f"127.0.0.1:{gcs}")
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        stop_cluster(temp_dir, worker_temp_dir, f"127.0.0.1:{gcs}")
+        for directory in (temp_dir, worker_temp_dir):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def processes() -> dict[int, tuple[int, str]]:
