@@ -196,8 +196,28 @@ def compare(
 
 @app.command()
 @user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (with search/ and retrain/, as the demo writes), or one of them.")],
+    search_dir: Annotated[Path | None, typer.Option("--search", help="Search output (default: RUN_DIR/search).")] = None,
+    retrain_dir: Annotated[Path | None, typer.Option("--retrain", help="Retrain output (default: RUN_DIR/retrain).")] = None,
+    variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
+    interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
+    annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
+) -> None:
+    """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
+    from amber_ray.report import report_run
+
+    path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
 def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo")) -> None:
-    """Search -> retrain (searched vs sampled) -> compare on simulated sequences with planted JASPAR motifs."""
+    """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs."""
+    from amber_ray.report import report_run
     from amber_ray.tracking import use_store_in
 
     config = demo_config()
@@ -207,7 +227,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] =
     console.print(f"searched architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     retrain_grid(config, out / "search", out / "retrain", resume=(out / "retrain" / "tune").exists())
     compare_and_report(out / "retrain", None)
-    console.print(f"outputs in {out}")
+    console.print(f"outputs in {out}; report: {report_run(out)}")
 
 
 @app.command()

@@ -13,12 +13,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -121,6 +122,28 @@ class RunTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+    def details(self) -> dict[str, Any]:
+        """Status, start and end time (ms since the epoch; end ``None`` while running) and params."""
+        run = self.client.get_run(self.run_id)
+        return {"status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time, "params": dict(run.data.params)}
+
+
+def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
+    """The run ``run_id`` in ``MLFLOW_TRACKING_URI`` or in the ``mlflow.db`` of one of ``directories``.
+
+    Only existing stores are opened (opening a SQLite URI would create an empty store).
+    """
+    uris = [os.environ["MLFLOW_TRACKING_URI"]] if os.environ.get("MLFLOW_TRACKING_URI") else []
+    uris += [f"sqlite:///{Path(d).resolve()}/mlflow.db" for d in directories if (Path(d) / "mlflow.db").is_file()]
+    for uri in dict.fromkeys(uris):
+        client = MlflowClient(tracking_uri=uri)
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            continue
+        return RunTracker(client, run_id)
+    return None
 
 
 def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:

@@ -1,4 +1,4 @@
-"""Ray job: search -> retrain -> compare, each step resuming if its outputs are already there."""
+"""Ray job: search -> retrain -> compare -> report, each step resuming if its outputs are already there."""
 
 import sys
 
@@ -17,6 +17,7 @@ if __name__ == "__main__":
         ["retrain", str(args.config), "--search", str(search), "--out", str(retrain), *set_flags(args)]
         + (["--resume"] if (retrain / "tune").exists() else []),
         ["compare", str(retrain)],
+        ["report", str(args.out)],
     ]
     for step in steps:
         code = app(step, prog_name="amber-ray", standalone_mode=False)

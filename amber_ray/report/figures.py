@@ -1,0 +1,355 @@
+"""The report's figures (after AMBER, Zhang et al. 2021, Fig. 3), drawn headless with matplotlib.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (the Agg canvas, no pyplot and no
+global state), rendered to PNG bytes and closed. Each figure function takes the loaded
+:class:`~amber_ray.report.parts.Run` and raises :class:`Skip` when the parts it draws from are
+missing; :func:`render_figures` turns that into a note instead of an error.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from amber_ray.report.parts import Run, SearchPart
+from amber_ray.space import Architecture
+
+logger = logging.getLogger(__name__)
+
+DPI = 110
+ROLE_COLORS = {"searched": "#d62728", "sampled": "#1f77b4"}
+OP_FAMILIES = {"conv": "#1f77b4", "dconv": "#9467bd", "maxpool": "#2ca02c", "avgpool": "#17becf", "identity": "#7f7f7f"}
+
+
+class Skip(Exception):
+    """The parts of a run a figure draws from are missing; the message says which."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    key: str
+    title: str
+    caption: str
+    png: bytes | None  # None when skipped
+    note: str | None = None
+
+
+def op_family(op: str) -> str:
+    return next((family for family in ("dconv", "conv", "maxpool", "avgpool") if op.startswith(family)), "identity")
+
+
+def to_png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def need_search(run: Run) -> SearchPart:
+    if run.search is None:
+        raise Skip("no search outputs")
+    return run.search
+
+
+def grid_shape(panels: int, max_columns: int = 4) -> tuple[int, int]:
+    columns = min(panels, max_columns)
+    return -(-panels // columns), columns
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+def op_probabilities(run: Run) -> Figure:
+    """Paper Fig. 3A: per layer, the controller's probability of each op (rows) over iterations (columns)."""
+    probs = need_search(run).op_probs
+    if probs is None or probs.empty:
+        raise Skip("no op probabilities (op_probs.parquet)")
+    ops = list(dict.fromkeys(probs.op))
+    layers = sorted(probs.layer.unique())
+    rows, columns = grid_shape(len(layers))
+    figure = Figure(figsize=(3.2 * columns + 1, 2.2 * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    vmax = float(probs.probability.max())  # early in a search all ops sit near 1/ops: scale to what is there
+    image = None
+    for ax, layer in zip(axes.flat, layers):
+        matrix = probs[probs.layer == layer].pivot(index="op", columns="iteration", values="probability").reindex(ops)
+        image = ax.imshow(
+            matrix.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest",
+            extent=(matrix.columns.min() - 0.5, matrix.columns.max() + 0.5, len(ops) - 0.5, -0.5),
+        )
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_yticks(range(len(ops)), ops, fontsize=8)
+    for ax in axes.flat[len(layers):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.colorbar(image, ax=axes, label="selection probability", shrink=0.8)
+    return figure
+
+
+def embedding_pca(run: Run) -> Figure:
+    """Paper Fig. 3B: the controller's learned op embeddings projected on their first two principal components."""
+    search = need_search(run)
+    if search.embeddings is None or search.ops is None:
+        raise Skip("no controller checkpoint (checkpoints/search.pt)")
+    pca = PCA(n_components=2)
+    points = pca.fit_transform(search.embeddings)
+    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = figure.subplots()
+    for (x, y), op in zip(points, search.ops):
+        ax.scatter(x, y, s=80, color=OP_FAMILIES[op_family(op)], edgecolor="black", zorder=2)
+        ax.annotate(op, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    share = pca.explained_variance_ratio_ * 100
+    ax.set_xlabel(f"PC1 ({share[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC2 ({share[1]:.0f}% of variance)")
+    ax.axhline(0, color="0.85", lw=0.8, zorder=1)
+    ax.axvline(0, color="0.85", lw=0.8, zorder=1)
+    return figure
+
+
+def iteration_rewards(search: SearchPart) -> pd.DataFrame:
+    """Per iteration: mean and max reward (from the controller statistics, else from the history)."""
+    if search.stats is not None and not search.stats.empty:
+        return search.stats.set_index("iteration")
+    if search.history is not None and not search.history.empty:
+        grouped = search.history.groupby("iteration").reward
+        return pd.DataFrame({"mean_reward": grouped.mean(), "max_reward": grouped.max()})
+    raise Skip("no controller statistics or search history")
+
+
+def controller_curves(run: Run) -> Figure:
+    """Reward (every sampled architecture, mean, max, EMA baseline), entropy, skip fraction and supernet loss."""
+    search = need_search(run)
+    table = iteration_rewards(search)
+    panels = [("entropy", "policy entropy"), ("skip_fraction", "skip fraction"), ("supernet_loss", "supernet training loss")]
+    panels = [(column, label) for column, label in panels if column in table]
+    figure = Figure(figsize=(11, 3.4 * -(-(len(panels) + 1) // 2)), layout="constrained")
+    axes = figure.subplots(-(-(len(panels) + 1) // 2), 2, squeeze=False).flat
+    ax = axes[0]
+    if search.history is not None and not search.history.empty:
+        ax.scatter(search.history.iteration, search.history.reward, s=6, color="0.7", label="sampled architecture")
+    ax.plot(table.index, table.mean_reward, color="black", label="mean")
+    ax.plot(table.index, table.max_reward, color=ROLE_COLORS["searched"], label="max")
+    if "baseline" in table:
+        ax.plot(table.index, table.baseline, color=ROLE_COLORS["sampled"], ls="--", label="baseline (EMA)")
+    ax.set_ylabel("reward (validation AUROC)")
+    ax.legend(fontsize=8, loc="lower right")
+    for ax, (column, label) in zip(axes[1:], panels):
+        ax.plot(table.index, table[column], color="black")
+        ax.set_ylabel(label)
+    for ax in axes[len(panels) + 1:]:
+        ax.set_visible(False)
+    for ax in axes[: len(panels) + 1]:
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def architecture_diagram(arch_text: str, layers_per_block: int | None = None) -> Figure:
+    """Layers left to right, coloured by op family; skips as arcs above; block ends marked by the pooling."""
+    arch = Architecture.from_text(arch_text)
+    width = max(6.0, 1.0 * arch.num_layers + 1.5)
+    figure = Figure(figsize=(width, 2.6), layout="constrained")
+    ax = figure.subplots()
+    for layer, op in enumerate(arch.ops):
+        ax.add_patch(Rectangle((layer - 0.4, -0.35), 0.8, 0.7, facecolor=OP_FAMILIES[op_family(op)], edgecolor="black", alpha=0.85))
+        ax.text(layer, 0, op, ha="center", va="center", fontsize=8, color="white", weight="bold")
+        ax.text(layer, -0.55, f"L{layer}", ha="center", va="top", fontsize=7)
+        if layer:
+            ax.annotate("", (layer - 0.4, 0), (layer - 0.6, 0), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    if layers_per_block:
+        for end in range(layers_per_block, arch.num_layers, layers_per_block):
+            ax.axvline(end - 0.5, color="0.5", ls=":", lw=1)
+            ax.text(end - 0.5, -0.9, "pool", ha="center", fontsize=7, color="0.4")
+    for layer, sources in enumerate(arch.skips):
+        for source in sources:
+            ax.add_patch(
+                FancyArrowPatch(
+                    (source, 0.35), (layer, 0.35), connectionstyle=f"arc3,rad=-{0.25 + 0.03 * (layer - source)}",
+                    arrowstyle="->", mutation_scale=8, color=ROLE_COLORS["searched"], lw=0.9,
+                )
+            )
+    ax.set_xlim(-0.7, arch.num_layers - 0.3)
+    ax.set_ylim(-1.05, 1.6)
+    ax.axis("off")
+    return figure
+
+
+# --- retraining ---------------------------------------------------------------------------------
+
+
+def searched_vs_sampled(run: Run) -> Figure:
+    """Test AUROC and AUPR per category (each trial's mean over the category's labels), with Welch t-test p values."""
+    retrain = run.retrain
+    if retrain is None or retrain.comparison is None:
+        raise Skip("no retraining results with both searched and sampled trials")
+    metrics = list(retrain.category_scores)
+    figure = Figure(figsize=(5 + 2.2 * len(retrain.comparison["categories"]), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    rng = np.random.default_rng(0)
+    roles = retrain.results.role.to_numpy()
+    for ax, metric in zip(axes, metrics):
+        scores = retrain.category_scores[metric]
+        for c, category in enumerate(scores.columns):
+            for r, role in enumerate(("searched", "sampled")):
+                values = scores.loc[roles == role, category].dropna().to_numpy()
+                position = c * 3 + r
+                ax.boxplot([values], positions=[position], widths=0.7, patch_artist=True,
+                           boxprops={"facecolor": ROLE_COLORS[role], "alpha": 0.35}, medianprops={"color": "black"}, showfliers=False)
+                ax.scatter(position + rng.uniform(-0.15, 0.15, len(values)), values, s=14, color=ROLE_COLORS[role], zorder=3)
+            p = retrain.comparison["categories"][category][metric]["t_test"]["p"]
+            ax.text(c * 3 + 0.5, 1.01, f"p = {p:.2g}" if np.isfinite(p) else "p n/a", transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=9)
+        ax.set_xticks([c * 3 + 0.5 for c in range(len(scores.columns))], list(scores.columns))
+        ax.set_ylabel(f"test {metric.upper()}")
+    axes[0].legend(
+        handles=[Rectangle((0, 0), 1, 1, color=color, alpha=0.5) for color in ROLE_COLORS.values()],
+        labels=list(ROLE_COLORS), fontsize=8, loc="lower left",
+    )
+    return figure
+
+
+def params_vs_auroc(run: Run) -> Figure:
+    """Parameter count vs test AUROC of every retrained trial, with Spearman's rho over all trials."""
+    retrain = run.retrain
+    if retrain is None or retrain.results is None or retrain.results.empty:
+        raise Skip("no retraining results (results.parquet)")
+    results = retrain.results
+    figure = Figure(figsize=(6, 4.2), layout="constrained")
+    ax = figure.subplots()
+    for role, rows in results.groupby("role"):
+        ax.scatter(rows.num_params, rows.test_auroc, s=28, color=ROLE_COLORS.get(role, "black"), label=role, alpha=0.8)
+    if results.num_params.max() > 10 * results.num_params.min():
+        ax.set_xscale("log")
+    rho, p = stats.spearmanr(results.num_params, results.test_auroc) if len(results) > 2 else (np.nan, np.nan)
+    ax.set_title(f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(results)})", fontsize=10)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test AUROC")
+    ax.legend(fontsize=8)
+    return figure
+
+
+# --- variants -----------------------------------------------------------------------------------
+
+
+def preferred_as_binary(preferred: pd.Series) -> np.ndarray:
+    """1 where the alternative allele is the preferred one (a 0/1 or boolean column, or 'ref'/'alt')."""
+    if preferred.dtype == object:
+        return (preferred.astype(str).str.lower() == "alt").to_numpy(dtype=int)
+    return preferred.to_numpy(dtype=int)
+
+
+def variant_ref_alt(run: Run) -> Figure:
+    """Predicted probability of the reference vs the alternative allele, one point per variant (and label)."""
+    variants = run.variants
+    if variants is None or variants.scores is None:
+        raise Skip("no variant score table with ref_prob and alt_prob")
+    scores = variants.scores
+    label = (variants.summary or {}).get("label")
+    if label is not None and "label" in scores and (scores.label == label).any():
+        scores = scores[scores.label == label]
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    ax = figure.subplots()
+    colors = None
+    if variants.evaluation is not None and "variant_id" in scores:
+        preferred = variants.evaluation.set_index("variant_id").preferred
+        colors = scores.variant_id.map(pd.Series(preferred_as_binary(preferred), index=preferred.index))
+    if colors is not None and colors.notna().any():
+        for value, name, color in ((0, "ref preferred", ROLE_COLORS["sampled"]), (1, "alt preferred", ROLE_COLORS["searched"])):
+            rows = scores[colors.to_numpy() == value]
+            ax.scatter(rows.ref_prob, rows.alt_prob, s=6, alpha=0.5, color=color, label=name)
+        ax.legend(fontsize=8)
+    else:
+        ax.scatter(scores.ref_prob, scores.alt_prob, s=6, alpha=0.5, color="black")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("reference allele probability")
+    ax.set_ylabel("alternative allele probability")
+    ax.set_title(f"{len(scores)} scores" + (f", label {label}" if label else ""), fontsize=10)
+    return figure
+
+
+def variant_roc(run: Run) -> Figure:
+    """ROC of the predicted allele preference: the model's score vs the PWM log-odds baseline."""
+    variants = run.variants
+    if variants is None or variants.evaluation is None:
+        raise Skip("no allele-specific evaluation (eval.parquet)")
+    evaluation = variants.evaluation
+    truth = preferred_as_binary(evaluation.preferred)
+    if len(set(truth)) < 2:
+        raise Skip("the evaluated variants prefer only one allele; no ROC")
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    ax = figure.subplots()
+    motif = ((variants.summary or {}).get("pwm") or {}).get("motif")
+    for column, name, color in (("model_score", "model", ROLE_COLORS["searched"]), ("pwm_score", f"PWM {motif or ''}".strip(), ROLE_COLORS["sampled"])):
+        valid = evaluation[column].notna().to_numpy()
+        if valid.sum() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(truth[valid], evaluation[column].to_numpy()[valid])
+        ax.plot(fpr, tpr, color=color, label=f"{name}: AUROC {roc_auc_score(truth[valid], evaluation[column].to_numpy()[valid]):.3f}")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    key: str
+    title: str
+    caption: str
+    draw: Callable[[Run], Figure]
+
+
+FIGURES = (
+    FigureSpec("op_probabilities", "Op selection probability per layer",
+               "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples).",
+               op_probabilities),
+    FigureSpec("embedding_pca", "Controller op embeddings (PCA)",
+               "The LSTM controller's learned embedding of each op, on its first two principal components: ops the controller treats alike lie close.",
+               embedding_pca),
+    FigureSpec("controller_curves", "Search progress",
+               "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max and the "
+               "controller's moving-average baseline; policy entropy; fraction of skip connections; supernet loss.",
+               controller_curves),
+    FigureSpec("searched_vs_sampled", "Searched vs sampled architectures",
+               "Test AUROC and AUPR of retrained trials (replicate seeds) per label category; p: two-sided Welch t-test.",
+               searched_vs_sampled),
+    FigureSpec("params_vs_auroc", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
+               params_vs_auroc),
+    FigureSpec("variant_ref_alt", "Variant effects: reference vs alternative allele",
+               "Predicted probability for the reference and the alternative allele of each variant.", variant_ref_alt),
+    FigureSpec("variant_roc", "Allele-specific evaluation",
+               "ROC of the predicted preferred allele: the model's score vs the JASPAR PWM log-odds baseline on the same pairs.",
+               variant_roc),
+)
+
+
+def render(spec: FigureSpec, run: Run) -> Rendered:
+    try:
+        figure = spec.draw(run)
+    except Skip as skipped:
+        logger.info("figure %s skipped: %s", spec.key, skipped)
+        return Rendered(spec.key, spec.title, spec.caption, None, str(skipped))
+    try:
+        return Rendered(spec.key, spec.title, spec.caption, to_png(figure))
+    finally:
+        figure.clear()
+
+
+def render_figures(run: Run) -> list[Rendered]:
+    """Every figure of :data:`FIGURES` as PNG bytes, or a note saying why it was skipped."""
+    return [render(spec, run) for spec in FIGURES]

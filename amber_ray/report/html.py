@@ -1,0 +1,218 @@
+"""One self-contained ``report.html``: summary table, architecture diagram, figures, variants, interpretation.
+
+Every image is embedded as a base64 PNG, so the file can be mailed or opened offline. The file is
+written atomically and logged (with the figures as PNGs) to the MLflow parent runs of the search
+and retrain commands it reports on.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+from amber_ray.atomic import atomic_path
+from amber_ray.report.figures import Rendered, architecture_diagram, render_figures, to_png
+from amber_ray.report.parts import InterpretPart, Run, VariantsPart
+from amber_ray.report.summary import Summary, summarize, tracked_runs
+from amber_ray.tracking import RunTracker
+
+logger = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_TABLE_ROWS = 50
+ARTIFACT_DIR = "report"
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0.1em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f4f4f4; padding: 0.1em 0.3em; word-break: break-all; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; } .note { color: #8a6d3b; } .muted { color: #777; font-size: 0.9em; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def png_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def table(header: list[str] | None, rows: list[list[str]]) -> str:
+    """An HTML table from already-escaped cells; a cell starting with a digit or sign is right-aligned."""
+    head = "<tr>" + "".join(f"<th>{cell}</th>" for cell in header) + "</tr>" if header else ""
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if c[:1].isdigit() or c[:1] in "-+" else f"<td>{c}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def architecture_section(summary: Summary) -> str:
+    if summary.best is None:
+        return "<h2>Best architecture</h2><p class='note'>No search outputs.</p>"
+    best = summary.best
+    rows = [
+        ["architecture", f"<code>{esc(best['arch'])}</code>"],
+        ["chosen as", esc(summary.best_source)],
+        ["reward (validation AUROC in the supernet)", number(best["reward"])],
+        ["found at iteration", esc(best["iteration"])],
+        ["parameters", f"{best['num_params']:,}"],
+    ]
+    if summary.greedy:
+        rows.append(["greedy (argmax) decode", f"<code>{esc(summary.greedy)}</code>"])
+    for key, label in (("iterations", "iterations"), ("sampled", "architectures sampled"), ("distinct", "distinct architectures")):
+        if key in summary.search_counts:
+            rows.append([label, f"{summary.search_counts[key]:,}"])
+    figure = architecture_diagram(best["arch"], summary.layers_per_block)
+    try:
+        diagram = png_tag(to_png(figure), "diagram of the best architecture")
+    finally:
+        figure.clear()
+    parts = ["<h2>Best architecture</h2>", table(None, rows), "<figure>", diagram]
+    parts.append("<figcaption>Layers left to right, coloured by op family; red arcs: skip connections (added to the later layer's output); "
+                 "dotted lines: end of a block (max-pool).</figcaption></figure>")
+    if summary.top_k:
+        top = [[str(i + 1), f"<code>{esc(e['arch'])}</code>", number(e["reward"]), str(e["iteration"]), f"{e['num_params']:,}"] for i, e in enumerate(summary.top_k)]
+        parts += ["<h3>Top architectures by reward</h3>", table(["rank", "architecture", "reward", "iteration", "parameters"], top)]
+    return "".join(parts)
+
+
+def metrics_section(summary: Summary) -> str:
+    if summary.roles is None:
+        return "<h2>Retrained models (test set)</h2><p class='note'>No retraining results.</p>"
+    rows = [[esc(role), str(r["trials"]), str(r["architectures"]), f"{r['parameters (median)']:,}", esc(r["parameters (min-max)"])]
+            for role, r in summary.roles.iterrows()]
+    parts = ["<h2>Retrained models (test set)</h2>", table(["role", "trials", "architectures", "parameters (median)", "parameters (min-max)"], rows)]
+    if summary.overall:
+        metric_rows = []
+        for metric, entry in summary.overall.items():
+            cells = [f"{number(entry[role]['mean'])} ± {number(entry[role]['std'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
+            metric_rows.append([esc(metric), *cells, number(entry["t_test"]["p"], 3)])
+        parts += ["<p>Mean ± sd over trials; p: two-sided Welch t-test.</p>", table(["test metric", "searched", "sampled", "p"], metric_rows)]
+    if summary.params_vs_auroc:
+        rho = summary.params_vs_auroc
+        parts.append(f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} (p = {number(rho['p'], 3)}, n = {rho['n']}).</p>")
+    return "".join(parts)
+
+
+def cost_section(summary: Summary) -> str:
+    if not summary.costs:
+        return "<h2>Compute cost</h2><p class='note'>Unknown: no MLflow run or trial times found.</p>"
+    rows = [
+        [esc(c.stage), f"{c.hours:.3g}", f"{c.cpus:g} CPU, {c.gpus:g} GPU", f"{c.cpu_hours:.3g}", f"{c.gpu_hours:.3g}", esc(c.basis)]
+        for c in summary.costs
+    ]
+    rows.append(["total", "", "", f"{sum(c.cpu_hours for c in summary.costs):.3g}", f"{sum(c.gpu_hours for c in summary.costs):.3g}", ""])
+    return "<h2>Compute cost</h2>" + table(["stage", "hours", "resources", "CPU hours", "GPU hours", "basis"], rows)
+
+
+def figure_block(rendered: Rendered) -> str:
+    if rendered.png is None:
+        return f"<h3>{esc(rendered.title)}</h3><p class='note'>Skipped: {esc(rendered.note)}.</p>"
+    return f"<h3>{esc(rendered.title)}</h3><figure>{png_tag(rendered.png, rendered.title)}<figcaption>{esc(rendered.caption)}</figcaption></figure>"
+
+
+def variants_section(variants: VariantsPart | None) -> str:
+    if variants is None or variants.summary is None:
+        return ""
+    s = variants.summary
+    model, pwm = s.get("model", {}), s.get("pwm", {})
+    rows = [
+        ["model", number(model.get("auroc")), number(model.get("accuracy"))],
+        [f"PWM baseline ({esc(pwm.get('motif', '?'))})", number(pwm.get("auroc")), number(pwm.get("accuracy"))],
+    ]
+    intro = f"<p>Allele-specific evaluation of label <code>{esc(s.get('label', '?'))}</code> on {esc(s.get('n', '?'))} variant pairs.</p>"
+    return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "accuracy"], rows)
+
+
+def interpret_section(interpret: InterpretPart | None, notes: list[str]) -> str:
+    if interpret is None:
+        return ""
+    parts = ["<h2>Interpretation</h2>"]
+    for path in interpret.figures:
+        data = path.read_bytes()
+        if not data.startswith(PNG_SIGNATURE):
+            notes.append(f"{path} is not a PNG; left out")
+            continue
+        parts.append(f"<figure>{png_tag(data, path.stem)}<figcaption>{esc(path.name)}</figcaption></figure>")
+    if interpret.seqlets is not None:
+        shown = interpret.seqlets.head(MAX_TABLE_ROWS)
+        parts.append(f"<h3>Seqlets</h3><p class='muted'>{min(len(shown), MAX_TABLE_ROWS)} of {len(interpret.seqlets)} rows of seqlets.tsv.</p>")
+        parts.append(shown.to_html(index=False, escape=True, border=0, float_format=lambda v: f"{v:.4g}"))
+    return "".join(parts)
+
+
+def sources(run: Run) -> str:
+    items = [(name, getattr(run, name)) for name in ("search", "retrain", "variants", "interpret")]
+    rows = [[name, f"<code>{esc(part.directory)}</code>"] for name, part in items if part is not None]
+    return table(["part", "directory"], rows) if rows else ""
+
+
+def build_html(run: Run, summary: Summary, figures: list[Rendered]) -> str:
+    notes = list(run.notes)
+    title = f"amber_ray report{': ' + summary.name if summary.name else ''}"
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f"<p class='muted'>Written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.</p>",
+        sources(run),
+        architecture_section(summary),
+        metrics_section(summary),
+        cost_section(summary),
+        "<h2>Figures</h2>",
+        *(figure_block(rendered) for rendered in figures),
+        variants_section(run.variants),
+        interpret_section(run.interpret, notes),
+    ]
+    if notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{esc(note)}</li>" for note in notes) + "</ul>")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def log_to_mlflow(trackers: dict[str, RunTracker], report: Path, figures: list[Rendered]) -> None:
+    """The report and each figure as PNG, under ``report/`` of every parent run found."""
+    with tempfile.TemporaryDirectory() as directory:
+        pngs = []
+        for rendered in figures:
+            if rendered.png is not None:
+                path = Path(directory) / f"{rendered.key}.png"
+                path.write_bytes(rendered.png)
+                pngs.append(path)
+        for name, tracker in trackers.items():
+            tracker.log_artifact(report, ARTIFACT_DIR)
+            for path in pngs:
+                tracker.log_artifact(path, f"{ARTIFACT_DIR}/figures")
+            logger.info("report logged to the MLflow run of the %s (%s)", name, tracker.run_id)
+
+
+def write_report(run: Run, out: Path, track: bool = True) -> Path:
+    """Render ``run`` into the self-contained HTML file ``out``; with ``track``, log it to the run's MLflow parent runs."""
+    trackers = tracked_runs(run)
+    summary = summarize(run, trackers)
+    figures = render_figures(run)
+    with atomic_path(out) as tmp:
+        tmp.write_text(build_html(run, summary, figures), encoding="utf-8")
+        tmp.chmod(0o644)  # a page to share, not a private temp file
+    if track:
+        log_to_mlflow(trackers, out, figures)
+    return out

@@ -1,0 +1,209 @@
+"""What exists of a run: its search, retraining, variant and interpretation outputs, each optional.
+
+A loader returns ``None`` for a part whose directory is absent and records a note for every
+expected file that is missing or unreadable, so a report shows whatever a run has produced so
+far. A search that is still running (or was stopped) has no final tables yet; its last
+checkpoint holds the history, controller statistics and op probabilities up to that point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from amber_ray.errors import AmberInputError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError)
+SEARCH_CHECKPOINT = Path("checkpoints") / "search.pt"
+RETRAIN_RUN_ID = "mlflow_run_id"
+SCORE_COLUMNS = {"ref_prob", "alt_prob"}
+
+
+@dataclass
+class SearchPart:
+    directory: Path
+    history: pd.DataFrame | None = None  # iteration, sample, arch, reward, num_params
+    op_probs: pd.DataFrame | None = None  # iteration, layer, op, probability
+    stats: pd.DataFrame | None = None  # one row per iteration: mean_reward, baseline, entropy, skip_fraction, ...
+    final: dict[str, Any] | None = None  # final_architectures.json
+    ops: tuple[str, ...] | None = None
+    embeddings: np.ndarray | None = None  # (ops, hidden): the controller's op embedding
+    run_id: str | None = None
+
+
+@dataclass
+class RetrainPart:
+    directory: Path
+    results: pd.DataFrame | None = None  # results.parquet: one row per trial
+    comparison: dict[str, Any] | None = None  # compare_results of the results (and annotation)
+    category_scores: dict[str, pd.DataFrame] = field(default_factory=dict)  # metric -> (trials, categories)
+    run_id: str | None = None
+
+
+@dataclass
+class VariantsPart:
+    directory: Path
+    summary: dict[str, Any] | None = None  # eval.json
+    evaluation: pd.DataFrame | None = None  # eval.parquet: variant_id, preferred, model_score, pwm_score
+    scores: pd.DataFrame | None = None  # a long score table with ref_prob and alt_prob
+
+
+@dataclass
+class InterpretPart:
+    directory: Path
+    figures: list[Path] = field(default_factory=list)  # figures/*.png
+    seqlets: pd.DataFrame | None = None  # seqlets.tsv
+
+
+@dataclass
+class Run:
+    search: SearchPart | None = None
+    retrain: RetrainPart | None = None
+    variants: VariantsPart | None = None
+    interpret: InterpretPart | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_optional(path: Path, reader: Callable[[Path], T], notes: list[str]) -> T | None:
+    """``reader(path)``, or ``None`` with a note when the file is missing or unreadable."""
+    if not path.is_file():
+        notes.append(f"{path.name} not found in {path.parent}")
+        return None
+    try:
+        return reader(path)
+    except READ_ERRORS as error:
+        logger.warning("cannot read %s: %s", path, error)
+        notes.append(f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+        return None
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_search(directory: Path, notes: list[str]) -> SearchPart:
+    part = SearchPart(directory)
+    checkpoint = read_optional(directory / SEARCH_CHECKPOINT, read_checkpoint, notes)
+    if checkpoint is not None:
+        part.run_id = checkpoint.get("run_id")
+        part.ops = tuple(checkpoint["arch_space"])
+        part.embeddings = checkpoint["controller"]["model"]["op_embedding.weight"].numpy()
+    if (directory / "history.parquet").is_file() or checkpoint is None:
+        part.history = read_optional(directory / "history.parquet", pd.read_parquet, notes)
+        part.op_probs = read_optional(directory / "op_probs.parquet", pd.read_parquet, notes)
+        part.stats = read_optional(directory / "controller_stats.parquet", pd.read_parquet, notes)
+        part.final = read_optional(directory / "final_architectures.json", read_json, notes)
+    else:
+        fill_from_checkpoint(part, checkpoint)
+        notes.append(f"the search in {directory} has not finished: figures show its last checkpoint (iteration {checkpoint['iteration']})")
+    return part
+
+
+def fill_from_checkpoint(part: SearchPart, checkpoint: dict[str, Any]) -> None:
+    """History, statistics and op probabilities of an unfinished search, as the final tables would hold them."""
+    from amber_ray.search.loop import history_table, op_probs_table
+
+    part.history = history_table(checkpoint["history"])
+    part.stats = pd.DataFrame(checkpoint["stats"]) if checkpoint["stats"] else None
+    part.op_probs = op_probs_table(checkpoint["op_probs"], part.ops) if checkpoint["op_probs"] else None
+
+
+def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[str]) -> RetrainPart:
+    from amber_ray.compare import METRICS, category_scores, compare_results
+
+    part = RetrainPart(directory)
+    id_file = directory / RETRAIN_RUN_ID
+    part.run_id = id_file.read_text().strip() if id_file.is_file() else None
+    part.results = read_optional(directory / "results.parquet", pd.read_parquet, notes)
+    if part.results is None or part.results.empty:
+        return part
+    try:
+        part.comparison = compare_results(part.results, annotation)
+        part.category_scores = {metric: category_scores(part.results, metric, annotation) for metric in METRICS}
+    except AmberInputError as error:
+        notes.append(f"no searched-vs-sampled statistics: {error}")
+        return part
+    note_other_categories(directory, part.comparison, notes)
+    return part
+
+
+def note_other_categories(directory: Path, comparison: dict[str, Any], notes: list[str]) -> None:
+    """compare.json may have been written with a label annotation this report was not given."""
+    saved = read_optional(directory / "compare.json", read_json, [])
+    if saved is not None and set(saved.get("categories", {})) != set(comparison["categories"]):
+        notes.append(
+            f"compare.json in {directory} has categories {sorted(saved['categories'])}; "
+            "pass the same --annotation to plot them"
+        )
+
+
+def load_variants(directory: Path, notes: list[str]) -> VariantsPart:
+    part = VariantsPart(directory)
+    part.summary = read_optional(directory / "eval.json", read_json, notes)
+    part.evaluation = read_optional(directory / "eval.parquet", pd.read_parquet, notes)
+    part.scores = find_score_table(directory)
+    if part.scores is None:
+        notes.append(f"no variant score table (with ref_prob and alt_prob columns) in {directory}")
+    return part
+
+
+def find_score_table(directory: Path) -> pd.DataFrame | None:
+    """The first parquet or TSV file in ``directory`` with ``ref_prob`` and ``alt_prob`` columns."""
+    readers: dict[str, Callable[[Path], pd.DataFrame]] = {".parquet": pd.read_parquet, ".tsv": lambda p: pd.read_csv(p, sep="\t")}
+    for path in sorted(directory.iterdir()):
+        reader = readers.get(path.suffix)
+        if reader is None or not path.is_file():
+            continue
+        table = read_optional(path, reader, [])
+        if table is not None and SCORE_COLUMNS <= set(table.columns):
+            return table
+    return None
+
+
+def load_interpret(directory: Path, notes: list[str]) -> InterpretPart:
+    part = InterpretPart(directory, sorted((directory / "figures").glob("*.png")))
+    if not part.figures:
+        notes.append(f"no interpretation figures (figures/*.png) in {directory}")
+    part.seqlets = read_optional(directory / "seqlets.tsv", lambda p: pd.read_csv(p, sep="\t"), notes)
+    return part
+
+
+def load_run(
+    search: Path | None = None,
+    retrain: Path | None = None,
+    variants: Path | None = None,
+    interpret: Path | None = None,
+    annotation: pd.DataFrame | None = None,
+) -> Run:
+    """Every part that exists; a part given as a path that is not a directory is noted and skipped."""
+    run = Run()
+    loaders: dict[str, Callable[[Path], Any]] = {
+        "search": lambda d: load_search(d, run.notes),
+        "retrain": lambda d: load_retrain(d, annotation, run.notes),
+        "variants": lambda d: load_variants(d, run.notes),
+        "interpret": lambda d: load_interpret(d, run.notes),
+    }
+    for name, directory in {"search": search, "retrain": retrain, "variants": variants, "interpret": interpret}.items():
+        if directory is None:
+            run.notes.append(f"no {name} outputs")
+        elif not directory.is_dir():
+            run.notes.append(f"{name} directory {directory} does not exist")
+        else:
+            setattr(run, name, loaders[name](directory))
+    return run

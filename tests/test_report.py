@@ -1,0 +1,179 @@
+"""The HTML report of a small real run (search + retrain on the simulator), opened in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from amber_ray.cli import app
+from amber_ray.compare import compare_run
+from amber_ray.config import parse_config
+from amber_ray.report import report_run
+from amber_ray.report.figures import FIGURES, render_figures
+from amber_ray.report.parts import load_run
+from amber_ray.retrain import run_retrain
+from amber_ray.search.loop import run_search
+
+RAW = {
+    "name": "report-test",
+    "seed": 2,
+    "data": {
+        "kind": "simulate",
+        "simulate": {"num_sequences": 300, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4},
+        "split": {"valid": 0.25, "test": 0.25},
+    },
+    "space": {"profile": "small", "first_filters": 8, "stem_channels": 8, "dense_units": 16},
+    "train": {"batch_size": 50, "max_epochs": 1, "patience": 5},
+    "search": {"iterations": 3, "archs_per_iteration": 5, "warmup_batch_size": 100, "batch_size": 100, "top_k": 3},
+    "retrain": {"replicates": 2, "sampled": 1},
+}
+IMG_SRC = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)"')
+PROBE = """<script>addEventListener("load", () => {
+  const images = [...document.images];
+  document.body.dataset.images = images.length;
+  document.body.dataset.broken = images.filter(i => !i.complete || i.naturalWidth === 0).length;
+});</script>"""
+
+
+@pytest.fixture(scope="module")
+def small_run(ray_session, tmp_path_factory) -> Path:
+    """A demo-shaped run directory: search/ and retrain/ (each with its MLflow store), variants/ and interpret/."""
+    out = tmp_path_factory.mktemp("run")
+    config = parse_config(RAW)
+    run_search(config, out / "search")
+    run_retrain(config, out / "search", out / "retrain")
+    compare_run(out / "retrain")
+    write_variant_outputs(out / "variants")
+    write_interpret_outputs(out / "interpret")
+    return out
+
+
+def write_variant_outputs(directory: Path) -> None:
+    """The files `amber-ray variants eval` writes, with made-up scores."""
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    preferred = rng.integers(0, 2, 60)
+    ids = [f"v{i}" for i in range(60)]
+    pd.DataFrame(
+        {"variant_id": ids, "preferred": preferred, "model_score": preferred + rng.normal(0, 0.8, 60), "pwm_score": rng.normal(0, 1, 60)}
+    ).to_parquet(directory / "eval.parquet")
+    ref = rng.uniform(0, 1, 60)
+    pd.DataFrame({"variant_id": ids, "label": "MA0139.1_CTCF", "ref_prob": ref, "alt_prob": np.clip(ref + rng.normal(0, 0.1, 60), 0, 1)}).to_parquet(
+        directory / "scores.parquet"
+    )
+    summary = {"label": "MA0139.1_CTCF", "n": 60, "model": {"auroc": 0.8123, "accuracy": 0.7}, "pwm": {"motif": "MA0139.1", "auroc": 0.5234, "accuracy": 0.5}}
+    (directory / "eval.json").write_text(json.dumps(summary))
+
+
+def write_interpret_outputs(directory: Path) -> None:
+    (directory / "figures").mkdir(parents=True)
+    figure = Figure(figsize=(3, 2))
+    figure.subplots().plot([0, 1], [1, 0])
+    figure.savefig(directory / "figures" / "attribution.png")
+    (directory / "seqlets.tsv").write_text("example\tstart\tend\tmotif\tq_value\n0\t10\t22\tMA0139.1_CTCF\t0.001\n")
+
+
+def decoded_images(page: str) -> dict[str, Image.Image]:
+    images = {}
+    for alt, data in IMG_SRC.findall(page):
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.verify()  # a truncated or corrupt PNG raises
+        images[alt] = image
+    return images
+
+
+def chromium() -> str:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    return binary
+
+
+def browse(page: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000", *args, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_path):
+    result = CliRunner().invoke(app, ["report", str(small_run)])
+    assert result.exit_code == 0, result.output
+    report = small_run / "report.html"
+    assert f"wrote {report}" in result.output.replace("\n", "")
+    page = report.read_text()
+
+    images = decoded_images(page)
+    assert len(images) == len(FIGURES) + 2  # every figure, the architecture diagram, the interpretation PNG
+    assert all(image.format == "PNG" and min(image.size) > 50 for image in images.values())
+    assert "Skipped" not in page
+
+    final = json.loads((small_run / "search" / "final_architectures.json").read_text())
+    results = pd.read_parquet(small_run / "retrain" / "results.parquet")
+    comparison = json.loads((small_run / "retrain" / "compare.json").read_text())
+    searched = results[results.role == "searched"]
+    for expected in (
+        final["best"]["arch"],
+        f"{final['best']['reward']:.4f}",
+        f"{final['best']['num_params']:,}",
+        f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)",
+        f"{comparison['overall']['auroc']['t_test']['p']:.3f}",
+        f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
+        "0.8123",  # variant evaluation, model AUROC
+        "MA0139.1_CTCF",  # seqlets table
+        "CPU hours",
+    ):
+        assert expected in page, expected
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    dom = browse(probe, "--dump-dom").stdout
+    assert f'data-images="{len(images)}"' in dom and 'data-broken="0"' in dom, dom[:300]
+    screenshot = tmp_path / "report.png"
+    browse(report, "--window-size=1300,5000", f"--screenshot={screenshot}")
+    with Image.open(screenshot) as shot:
+        assert shot.size == (1300, 5000)
+        assert len(set(shot.convert("L").resize((65, 250)).getdata())) > 20  # drawn, not blank
+
+    for directory in ("search", "retrain"):  # logged to both parent runs
+        client = MlflowClient(f"sqlite:///{small_run / directory}/mlflow.db")
+        (run,) = [r for r in client.search_runs([client.get_experiment_by_name("report-test").experiment_id]) if "role" not in r.data.tags]
+        logged = {info.path for info in client.list_artifacts(run.info.run_id, "report")}
+        assert {"report/report.html", "report/figures"} <= logged
+
+
+def test_figures_from_a_search_dir_alone_skip_the_rest_with_notes(small_run, tmp_path):
+    run = load_run(search=small_run / "search")
+    rendered = {figure.key: figure for figure in render_figures(run)}
+    drawn = {key for key, figure in rendered.items() if figure.png is not None}
+    assert drawn == {"op_probabilities", "embedding_pca", "controller_curves"}
+    assert all(figure.note for key, figure in rendered.items() if key not in drawn)
+    out = report_run(small_run / "search", out=tmp_path / "search.html", track=False)
+    page = out.read_text()
+    assert "No retraining results" in page and "no retrain outputs" in page
+    assert len(decoded_images(page)) == 4
+
+
+def test_an_unfinished_search_reports_from_its_checkpoint(small_run, tmp_path):
+    shutil.copytree(small_run / "search" / "checkpoints", tmp_path / "search" / "checkpoints")
+    page = report_run(tmp_path, out=tmp_path / "report.html", track=False).read_text()
+    assert "has not finished" in page and "best reward so far" in page
+    assert len(decoded_images(page)) == 4
+
+
+def test_report_of_nothing_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no run outputs here" in result.output
+    assert not (tmp_path / "report.html").exists()
