@@ -66,6 +66,9 @@ class DagNet(nn.Module):
         )
         flat = self.channels[-1] * space.block_length(space.num_blocks)
         dropout = space.dropout if dropout is None else dropout
+        # A module rather than F.max_pool1d so that attribution (DeepLIFT) can hook its own rule on it;
+        # a reduction of 1 is skipped rather than paid for.
+        self.reduce = nn.MaxPool1d(space.reduction) if space.reduction > 1 else nn.Identity()
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
@@ -81,8 +84,8 @@ class DagNet(nn.Module):
     def _match(self, skip: torch.Tensor, source: int, target: int) -> torch.Tensor:
         """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape."""
         blocks_apart = self.space.block_of(target) - self.space.block_of(source)
-        if blocks_apart:
-            skip = F.max_pool1d(skip, self.space.reduction**blocks_apart)
+        for _ in range(blocks_apart):  # nested windows: the same as one pool by reduction**blocks_apart
+            skip = self.reduce(skip)
         missing = self.channels[self.space.block_of(target)] - skip.shape[1]
         return F.pad(skip, (0, 0, 0, missing)) if missing else skip
 
@@ -93,14 +96,14 @@ class DagNet(nn.Module):
         for layer, op in enumerate(arch.ops):
             if layer % per_block == 0:
                 if layer:
-                    h = F.max_pool1d(h, self.space.reduction)
+                    h = self.reduce(h)
                 h = self.projections[layer // per_block](h)
             y = self.layers[layer][op](h)
             for source in arch.skips[layer]:
                 y = y + self._match(outputs[source], source, layer)
             outputs.append(y)
             h = y
-        return self.head(F.max_pool1d(h, self.space.reduction))
+        return self.head(self.reduce(h))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
