@@ -5,31 +5,37 @@ on validation data (reward = mean validation AUROC), the controller takes a REIN
 the supernet trains one pass with an architecture freshly sampled per mini-batch. Before the
 first iteration the supernet warms up for one pass with uniformly sampled architectures.
 
-Every iteration ends with an atomic checkpoint (controller, supernet, optimizers, RNG, history,
-iteration) under ``<out>/checkpoints``; ``resume=True`` continues from it. MLflow logging of an
-iteration happens after its checkpoint and is repeated on resume if it did not complete, so
-every iteration is tracked exactly once.
+Every iteration ends with an atomic, checksummed checkpoint (controller, supernet, optimizers,
+RNG, history, iteration) under ``<out>/checkpoints``; ``resume=True`` continues from it, or from
+the previous one when it is damaged. MLflow logging of an iteration happens after its checkpoint,
+is repeated on resume if it did not complete, and skips what the store already holds, so every
+iteration is tracked exactly once.
+
+An actor that dies (a preempted node, an out-of-memory kill) costs at most the iteration in
+flight: every actor is replaced, the supernet's process group is formed again, all of them are
+reloaded from the last checkpoint and the iteration runs again, up to ``search.max_failures``
+times per search.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import ray
-import torch
 
-from amber_ray.atomic import atomic_torch_save, atomic_write_json, atomic_write_table
+from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import resolve_gpus
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
+from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
 
@@ -37,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/search.pt"
 WARMUP_ITERATION = -1
+ACTOR_LOST = ray.exceptions.RayActorError  # also covers ActorDiedError and ActorUnavailableError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,11 +63,25 @@ def checkpoint_path(out_dir: Path) -> Path:
     return out_dir / CHECKPOINT
 
 
-def load_checkpoint(out_dir: Path) -> dict[str, Any]:
-    path = checkpoint_path(out_dir)
-    if not path.is_file():
-        raise AmberInputError("no search checkpoint to resume from; run without --resume", path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
+    """``ray.get`` of the calls to several workers, raising as soon as one of them has died.
+
+    A plain ``ray.get`` waits for the results in order, so it would wait on a survivor blocked in
+    a collective with the dead worker. When a worker raised instead (its peer vanished mid
+    all-reduce), the others are still awaited so that a dead actor is reported as such.
+    """
+    pending, failed = list(refs), None
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(ready[0])
+        except ACTOR_LOST:
+            raise
+        except ray.exceptions.RayTaskError as error:
+            failed = failed or error
+    if failed is not None:
+        raise failed
+    return ray.get(list(refs))
 
 
 class SearchDriver:
@@ -67,37 +90,68 @@ class SearchDriver:
         self.search = config.search
         self.out_dir = out_dir
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-        gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
-        self.controller = ControllerActor.options(num_cpus=0).remote(self.space, self.search.controller, config.seed)
-        train_ref, valid_ref = ray.put(splits.train), ray.put(splits.valid)
-        threads = max(1, int(self.search.cpus_per_worker))
-        self.workers = [
-            SupernetWorker.options(num_cpus=self.search.cpus_per_worker, num_gpus=gpus, scheduling_strategy="SPREAD").remote(
-                self.space, train_ref, valid_ref, self.search, config.seed, threads
-            )
-            for _ in range(self.search.workers)
-        ]
-        if len(self.workers) > 1:
-            address, port = ray.get(self.workers[0].rendezvous.remote())
-            ray.get([worker.join.remote(rank, len(self.workers), address, port) for rank, worker in enumerate(self.workers)])
+        self.gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
+        self.data_refs = (ray.put(splits.train), ray.put(splits.valid))
+        self.failures = 0
+        self.start_actors()
         self.num_batches = ray.get(
             self.workers[0].num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration)
         )
         self.state = SearchState()
         self.tracker: RunTracker | None = None
+        self.logged_steps: set[int] = set()
+        self.logged_tables: set[str] = set()
+
+    def start_actors(self) -> None:
+        """The controller and W supernet workers; with several workers, their process group."""
+        self.controller = ControllerActor.options(num_cpus=0).remote(self.space, self.search.controller, self.config.seed)
+        threads = max(1, int(self.search.cpus_per_worker))
+        options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
+        self.workers = [
+            SupernetWorker.options(**options).remote(self.space, *self.data_refs, self.search, self.config.seed, threads)
+            for _ in range(self.search.workers)
+        ]
+        if len(self.workers) > 1:
+            address, port = ray.get(self.workers[0].rendezvous.remote())
+            ray.get([worker.join.remote(rank, len(self.workers), address, port) for rank, worker in enumerate(self.workers)])
 
     def close(self) -> None:
         for actor in (self.controller, *self.workers):
             ray.kill(actor)
 
+    def recover(self, error: BaseException) -> None:
+        """Replace every actor and reload the last checkpoint (a fresh search if none was written yet)."""
+        self.failures += 1
+        if self.failures > self.search.max_failures:
+            raise error
+        logger.warning(
+            "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
+            type(error).__name__, self.failures, self.search.max_failures,
+        )
+        self.close()
+        self.start_actors()
+        path = checkpoint_path(self.out_dir)
+        if has_checkpoint(path):
+            self.restore(load_checkpoint(path))
+        else:
+            self.state = SearchState(run_id=self.state.run_id)
+
+    def with_recovery(self, step: Callable[[], T]) -> T:
+        """Run ``step`` (which ends with a checkpoint); if an actor dies, recover and run it again."""
+        while True:
+            try:
+                return step()
+            except ACTOR_LOST as error:
+                self.recover(error)
+
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         """Every worker takes its share of each global batch; returns the mean loss."""
-        return float(np.mean(ray.get([w.train_pass.remote(archs, iteration, batch_size) for w in self.workers])))
+        return float(np.mean(gather([w.train_pass.remote(archs, iteration, batch_size) for w in self.workers])))
 
     def score(self, archs: list[str]) -> list[tuple[float, int]]:
         """Architectures are scored round-robin across the workers (identical replicas)."""
         count = len(self.workers)
-        shards = ray.get([worker.score.remote(archs[rank::count]) for rank, worker in enumerate(self.workers)])
+        shards = gather([worker.score.remote(archs[rank::count]) for rank, worker in enumerate(self.workers)])
         scored: list[tuple[float, int]] = [(0.0, 0)] * len(archs)
         for rank, shard in enumerate(shards):
             scored[rank::count] = shard
@@ -107,7 +161,7 @@ class SearchDriver:
 
     def save(self) -> None:
         controller_state, worker_state = ray.get([self.controller.state.remote(), self.workers[0].state.remote()])
-        atomic_torch_save(
+        save_checkpoint(
             {
                 "iteration": self.state.iteration,
                 "history": self.state.history,
@@ -126,6 +180,12 @@ class SearchDriver:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
         ray.get([self.controller.load.remote(payload["controller"]), *(w.load.remote(payload["supernet"]) for w in self.workers)])
         self.state = SearchState(payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"])
+
+    def advance(self) -> dict[str, float]:
+        """The next iteration, then its checkpoint."""
+        stats = self.run_iteration(self.state.iteration + 1)
+        self.save()
+        return stats
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -166,22 +226,28 @@ class SearchDriver:
         )
         return metrics
 
-    def track_iteration(self, iteration: int, metrics: bool = True, table: bool = True) -> None:
+    def track_iteration(self, iteration: int) -> None:
+        """Log an iteration's metrics and table unless the store already holds them.
+
+        An iteration runs again after a restore from an older checkpoint; the search is
+        deterministic, so what was logged the first time stands.
+        """
         assert self.tracker is not None
-        if metrics:
+        if iteration not in self.logged_steps:
             self.tracker.log_metrics(self.iteration_metrics(iteration), step=iteration)
-        if table:
-            self.tracker.log_table(self.iteration_rows(iteration), f"architectures/iter_{iteration:05d}.parquet")
+            self.logged_steps.add(iteration)
+        table = f"iter_{iteration:05d}.parquet"
+        if table not in self.logged_tables:
+            self.tracker.log_table(self.iteration_rows(iteration), f"architectures/{table}")
+            self.logged_tables.add(table)
 
     def catch_up_tracking(self) -> None:
         """Log what a killed driver checkpointed but did not get into MLflow, and nothing twice."""
         assert self.tracker is not None
-        tables = {Path(p).name for p in self.tracker.list_artifacts("architectures")}
-        steps = set(self.tracker.metric_steps("mean_reward"))
+        self.logged_tables = {Path(p).name for p in self.tracker.list_artifacts("architectures")}
+        self.logged_steps = set(self.tracker.metric_steps("mean_reward"))
         for iteration in range(self.state.iteration + 1):
-            self.track_iteration(
-                iteration, metrics=iteration not in steps, table=f"iter_{iteration:05d}.parquet" not in tables
-            )
+            self.track_iteration(iteration)
 
     def write_outputs(self) -> dict[str, Any]:
         history = history_table(self.state.history)
@@ -233,8 +299,8 @@ def run_search(
     Ray must already be initialised (``amber_ray.cluster.connect``).
     """
     out_dir = Path(out_dir).resolve()
-    payload = load_checkpoint(out_dir) if resume else None
-    if not resume and checkpoint_path(out_dir).exists():
+    payload = load_checkpoint(checkpoint_path(out_dir)) if resume else None
+    if not resume and has_checkpoint(checkpoint_path(out_dir)):
         raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     driver = SearchDriver(config, out_dir, splits)
@@ -249,12 +315,11 @@ def run_search(
             driver.tracker.set_tags(
                 {"space_size": f"{driver.space.size():.3e}", "worker_nodes": ",".join(p["node_id"] for p in placements)}
             )
-            driver.warm_up()
+            driver.with_recovery(driver.warm_up)
         driver.catch_up_tracking()
-        for iteration in range(driver.state.iteration + 1, config.search.iterations):
-            stats = driver.run_iteration(iteration)
-            driver.save()
-            driver.track_iteration(iteration)
+        while driver.state.iteration + 1 < config.search.iterations:
+            stats = driver.with_recovery(driver.advance)
+            driver.track_iteration(driver.state.iteration)
             if on_iteration:
                 on_iteration(stats)
         final = driver.write_outputs()

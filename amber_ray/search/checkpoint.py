@@ -1,0 +1,106 @@
+"""Verified search checkpoints: the last two are kept, each with its SHA-256 in a manifest.
+
+A save writes the new checkpoint to a temporary name, moves the current one to the
+``.prev`` name, renames the new one into place and then rewrites the manifest
+(``search.sha256``, in ``sha256sum`` format). A load takes the newest file whose digest is
+in the manifest and that ``torch.load(weights_only=True)`` accepts; a truncated, corrupted or
+unlisted file is skipped with a warning and the previous checkpoint is used. A crash between
+two of those steps leaves at least one listed file, so there is always a checkpoint to resume
+from once the first save completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amber_ray.atomic import atomic_path, atomic_write_text, fsync_directory
+from amber_ray.errors import AmberInputError
+
+logger = logging.getLogger(__name__)
+
+LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def previous_path(path: Path) -> Path:
+    """``search.pt`` -> ``search.prev.pt``."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def manifest_path(path: Path) -> Path:
+    """``search.pt`` -> ``search.sha256``."""
+    return path.with_name(f"{path.stem}.sha256")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> set[str]:
+    """The digests listed in the manifest of checkpoint ``path`` (empty when it is missing)."""
+    manifest = manifest_path(path)
+    if not manifest.is_file():
+        return set()
+    return {line.split()[0] for line in manifest.read_text(errors="replace").splitlines() if line.strip()}
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write ``payload`` as the newest checkpoint; the one it replaces becomes the previous one."""
+    previous = previous_path(path)
+    known = read_manifest(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+        digest = sha256_of(tmp)
+        if path.exists():
+            os.replace(path, previous)
+    fsync_directory(path.parent)
+    listed = [(digest, path.name)]
+    if previous.exists() and (previous_digest := sha256_of(previous)) in known:
+        listed.append((previous_digest, previous.name))  # a file corrupted on disk stays unlisted
+    atomic_write_text("".join(f"{value}  {name}\n" for value, name in listed), manifest_path(path))
+
+
+def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:
+    """``path`` if its digest is listed; ``weights_only`` refuses anything but tensors and plain data."""
+    if sha256_of(path) not in digests:
+        raise ValueError("checksum does not match the manifest (truncated or corrupted)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict):
+        raise ValueError("not a search checkpoint")
+    return payload
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The newest valid checkpoint at ``path`` or its previous one; raises when neither is valid."""
+    digests = read_manifest(path)
+    problems = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            payload = _load_verified(candidate, digests)
+        except LOAD_ERRORS as error:
+            logger.warning("skipping checkpoint %s: %s", candidate, error)
+            problems.append(f"{candidate.name}: {error}")
+            continue
+        if candidate != path:
+            logger.warning("using the previous checkpoint %s (iteration %s)", candidate, payload.get("iteration"))
+        return payload
+    if not problems:
+        raise AmberInputError("no search checkpoint to resume from; run without --resume", path)
+    raise AmberInputError(f"no usable search checkpoint ({'; '.join(problems)})", path)
+
+
+def has_checkpoint(path: Path) -> bool:
+    return path.is_file() or previous_path(path).is_file()
