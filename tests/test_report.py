@@ -61,20 +61,25 @@ def small_run(ray_session, tmp_path_factory) -> Path:
     return out
 
 
-def write_variant_outputs(directory: Path) -> None:
-    """The files `amber-ray variants eval` writes, with made-up scores."""
+def write_variant_outputs(directory: Path, probs_in_eval: bool = True, all_ref_preferred: bool = False) -> None:
+    """The files `amber-ray variants eval` writes (preferred 1: the reference allele), with made-up scores."""
     directory.mkdir()
     rng = np.random.default_rng(0)
-    preferred = rng.integers(0, 2, 60)
     ids = [f"v{i}" for i in range(60)]
-    pd.DataFrame(
-        {"variant_id": ids, "preferred": preferred, "model_score": preferred + rng.normal(0, 0.8, 60), "pwm_score": rng.normal(0, 1, 60)}
-    ).to_parquet(directory / "eval.parquet")
+    preferred = np.ones(60, dtype=int) if all_ref_preferred else rng.integers(0, 2, 60)
     ref = rng.uniform(0, 1, 60)
-    pd.DataFrame({"variant_id": ids, "label": "MA0139.1_CTCF", "ref_prob": ref, "alt_prob": np.clip(ref + rng.normal(0, 0.1, 60), 0, 1)}).to_parquet(
-        directory / "scores.parquet"
-    )
-    summary = {"label": "MA0139.1_CTCF", "n": 60, "model": {"auroc": 0.8123, "accuracy": 0.7}, "pwm": {"motif": "MA0139.1", "auroc": 0.5234, "accuracy": 0.5}}
+    alt = np.clip(ref - (preferred - 0.5) * rng.uniform(0, 0.4, 60), 0, 1)
+    evaluation = pd.DataFrame({"variant_id": ids, "preferred": preferred, "model_score": ref - alt, "pwm_score": rng.normal(0, 1, 60)})
+    probs = pd.DataFrame({"ref_prob": ref, "alt_prob": alt})
+    if probs_in_eval:
+        pd.concat([evaluation, probs], axis=1).to_parquet(directory / "eval.parquet")
+    else:
+        evaluation.to_parquet(directory / "eval.parquet")
+        pd.concat([evaluation[["variant_id"]].assign(label="MA0139.1_CTCF"), probs], axis=1).to_csv(directory / "scores.tsv", sep="\t", index=False)
+    summary = {
+        "label": "MA0139.1_CTCF", "n": 60,
+        "model": {"auroc": 0.8123, "accuracy": 0.7}, "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "accuracy": 0.5},
+    }
     (directory / "eval.json").write_text(json.dumps(summary))
 
 
@@ -177,3 +182,10 @@ def test_report_of_nothing_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert "no run outputs here" in result.output
     assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("probs_in_eval, all_ref_preferred", [(True, True), (False, False)])
+def test_variant_figures_from_eval_or_score_table(tmp_path, probs_in_eval, all_ref_preferred):
+    write_variant_outputs(tmp_path / "variants", probs_in_eval, all_ref_preferred)
+    rendered = {figure.key: figure for figure in render_figures(load_run(variants=tmp_path / "variants"))}
+    assert rendered["variant_ref_alt"].png is not None and rendered["variant_roc"].png is not None

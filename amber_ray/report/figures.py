@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -72,7 +73,11 @@ def grid_shape(panels: int, max_columns: int = 4) -> tuple[int, int]:
 
 
 def op_probabilities(run: Run) -> Figure:
-    """Paper Fig. 3A: per layer, the controller's probability of each op (rows) over iterations (columns)."""
+    """Paper Fig. 3A: per layer, the controller's probability of each op (rows) over iterations (columns).
+
+    The colour scale is centred (white) on the uniform probability 1/ops, so the ops a controller
+    favours or avoids stand out even while its probabilities are still close to uniform.
+    """
     probs = need_search(run).op_probs
     if probs is None or probs.empty:
         raise Skip("no op probabilities (op_probs.parquet)")
@@ -81,12 +86,13 @@ def op_probabilities(run: Run) -> Figure:
     rows, columns = grid_shape(len(layers))
     figure = Figure(figsize=(3.2 * columns + 1, 2.2 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
-    vmax = float(probs.probability.max())  # early in a search all ops sit near 1/ops: scale to what is there
+    uniform = 1 / len(ops)
+    norm = TwoSlopeNorm(uniform, min(float(probs.probability.min()), uniform * 0.9), max(float(probs.probability.max()), uniform * 1.1))
     image = None
     for ax, layer in zip(axes.flat, layers):
         matrix = probs[probs.layer == layer].pivot(index="op", columns="iteration", values="probability").reindex(ops)
         image = ax.imshow(
-            matrix.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest",
+            matrix.to_numpy(), aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest",
             extent=(matrix.columns.min() - 0.5, matrix.columns.max() + 0.5, len(ops) - 0.5, -0.5),
         )
         ax.set_title(f"layer {layer}", fontsize=9)
@@ -96,7 +102,7 @@ def op_probabilities(run: Run) -> Figure:
     for ax in axes[-1]:
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    figure.colorbar(image, ax=axes, label="selection probability", shrink=0.8)
+    figure.colorbar(image, ax=axes, label=f"selection probability (white: uniform 1/{len(ops)})", shrink=0.8)
     return figure
 
 
@@ -136,8 +142,9 @@ def controller_curves(run: Run) -> Figure:
     table = iteration_rewards(search)
     panels = [("entropy", "policy entropy"), ("skip_fraction", "skip fraction"), ("supernet_loss", "supernet training loss")]
     panels = [(column, label) for column, label in panels if column in table]
-    figure = Figure(figsize=(11, 3.4 * -(-(len(panels) + 1) // 2)), layout="constrained")
-    axes = figure.subplots(-(-(len(panels) + 1) // 2), 2, squeeze=False).flat
+    rows, columns = grid_shape(len(panels) + 1, max_columns=2)
+    figure = Figure(figsize=(5.5 * columns, 3.4 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
     ax = axes[0]
     if search.history is not None and not search.history.empty:
         ax.scatter(search.history.iteration, search.history.reward, s=6, color="0.7", label="sampled architecture")
@@ -245,13 +252,6 @@ def params_vs_auroc(run: Run) -> Figure:
 # --- variants -----------------------------------------------------------------------------------
 
 
-def preferred_as_binary(preferred: pd.Series) -> np.ndarray:
-    """1 where the alternative allele is the preferred one (a 0/1 or boolean column, or 'ref'/'alt')."""
-    if preferred.dtype == object:
-        return (preferred.astype(str).str.lower() == "alt").to_numpy(dtype=int)
-    return preferred.to_numpy(dtype=int)
-
-
 def variant_ref_alt(run: Run) -> Figure:
     """Predicted probability of the reference vs the alternative allele, one point per variant (and label)."""
     variants = run.variants
@@ -263,14 +263,11 @@ def variant_ref_alt(run: Run) -> Figure:
         scores = scores[scores.label == label]
     figure = Figure(figsize=(5, 5), layout="constrained")
     ax = figure.subplots()
-    colors = None
-    if variants.evaluation is not None and "variant_id" in scores:
-        preferred = variants.evaluation.set_index("variant_id").preferred
-        colors = scores.variant_id.map(pd.Series(preferred_as_binary(preferred), index=preferred.index))
-    if colors is not None and colors.notna().any():
-        for value, name, color in ((0, "ref preferred", ROLE_COLORS["sampled"]), (1, "alt preferred", ROLE_COLORS["searched"])):
-            rows = scores[colors.to_numpy() == value]
-            ax.scatter(rows.ref_prob, rows.alt_prob, s=6, alpha=0.5, color=color, label=name)
+    if "preferred" in scores:
+        for value, name, color in ((1, "ref preferred", ROLE_COLORS["sampled"]), (0, "alt preferred", ROLE_COLORS["searched"])):
+            rows = scores[scores.preferred == value]
+            if len(rows):
+                ax.scatter(rows.ref_prob, rows.alt_prob, s=6, alpha=0.5, color=color, label=f"{name} ({len(rows)})")
         ax.legend(fontsize=8)
     else:
         ax.scatter(scores.ref_prob, scores.alt_prob, s=6, alpha=0.5, color="black")
@@ -281,27 +278,33 @@ def variant_ref_alt(run: Run) -> Figure:
     return figure
 
 
+def both_orientations(preferred: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair with its label and, flipped, with the other allele's: as the allele-specific evaluation
+    counts them, so the ROC exists even when every pair prefers the first allele (``preferred`` 1: ref)."""
+    return np.concatenate([preferred, 1 - preferred]), np.concatenate([score, -score])
+
+
 def variant_roc(run: Run) -> Figure:
-    """ROC of the predicted allele preference: the model's score vs the PWM log-odds baseline."""
+    """ROC of the predicted preferred allele: the model's score vs the PWM log-odds baseline."""
     variants = run.variants
     if variants is None or variants.evaluation is None:
         raise Skip("no allele-specific evaluation (eval.parquet)")
     evaluation = variants.evaluation
-    truth = preferred_as_binary(evaluation.preferred)
-    if len(set(truth)) < 2:
-        raise Skip("the evaluated variants prefer only one allele; no ROC")
     figure = Figure(figsize=(5, 5), layout="constrained")
     ax = figure.subplots()
-    motif = ((variants.summary or {}).get("pwm") or {}).get("motif")
-    for column, name, color in (("model_score", "model", ROLE_COLORS["searched"]), ("pwm_score", f"PWM {motif or ''}".strip(), ROLE_COLORS["sampled"])):
-        valid = evaluation[column].notna().to_numpy()
-        if valid.sum() < 2:
+    pwm = (variants.summary or {}).get("pwm") or {}
+    pwm_name = " ".join(str(pwm[key]) for key in ("motif", "motif_name") if pwm.get(key))
+    for column, name, color in (("model_score", "model", ROLE_COLORS["searched"]), ("pwm_score", f"PWM {pwm_name}".strip(), ROLE_COLORS["sampled"])):
+        rows = evaluation[evaluation[column].notna()]
+        if rows.empty:
             continue
-        fpr, tpr, _ = roc_curve(truth[valid], evaluation[column].to_numpy()[valid])
-        ax.plot(fpr, tpr, color=color, label=f"{name}: AUROC {roc_auc_score(truth[valid], evaluation[column].to_numpy()[valid]):.3f}")
+        truth, score = both_orientations(rows.preferred.to_numpy(dtype=int), rows[column].to_numpy(dtype=float))
+        fpr, tpr, _ = roc_curve(truth, score)
+        ax.plot(fpr, tpr, color=color, label=f"{name}: AUROC {roc_auc_score(truth, score):.3f}")
     ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
+    ax.set_title(f"{len(evaluation)} variant pairs, each in both orientations", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return figure
 
@@ -316,7 +319,8 @@ class FigureSpec:
 
 FIGURES = (
     FigureSpec("op_probabilities", "Op selection probability per layer",
-               "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples).",
+               "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples); "
+               "red: favoured over a uniform choice, blue: avoided.",
                op_probabilities),
     FigureSpec("embedding_pca", "Controller op embeddings (PCA)",
                "The LSTM controller's learned embedding of each op, on its first two principal components: ops the controller treats alike lie close.",
@@ -331,7 +335,7 @@ FIGURES = (
     FigureSpec("params_vs_auroc", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
                params_vs_auroc),
     FigureSpec("variant_ref_alt", "Variant effects: reference vs alternative allele",
-               "Predicted probability for the reference and the alternative allele of each variant.", variant_ref_alt),
+               "Predicted probability of the evaluated label for the reference and the alternative allele of each variant.", variant_ref_alt),
     FigureSpec("variant_roc", "Allele-specific evaluation",
                "ROC of the predicted preferred allele: the model's score vs the JASPAR PWM log-odds baseline on the same pairs.",
                variant_roc),

@@ -137,7 +137,7 @@ def variants_section(variants: VariantsPart | None) -> str:
     model, pwm = s.get("model", {}), s.get("pwm", {})
     rows = [
         ["model", number(model.get("auroc")), number(model.get("accuracy"))],
-        [f"PWM baseline ({esc(pwm.get('motif', '?'))})", number(pwm.get("auroc")), number(pwm.get("accuracy"))],
+        [f"JASPAR PWM baseline ({esc(' '.join(str(pwm[k]) for k in ('motif', 'motif_name') if pwm.get(k)) or '?')})", number(pwm.get("auroc")), number(pwm.get("accuracy"))],
     ]
     intro = f"<p>Allele-specific evaluation of label <code>{esc(s.get('label', '?'))}</code> on {esc(s.get('n', '?'))} variant pairs.</p>"
     return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "accuracy"], rows)

@@ -56,8 +56,8 @@ class RetrainPart:
 class VariantsPart:
     directory: Path
     summary: dict[str, Any] | None = None  # eval.json
-    evaluation: pd.DataFrame | None = None  # eval.parquet: variant_id, preferred, model_score, pwm_score
-    scores: pd.DataFrame | None = None  # a long score table with ref_prob and alt_prob
+    evaluation: pd.DataFrame | None = None  # eval.parquet: variant_id, preferred (1: ref allele), model_score, pwm_score
+    scores: pd.DataFrame | None = None  # eval.parquet when it has ref_prob and alt_prob, else a score table with them
 
 
 @dataclass
@@ -157,7 +157,8 @@ def load_variants(directory: Path, notes: list[str]) -> VariantsPart:
     part = VariantsPart(directory)
     part.summary = read_optional(directory / "eval.json", read_json, notes)
     part.evaluation = read_optional(directory / "eval.parquet", pd.read_parquet, notes)
-    part.scores = find_score_table(directory)
+    has_probs = part.evaluation is not None and SCORE_COLUMNS <= set(part.evaluation.columns)
+    part.scores = part.evaluation if has_probs else find_score_table(directory)
     if part.scores is None:
         notes.append(f"no variant score table (with ref_prob and alt_prob columns) in {directory}")
     return part
