@@ -48,6 +48,15 @@ def number(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 decimals, integers with thousands separators, anything else escaped."""
+    if isinstance(value, float):
+        return number(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "n/a" if value is None else esc(value)
+
+
 def png_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
@@ -69,12 +78,11 @@ def architecture_section(summary: Summary) -> str:
     if summary.best is None:
         return "<h2>Best architecture</h2><p class='note'>No search outputs.</p>"
     best = summary.best
-    rows = [
-        ["architecture", f"<code>{esc(best['arch'])}</code>"],
-        ["chosen as", esc(summary.best_source)],
-        ["reward (validation AUROC in the supernet)", number(best["reward"])],
-        ["found at iteration", esc(best["iteration"])],
-        ["parameters", f"{best['num_params']:,}"],
+    rows = [["architecture", f"<code>{esc(best['arch'])}</code>"], ["chosen as", esc(summary.best_source)]]
+    rows += [
+        [label, cell(best[key])]
+        for key, label in (("reward", "reward (validation AUROC in the supernet)"), ("iteration", "found at iteration"), ("num_params", "parameters"))
+        if key in best
     ]
     if summary.greedy:
         rows.append(["greedy (argmax) decode", f"<code>{esc(summary.greedy)}</code>"])
@@ -90,7 +98,10 @@ def architecture_section(summary: Summary) -> str:
     parts.append("<figcaption>Layers left to right, coloured by op family; red arcs: skip connections (added to the later layer's output); "
                  "dotted lines: end of a block (max-pool).</figcaption></figure>")
     if summary.top_k:
-        top = [[str(i + 1), f"<code>{esc(e['arch'])}</code>", number(e["reward"]), str(e["iteration"]), f"{e['num_params']:,}"] for i, e in enumerate(summary.top_k)]
+        top = [
+            [str(i + 1), f"<code>{esc(e['arch'])}</code>", *(cell(e.get(key)) for key in ("reward", "iteration", "num_params"))]
+            for i, e in enumerate(summary.top_k)
+        ]
         parts += ["<h3>Top architectures by reward</h3>", table(["rank", "architecture", "reward", "iteration", "parameters"], top)]
     return "".join(parts)
 
