@@ -252,6 +252,83 @@ def ui(
         server.wait()
 
 
+variants_app = typer.Typer(no_args_is_help=True, help="Variant effects: ref/alt predictions per label; allele-specific binding evaluation.")
+app.add_typer(variants_app, name="variants")
+
+ModelArg = Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")]
+VcfOption = Annotated[Path | None, typer.Option("--vcf", help="VCF (plain, gzip or bgzip); multi-allelic records are split per ALT.")]
+GenomeOption = Annotated[Path | None, typer.Option("--fasta", help="Reference FASTA for --vcf (indexed with pyfaidx).")]
+RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First allele of each pair; records paired by name.")]
+AltFastaOption = Annotated[Path | None, typer.Option("--alt-fasta", help="Second allele of each pair.")]
+StrandsOption = Annotated[bool, typer.Option("--both-strands", help="Average forward and reverse-complement predictions.")]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Variants per prediction batch.")]
+
+
+def score_with_progress(model: Any, windows: Any, labels: list[str], both_strands: bool, batch_size: int) -> Any:
+    from amber_ray.variants import score_windows
+
+    with progress_bar() as progress:
+        task = progress.add_task("variants", total=len(windows))
+        return score_windows(model, windows, labels, batch_size, both_strands, lambda n: progress.advance(task, n))
+
+
+@variants_app.command("score")
+@user_errors
+def variants_score(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.")],
+    vcf: VcfOption = None,
+    fasta: GenomeOption = None,
+    ref_fasta: RefFastaOption = None,
+    alt_fasta: AltFastaOption = None,
+    both_strands: StrandsOption = False,
+    batch_size: BatchOption = 256,
+    ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
+    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC column value, |diff|, |log2fc| or |logit_diff|.")] = "diff",
+) -> None:
+    """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
+    from amber_ray.variants import check_score_output, load_model, load_windows, write_scores
+
+    check_score_output(out, ldsc_score)
+    net, length, labels = load_model(model)
+    windows, skipped = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
+    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+    written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
+    console.print(f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored; wrote {', '.join(map(str, written[:3]))}")
+
+
+@variants_app.command("eval")
+@user_errors
+def variants_eval(
+    model: ModelArg,
+    out: OutOption,
+    vcf: VcfOption = None,
+    fasta: GenomeOption = None,
+    ref_fasta: RefFastaOption = None,
+    alt_fasta: AltFastaOption = None,
+    label: Annotated[str | None, typer.Option("--label", help="Model label to evaluate (needed when it has several).")] = None,
+    motif: Annotated[str | None, typer.Option("--motif", help="JASPAR id of the PWM baseline; default: the id the label starts with.")] = None,
+    preferred: Annotated[Path | None, typer.Option("--preferred", help="TSV variant_id, preferred (1 = first allele); default all 1.")] = None,
+    both_strands: StrandsOption = False,
+    batch_size: BatchOption = 256,
+) -> None:
+    """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
+    from amber_ray.variants import choose_label, evaluate_pairs, load_model, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
+
+    net, length, labels = load_model(model)
+    pwm_log_odds(motif_for_label(labels[choose_label(labels, label)], motif))
+    windows, _ = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
+    wanted = read_preferred(preferred, windows.variant_id)
+    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+    summary, table = evaluate_pairs(effects, label, motif, wanted)
+    write_eval(summary, table, out)
+    model_m, pwm_m = summary["model"], summary["pwm"]
+    console.print(
+        f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
+        f"PWM {pwm_m['motif']} AUROC {pwm_m['auroc']:.4f} accuracy {pwm_m['accuracy']:.4f}; wrote {out / 'eval.json'}"
+    )
+
+
 def run() -> None:
     app(prog_name="amber-ray")
 
