@@ -170,11 +170,13 @@ def test_figures_from_a_search_dir_alone_skip_the_rest_with_notes(small_run, tmp
     assert len(decoded_images(page)) == 4
 
 
-def test_an_unfinished_search_reports_from_its_checkpoint(small_run, tmp_path):
+def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(small_run, tmp_path):
     shutil.copytree(small_run / "search" / "checkpoints", tmp_path / "search" / "checkpoints")
+    shutil.copytree(small_run / "retrain" / "tune", tmp_path / "retrain" / "tune")
     page = report_run(tmp_path, out=tmp_path / "report.html", track=False).read_text()
-    assert "has not finished" in page and "best reward so far" in page
-    assert len(decoded_images(page)) == 4
+    assert "search in" in page and "has not finished: figures show its last checkpoint" in page and "best reward so far" in page
+    assert "retraining in" in page and "has not finished: 4 of 4 trials done" in page
+    assert set(decoded_images(page)) == {"diagram of the best architecture", *(spec.title for spec in FIGURES[:3]), "Retraining progress"}
 
 
 def test_report_of_nothing_is_a_one_line_error(tmp_path):

@@ -249,6 +249,29 @@ def params_vs_auroc(run: Run) -> Figure:
     return figure
 
 
+def retrain_curves(run: Run) -> Figure:
+    """Validation AUROC per epoch of every retraining trial (finished ones end in a dot), while or after the grid runs."""
+    retrain = run.retrain
+    if retrain is None or retrain.curves is None:
+        raise Skip("no retraining trial results (tune/*/*/result.json)")
+    curves = retrain.curves
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = figure.subplots()
+    for _, rows in curves.groupby("trial_id"):
+        color = ROLE_COLORS.get(rows.role.iloc[0], "black")
+        ax.plot(rows.epoch, rows.valid_auroc, color=color, alpha=0.7, lw=1)
+        if rows.done.any():
+            ax.scatter(rows.epoch.iloc[-1], rows.valid_auroc.iloc[-1], color=color, s=18, zorder=3)
+    finished = curves.groupby("trial_id").done.any()
+    planned = max(retrain.planned_trials, len(finished))
+    ax.set_title(f"{int(finished.sum())} of {planned} trials finished, {len(finished)} started", fontsize=10)
+    ax.legend(handles=[Rectangle((0, 0), 1, 1, color=c) for c in ROLE_COLORS.values()], labels=list(ROLE_COLORS), fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation AUROC")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
 # --- variants -----------------------------------------------------------------------------------
 
 
@@ -334,6 +357,9 @@ FIGURES = (
                searched_vs_sampled),
     FigureSpec("params_vs_auroc", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
                params_vs_auroc),
+    FigureSpec("retrain_curves", "Retraining progress",
+               "Validation AUROC per epoch of every trial (architecture x replicate seed); training stops when it has not improved for "
+               "the configured patience, and the best epoch's weights are tested.", retrain_curves),
     FigureSpec("variant_ref_alt", "Variant effects: reference vs alternative allele",
                "Predicted probability of the evaluated label for the reference and the alternative allele of each variant.", variant_ref_alt),
     FigureSpec("variant_roc", "Allele-specific evaluation",

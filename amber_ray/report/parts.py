@@ -49,6 +49,8 @@ class RetrainPart:
     results: pd.DataFrame | None = None  # results.parquet: one row per trial
     comparison: dict[str, Any] | None = None  # compare_results of the results (and annotation)
     category_scores: dict[str, pd.DataFrame] = field(default_factory=dict)  # metric -> (trials, categories)
+    curves: pd.DataFrame | None = None  # per trial and epoch: trial_id, role, arch, replicate, epoch, valid_auroc, done
+    planned_trials: int = 0  # trial directories of the grid, started or not
     run_id: str | None = None
 
 
@@ -130,8 +132,13 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
     part = RetrainPart(directory)
     id_file = directory / RETRAIN_RUN_ID
     part.run_id = id_file.read_text().strip() if id_file.is_file() else None
+    part.curves = read_trial_curves(directory)
+    part.planned_trials = sum(path.is_dir() for path in (directory / "tune").glob("*/*"))
     part.results = read_optional(directory / "results.parquet", pd.read_parquet, notes)
     if part.results is None or part.results.empty:
+        if part.curves is not None:
+            finished = part.curves.groupby("trial_id").done.any()
+            notes.append(f"the retraining in {directory} has not finished: {int(finished.sum())} of {part.planned_trials} trials done")
         return part
     try:
         part.comparison = compare_results(part.results, annotation)
@@ -141,6 +148,29 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
         return part
     note_other_categories(directory, part.comparison, notes)
     return part
+
+
+def read_trial_curves(directory: Path) -> pd.DataFrame | None:
+    """Validation AUROC per trial and epoch from Ray Tune's ``result.json`` files.
+
+    They grow while the grid runs, so an unfinished retraining shows its progress. A line being
+    written is skipped; an epoch reported again after a resume counts once.
+    """
+    rows = []
+    for path in sorted((directory / "tune").glob("*/*/result.json")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                trial = record["config"]["trial"]
+                rows.append(
+                    {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
+                     "epoch": record["epoch"], "valid_auroc": record["valid_auroc"], "done": bool(record.get("done"))}
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+    if not rows:
+        return None
+    return pd.DataFrame(rows).drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"], ignore_index=True)
 
 
 def note_other_categories(directory: Path, comparison: dict[str, Any], notes: list[str]) -> None:
