@@ -31,13 +31,19 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a c
 
 
 def user_errors(command: F) -> F:
-    """Turn :class:`AmberInputError` into one line on stderr and exit code 2."""
+    """Turn :class:`AmberInputError` into one line on stderr and exit code 2.
+
+    An error that names no file (a resource the cluster lacks) comes from a config value, so the
+    command's config file is named.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except AmberInputError as error:
+            if error.source is None and isinstance(kwargs.get("config"), Path):
+                error = AmberInputError(error.problem, kwargs["config"], error.record)
             console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
             raise typer.Exit(2) from None
 

@@ -185,7 +185,8 @@ class RetrainConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    name: str = "amber"
+    # The MLflow experiment; letters, digits and ``._-`` only, so it can never act as a path.
+    name: str = Field("amber", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     seed: int = 0
     data: DataConfig = DataConfig()
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(profile="small"))
@@ -209,12 +210,12 @@ def demo_config() -> ExperimentConfig:
     )
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     extra = f" ({len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
-    return f"{source}: config key '{key}': {message}{extra}"
+    return f"config key '{key}': {message}{extra}"
 
 
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -226,7 +227,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        raise AmberInputError(_describe(error, source)) from None
+        raise AmberInputError(_describe(error), source) from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -248,13 +249,19 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
-        if not sep or not key:
+        parts = key.split(".")
+        if not sep or not all(parts):
             raise AmberInputError(f"override {assignment!r} is not KEY=VALUE (e.g. search.workers=2)", "--set")
-        *parents, leaf = key.split(".")
+        *parents, leaf = parts
         target = nested
         for part in parents:
             target = target.setdefault(part, {})
-        target[leaf] = yaml.safe_load(value)
+            if not isinstance(target, dict):
+                raise AmberInputError(f"override {assignment!r} goes inside {part!r}, which another --set gave a value", "--set")
+        try:
+            target[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise AmberInputError(f"override {assignment!r}: value is not valid YAML ({str(error).splitlines()[0]})", "--set") from None
     return nested
 
 

@@ -123,7 +123,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
         data[len(data) // 2] ^= 0xFF
         latest.write_bytes(data)
     else:
-        latest.unlink()  # a crash between moving it to .prev and renaming the new one in
+        latest.unlink()  # lost with a disk or by hand
     with caplog.at_level(logging.WARNING, logger="amber_ray.search.checkpoint"):
         run_search(search_config(), out, resume=True)
     assert "previous checkpoint" in caplog.text
@@ -216,3 +216,69 @@ def test_failed_json_and_torch_writes_keep_the_previous_file(tmp_path):
     assert json.loads(json_target.read_text()) == {"best": 1}
     assert torch.equal(torch.load(torch_target, weights_only=True)["w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json", "model.pt"]
+
+
+# --- retraining trials ----------------------------------------------------------------------------
+
+RETRAIN = {
+    "name": "fault-retrain",
+    "seed": 2,
+    "data": SEARCH["data"],
+    "space": SEARCH["space"],
+    "train": {"batch_size": 50, "max_epochs": 4, "patience": 10},
+    "retrain": {"replicates": 1, "sampled": 1, "max_failures": 1},
+}
+SEARCHED = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
+
+
+def fail_once_at_epoch(monkeypatch, marker: Path, epoch: int) -> None:
+    """Make the searched architecture's trial raise once, in its worker, when it starts ``epoch``.
+
+    The trainable runs in another process, so the patch is made there: the wrapper below is pickled
+    by value (a local function) and replaces the epoch function the trainable calls.
+    """
+    from amber_ray import retrain
+
+    def flaky_trial(trial_config, **kwargs):
+        import amber_ray.retrain as module
+
+        real_epoch, calls = module.train_epoch, []
+
+        def train_epoch(*args, **inner):
+            calls.append(1)
+            if trial_config["trial"]["role"] == "searched" and len(calls) == epoch + 1 and not marker.exists():
+                marker.touch()
+                raise RuntimeError("injected failure")
+            return real_epoch(*args, **inner)
+
+        module.train_epoch = train_epoch
+        try:
+            return module.train_trial(trial_config, **kwargs)
+        finally:
+            module.train_epoch = real_epoch
+
+    monkeypatch.setattr(retrain, "train_trial", flaky_trial)
+
+
+def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
+    from amber_ray.retrain import run_retrain
+
+    search_dir = tmp_path / "search"
+    search_dir.mkdir()
+    final = {"best": {"arch": SEARCHED, "reward": 0.9}, "greedy": {"arch": SEARCHED}, "top_k": []}
+    (search_dir / "final_architectures.json").write_text(json.dumps(final))
+    marker = tmp_path / "failed-once"
+    fail_once_at_epoch(monkeypatch, marker, epoch=2)
+    out = tmp_path / "retrain"
+    results = run_retrain(parse_config(RETRAIN), search_dir, out)
+    assert marker.exists(), "the failure was not injected"
+    assert sorted(results.role) == ["sampled", "searched"] and (results.epochs == 4).all()
+    for trial_dir in (out / "tune" / "grid").iterdir():
+        if trial_dir.is_dir():
+            lines = (trial_dir / "result.json").read_text().splitlines()
+            assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2, 3], trial_dir.name  # resumed at epoch 2
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("fault-retrain").experiment_id]) if "role" in r.data.tags]
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_auroc")) == [0, 1, 2, 3]

@@ -12,6 +12,8 @@ The whole file is loaded into memory as ``float32`` (the full DeepSEA training s
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import h5py
@@ -22,6 +24,11 @@ from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.errors import AmberInputError
 
 SPLITS = ("train", "valid", "test")
+# What scipy's MATLAB v5 parser raises on a truncated or garbled file (found by fuzzing the reader).
+V5_READ_ERRORS = (
+    ValueError, TypeError, OSError, EOFError, IndexError, KeyError, OverflowError, NotImplementedError,
+    struct.error, zlib.error, scipy.io.matlab.MatReadError,
+)
 
 
 def _hdf5_array(path: Path, file: h5py.File, key: str) -> np.ndarray:
@@ -45,7 +52,7 @@ def _read_v73(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
 def _read_v5(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         content = scipy.io.loadmat(path, variable_names=[x_key, y_key])
-    except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
+    except V5_READ_ERRORS as error:
         raise AmberInputError(f"not a readable .mat file ({str(error).splitlines()[0]})", path) from None
     for key in (x_key, y_key):
         if key not in content:

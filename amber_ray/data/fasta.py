@@ -19,6 +19,7 @@ from amber_ray.errors import AmberInputError
 
 log = logging.getLogger(__name__)
 _BAD_LETTER = re.compile(r"[^ACGTNacgtn]")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _read_text(path: Path) -> str:
@@ -26,6 +27,8 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise AmberInputError("file not found", path)
     data = path.read_bytes()
+    if data.startswith(GZIP_MAGIC):
+        raise AmberInputError("gzip-compressed; decompress it first (gunzip)", path)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise AmberInputError(f"NUL byte at offset {nul}: binary data, not a FASTA file", path)

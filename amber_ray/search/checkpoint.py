@@ -1,8 +1,8 @@
 """Verified search checkpoints: the last two are kept, each with its SHA-256 in a manifest.
 
-A save writes the new checkpoint to a temporary name, moves the current one to the
-``.prev`` name, renames the new one into place and then rewrites the manifest
-(``search.sha256``, in ``sha256sum`` format). A load takes the newest file whose digest is
+A save writes the new checkpoint to a temporary name, links the current one to the ``.prev``
+name, renames the new one into place (so the newest name never goes missing) and then rewrites
+the manifest (``search.sha256``, in ``sha256sum`` format). A load takes the newest file whose digest is
 in the manifest and that ``torch.load(weights_only=True)`` accepts; a truncated, corrupted or
 unlisted file is skipped with a warning and the previous checkpoint is used. A crash between
 two of those steps leaves at least one listed file, so there is always a checkpoint to resume
@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,22 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
         torch.save(payload, tmp)
         digest = sha256_of(tmp)
         if path.exists():
-            os.replace(path, previous)
+            _replace_with_copy_of(previous, path)
     fsync_directory(path.parent)
     listed = [(digest, path.name)]
     if previous.exists() and (previous_digest := sha256_of(previous)) in known:
         listed.append((previous_digest, previous.name))  # a file corrupted on disk stays unlisted
     atomic_write_text("".join(f"{value}  {name}\n" for value, name in listed), manifest_path(path))
+
+
+def _replace_with_copy_of(target: Path, source: Path) -> None:
+    """Atomically make ``target`` a copy of ``source``, which stays in place (readers never miss it)."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, tmp)
 
 
 def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:

@@ -1,0 +1,321 @@
+"""The bad-input corpus (``tests/data/bad``) through the real command line.
+
+Every case must end with exit code 2, one ``error:`` line naming the file (and the record or key
+where there is one), no traceback, and nothing written to ``--out``. Files that merely look odd
+(Windows line endings, a byte-order mark, lower case, N) must be accepted. DeepSEA ``.mat`` cases
+are written by :func:`write_mat_case` (binary files are easier to read as the code that makes them).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from amber_ray.cli import app
+from amber_ray.config import load_config, parse_config, parse_overrides
+from amber_ray.data import read_deepsea_mat, read_fasta, read_fasta_with_labels
+from amber_ray.errors import AmberInputError
+from amber_ray.space import Architecture
+
+BAD = Path(__file__).resolve().parent / "data" / "bad"
+ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
+# Sections and keys the config fuzzer mixes (valid ones, so that it gets past the unknown-key check).
+CONFIG_KEYS = ["name", "seed", "data", "space", "train", "search", "retrain", "kind", "simulate", "num_sequences",
+               "length", "split", "valid", "profile", "ops", "num_layers", "batch_size", "iterations", "workers",
+               "controller", "temperature", "positive_fasta", "max_failures"]
+TINY = {"space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8}, "train": {"batch_size": 16, "max_epochs": 1}}
+
+
+def invoke(*args: str | Path):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_rejected(result, out: Path, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+
+
+def write_config(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"data": data, **TINY}))
+    return path
+
+
+def train(config: Path, out: Path, arch: str = ARCH):
+    return invoke("train", config, "--arch", arch, "--out", out)
+
+
+def binary(positive: str, negative: str = "negatives.fa") -> dict:
+    return {"kind": "fasta_binary", "positive_fasta": str(BAD / "fasta" / positive), "negative_fasta": str(BAD / "fasta" / negative)}
+
+
+def labelled(fasta: str = "sequences.fa", labels: str = "labels.tsv") -> dict:
+    return {"kind": "fasta_labels", "fasta": str(BAD / "labels" / fasta), "labels_tsv": str(BAD / "labels" / labels)}
+
+
+FASTA_CASES = [
+    ("wrong_length.fa", ["wrong_length.fa", "record pos7", "length 61 differs from the first record's 64"]),
+    ("bad_letter.fa", ["bad_letter.fa", "record pos4", "letter 'X' at position 31"]),
+    ("empty.fa", ["empty.fa", "no FASTA records"]),
+    ("binary_garbage.fa", ["binary_garbage.fa", "binary data, not a FASTA file"]),
+    ("gzipped.fa", ["gzipped.fa", "gzip-compressed"]),
+    ("latin1_header.fa", ["latin1_header.fa", "not UTF-8"]),
+    ("header_without_name.fa", ["header_without_name.fa", "record 3", "header without a name"]),
+    ("sequence_before_header.fa", ["sequence_before_header.fa", "before the first '>' header"]),
+]
+
+
+@pytest.mark.parametrize("name,fragments", FASTA_CASES, ids=[c[0] for c in FASTA_CASES])
+def test_bad_fasta_is_rejected(tmp_path, name, fragments):
+    out = tmp_path / "out"
+    assert_rejected(train(write_config(tmp_path, binary(name)), out), out, *fragments)
+
+
+def test_duplicate_names_are_rejected_where_names_are_keys(tmp_path):
+    out = tmp_path / "out"
+    result = train(write_config(tmp_path, labelled(fasta="duplicate_names.fa")), out)
+    assert_rejected(result, out, "duplicate_names.fa", "record s3", "duplicate record name")
+
+
+def test_windows_line_endings_bom_lower_case_and_n_are_accepted(tmp_path):
+    out = tmp_path / "out"
+    result = train(write_config(tmp_path, binary("windows_line_endings.fa")), out)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+
+LABEL_CASES = [
+    ("no_header.tsv", ["no_header.tsv", "header row"]),
+    ("not_binary.tsv", ["not_binary.tsv", "record s5", "value '2' in column 'CTCF' is not 0 or 1"]),
+    ("text_value.tsv", ["text_value.tsv", "record s3", "value 'yes'"]),
+    ("missing_value.tsv", ["missing_value.tsv", "record s6", "column 'SP1'"]),
+    ("extra_column.tsv", ["extra_column.tsv"]),
+    ("unknown_sequence.tsv", ["unknown_sequence.tsv", "record ghost", "absent from"]),
+    ("missing_row.tsv", ["missing_row.tsv", "record s4", "has no row"]),
+    ("duplicate_row.tsv", ["duplicate_row.tsv", "record s2", "more than one row"]),
+    ("empty.tsv", ["empty.tsv", "not a readable TSV"]),
+]
+
+
+@pytest.mark.parametrize("name,fragments", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+def test_bad_label_table_is_rejected(tmp_path, name, fragments):
+    out = tmp_path / "out"
+    assert_rejected(train(write_config(tmp_path, labelled(labels=name)), out), out, *fragments)
+
+
+# --- DeepSEA .mat -------------------------------------------------------------------------------
+
+
+def mat_arrays(n: int, length: int = 32, labels: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB-order arrays: x ``(N, 4, L)`` one-hot uint8, y ``(N, T)`` uint8."""
+    rng = np.random.default_rng(seed)
+    x = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, (n, length))].transpose(0, 2, 1)
+    return np.ascontiguousarray(x), rng.integers(0, 2, (n, labels), dtype=np.uint8)
+
+
+def write_v73(path: Path, variables: dict[str, np.ndarray]) -> None:
+    """As MATLAB v7.3 saves: HDF5 with every array's axes reversed."""
+    with h5py.File(path, "w") as file:
+        for key, value in variables.items():
+            if value.dtype.kind == "U":
+                file.create_dataset(key, data=value.astype(object), dtype=h5py.string_dtype())
+            else:
+                file[key] = value.T
+
+
+def write_mat_case(directory: Path, case: str) -> None:
+    """A DeepSEA directory whose ``train.mat`` (v7.3) is broken as ``case`` says."""
+    directory.mkdir()
+    for seed, split in enumerate(("valid", "test"), start=1):
+        x, y = mat_arrays(8, seed=seed)
+        scipy.io.savemat(directory / f"{split}.mat", {f"{split}xdata": x, f"{split}data": y})
+    x, y = mat_arrays(24)
+    train = {
+        "wrong_keys": {"trainx": x, "trainy": y},
+        "wrong_shape": {"trainxdata": x[:, :3], "traindata": y},
+        "wrong_count": {"trainxdata": x, "traindata": y[:20]},
+        "wrong_dtype": {"trainxdata": x, "traindata": np.array(["yes", "no"] * 12)},
+        "other_length": {"trainxdata": mat_arrays(24, length=40)[0], "traindata": y},
+    }.get(case)
+    if train is None:
+        (directory / "train.mat").write_bytes(b"MATLAB 5.0 MAT-file, but cut short" + bytes(20))
+    else:
+        write_v73(directory / "train.mat", train)
+
+
+MAT_CASES = [
+    ("wrong_keys", ["train.mat", "no variable 'trainxdata'"]),
+    ("wrong_shape", ["train.mat", "'trainxdata' has shape (24, 3, 32)"]),
+    ("wrong_count", ["train.mat", "24 sequences but 'traindata' has 20 rows"]),
+    ("wrong_dtype", ["train.mat", "'traindata' has dtype object, not numbers"]),
+    ("other_length", ["valid.mat", "32 bp x 2 labels, but train.mat has 40 bp"]),
+    ("truncated", ["train.mat", "not a readable .mat file"]),
+]
+
+
+@pytest.mark.parametrize("case,fragments", MAT_CASES, ids=[c[0] for c in MAT_CASES])
+def test_bad_deepsea_mat_is_rejected(tmp_path, case, fragments):
+    write_mat_case(tmp_path / "deepsea", case)
+    out = tmp_path / "out"
+    result = train(write_config(tmp_path, {"kind": "deepsea", "deepsea_dir": str(tmp_path / "deepsea")}), out)
+    assert_rejected(result, out, *fragments)
+
+
+# --- configs and architectures ------------------------------------------------------------------
+
+
+CONFIG_CASES = [
+    ("unknown_key.yaml", ["unknown_key.yaml", "config key 'search.archs': unknown key"]),
+    ("wrong_type.yaml", ["wrong_type.yaml", "config key 'train.batch_size'", "integer"]),
+    ("negative_size.yaml", ["negative_size.yaml", "config key 'search.batch_size'", "greater than 0"]),
+    ("zero_workers.yaml", ["zero_workers.yaml", "config key 'search.workers'"]),
+    ("bad_op.yaml", ["bad_op.yaml", "config key 'space.ops.1'"]),
+    ("not_a_mapping.yaml", ["not_a_mapping.yaml", "a config must be a YAML mapping"]),
+    ("broken_yaml.yaml", ["broken_yaml.yaml", "not valid YAML"]),
+    ("python_object.yaml", ["python_object.yaml", "not valid YAML"]),
+    ("missing_data_file.yaml", ["no_such_file.fa", "file not found"]),
+    ("too_deep_for_length.yaml", ["model space", "leave nothing of a 64-bp input"]),
+    ("traversal_name.yaml", ["traversal_name.yaml", "config key 'name'"]),
+]
+
+
+@pytest.mark.parametrize("name,fragments", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_is_rejected(tmp_path, monkeypatch, name, fragments):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert_rejected(train(BAD / "configs" / name, out), out, *fragments)
+    assert not (tmp_path / "unsafe-yaml-ran.txt").exists()
+
+
+ARCH_CASES = [
+    ("conv8,skip:;conv9,skip:0;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "op 'conv9' is not in the space"]),
+    ("conv8,skip:;conv4,skip:3;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "skip to layer 3 is not an earlier layer"]),
+    ("conv8,skip:;conv4,skip:1;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "skip to layer 1"]),
+    ("conv8,skip:;conv4,skip:0", ["architecture", "2 layers, the space has 4"]),
+    ("conv8;conv4", ["architecture", "layer 0", "expected 'op,skip:i+j'"]),
+    ("conv8,skip:;conv4,skip:a;maxpool,skip:;conv8,skip:", ["architecture", "layer 1", "not '+'-joined integers"]),
+    ("conv8,skip:;conv4,skip:0+0;maxpool,skip:;conv8,skip:", ["architecture", "layer 1", "sorted and unique"]),
+    ("", ["architecture", "layer 0"]),
+]
+
+
+@pytest.mark.parametrize("arch,fragments", ARCH_CASES, ids=[f"arch{i}" for i in range(len(ARCH_CASES))])
+def test_bad_architecture_string_is_rejected(tmp_path, arch, fragments):
+    out = tmp_path / "out"
+    assert_rejected(train(write_config(tmp_path, binary("positives.fa")), out, arch), out, *fragments)
+
+
+def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tmp_path):
+    """Through a separate process joined to the test cluster (the command shuts its Ray down)."""
+    import ray
+
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled", "COLUMNS": "400"}
+    result = subprocess.run(
+        [sys.executable, "-m", "amber_ray.cli", "search", str(BAD / "configs" / "gpu_on_cpu_cluster.yaml"), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "gpu_on_cpu_cluster.yaml" in errors[0] and "'search.gpus_per_worker' asks for 1 GPU(s)" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --- property-based: a parser either parses or raises AmberInputError, never anything else --------
+
+PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FASTA_TEXT = st.text(alphabet=">ACGTNacgtnXx \t\r\n", max_size=200)
+
+
+def parses_or_input_error(parse, *args) -> None:
+    try:
+        parse(*args)
+    except AmberInputError:
+        pass
+
+
+@PROPERTY
+@given(data=st.one_of(st.binary(max_size=300), FASTA_TEXT.map(str.encode)))
+def test_fasta_reader_never_raises_anything_but_input_errors(tmp_path, data):
+    path = tmp_path / "fuzz.fa"
+    path.write_bytes(data)
+    parses_or_input_error(read_fasta, path)
+
+
+@PROPERTY
+@given(fasta=FASTA_TEXT, table=st.text(alphabet="s123\t\n name01x\"", max_size=120))
+def test_labelled_fasta_reader_never_raises_anything_but_input_errors(tmp_path, fasta, table):
+    (tmp_path / "fuzz.fa").write_text(fasta)
+    (tmp_path / "fuzz.tsv").write_text(table)
+    parses_or_input_error(read_fasta_with_labels, tmp_path / "fuzz.fa", tmp_path / "fuzz.tsv")
+
+
+@pytest.fixture(scope="module")
+def valid_v5_mat(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("mat") / "valid.mat"
+    x, y = mat_arrays(3, length=8)
+    scipy.io.savemat(path, {"validxdata": x, "validdata": y}, do_compression=True)
+    return path.read_bytes()
+
+
+@PROPERTY
+@given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), max_size=4))
+def test_mat_reader_never_raises_anything_but_input_errors(tmp_path, valid_v5_mat, cut, flips):
+    """A valid MATLAB v5 file, truncated and with a few bytes changed."""
+    data = bytearray(valid_v5_mat[: cut % (len(valid_v5_mat) + 1)])
+    for position, value in flips:
+        if data:
+            data[position % len(data)] ^= value
+    path = tmp_path / "valid.mat"
+    path.write_bytes(bytes(data))
+    parses_or_input_error(read_deepsea_mat, path, "valid")
+
+
+@PROPERTY
+@given(text=st.text(alphabet="conv8dikpmaxvgtyl,:;+0123456789 -", max_size=80))
+def test_architecture_parser_never_raises_anything_but_input_errors(text):
+    parses_or_input_error(Architecture.from_text, text)
+
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(CONFIG_KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@PROPERTY
+@given(raw=st.dictionaries(st.sampled_from(CONFIG_KEYS), YAML_VALUES, max_size=5))
+def test_config_parser_never_raises_anything_but_input_errors(raw):
+    parses_or_input_error(parse_config, raw)
+
+
+@PROPERTY
+@given(text=st.text(max_size=120))
+def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text)
+    parses_or_input_error(load_config, path)
+
+
+@PROPERTY
+@given(assignments=st.lists(st.text(alphabet="search.wokr=12[]{}:, ", max_size=20), max_size=3))
+def test_override_parser_never_raises_anything_but_input_errors(assignments):
+    parses_or_input_error(parse_overrides, assignments)
