@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib.path import Path as MplPath
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from sklearn.decomposition import PCA
@@ -165,11 +166,17 @@ def controller_curves(run: Run) -> Figure:
     return figure
 
 
+def skip_arc(source: int, target: int, top: float) -> tuple[MplPath, float]:
+    """A quadratic Bezier from layer ``source`` to ``target`` above the boxes, higher for longer skips; and its peak."""
+    height = 0.25 + 0.12 * (target - source)
+    path = MplPath([(source, top), ((source + target) / 2, top + 2 * height), (target, top)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+    return path, top + height
+
+
 def architecture_diagram(arch_text: str, layers_per_block: int | None = None) -> Figure:
     """Layers left to right, coloured by op family; skips as arcs above; block ends marked by the pooling."""
     arch = Architecture.from_text(arch_text)
-    width = max(6.0, 1.0 * arch.num_layers + 1.5)
-    figure = Figure(figsize=(width, 2.6), layout="constrained")
+    figure = Figure(layout="constrained")
     ax = figure.subplots()
     for layer, op in enumerate(arch.ops):
         ax.add_patch(Rectangle((layer - 0.4, -0.35), 0.8, 0.7, facecolor=OP_FAMILIES[op_family(op)], edgecolor="black", alpha=0.85))
@@ -181,17 +188,17 @@ def architecture_diagram(arch_text: str, layers_per_block: int | None = None) ->
         for end in range(layers_per_block, arch.num_layers, layers_per_block):
             ax.axvline(end - 0.5, color="0.5", ls=":", lw=1)
             ax.text(end - 0.5, -0.9, "pool", ha="center", fontsize=7, color="0.4")
+    top = 0.6
     for layer, sources in enumerate(arch.skips):
         for source in sources:
-            ax.add_patch(
-                FancyArrowPatch(
-                    (source, 0.35), (layer, 0.35), connectionstyle=f"arc3,rad=-{0.25 + 0.03 * (layer - source)}",
-                    arrowstyle="->", mutation_scale=8, color=ROLE_COLORS["searched"], lw=0.9,
-                )
-            )
-    ax.set_xlim(-0.7, arch.num_layers - 0.3)
-    ax.set_ylim(-1.05, 1.6)
+            path, peak = skip_arc(source, layer, 0.35)
+            ax.add_patch(FancyArrowPatch(path=path, arrowstyle="->", mutation_scale=8, color=ROLE_COLORS["searched"], lw=0.9))
+            top = max(top, peak + 0.15)
+    ax.set_xlim(-0.6, arch.num_layers - 0.4)
+    ax.set_ylim(-1.05, top)
+    ax.set_aspect("equal")
     ax.axis("off")
+    figure.set_size_inches(max(4.0, 0.85 * arch.num_layers + 0.4), 0.85 * (top + 1.05) + 0.3)
     return figure
 
 
