@@ -5,6 +5,7 @@ One registry from op name to builder; nothing else in the package dispatches on 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,12 @@ from torch.nn import functional as F
 
 
 class SamePool(nn.Module):
-    """Max or average pooling of width ``kernel`` with stride 1, padded so the length is kept."""
+    """Max or average pooling of width ``kernel`` with stride 1, padded so the length is kept.
+
+    Computed as ``kernel - 1`` elementwise max/add of shifted views: for the small stride-1
+    windows of this space that is several times faster than torch's pooling kernels (and their
+    backward), in float32 and bfloat16 alike.
+    """
 
     def __init__(self, kernel: int, mode: str):
         super().__init__()
@@ -23,10 +29,12 @@ class SamePool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         left = (self.kernel - 1) // 2
         right = self.kernel - 1 - left
+        length = x.shape[-1]
+        padded = F.pad(x, (left, right), value=float("-inf") if self.mode == "max" else 0.0)
+        windows = [padded[..., shift : shift + length] for shift in range(self.kernel)]
         if self.mode == "max":
-            return F.max_pool1d(F.pad(x, (left, right), value=float("-inf")), self.kernel, stride=1)
-        padded = F.pad(x, (left, right))
-        return F.avg_pool1d(padded, self.kernel, stride=1)
+            return functools.reduce(torch.maximum, windows)
+        return sum(windows[1:], windows[0]) / self.kernel
 
 
 def same_padding(kernel: int, dilation: int = 1) -> nn.ConstantPad1d:

@@ -1,11 +1,13 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from amber_ray.config import SpaceConfig
+from amber_ray.data import SequenceDataset
 from amber_ray.space import Architecture, ModelSpace
-from amber_ray.supernet import Supernet, child_from_supernet
+from amber_ray.supernet import Supernet, SupernetTrainer, child_from_supernet
 
 
 def small_space() -> ModelSpace:
@@ -44,6 +46,24 @@ def test_weight_sharing_updates_only_the_chosen_path():
     # ... while the ops both use, and B's own ops, move.
     for shared in ("layers.0.conv8.", "layers.2.dconv8.", "layers.1.dconv4.", "layers.3.conv4.", "stem.", "head."):
         assert changed(before, net, shared), shared
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_trainer_shares_weights_and_scores_in_either_precision(precision):
+    rng = np.random.default_rng(0)
+    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (32, 64))].transpose(0, 2, 1).copy()
+    data = SequenceDataset(x, (rng.random((32, 2)) > 0.5).astype(np.float32), [f"s{i}" for i in range(32)], ["a", "b"])
+    trainer = SupernetTrainer(small_space(), data, data, learning_rate=1e-2, seed=0, precision=precision)
+    a = Architecture.from_text("conv8,skip:;conv4,skip:0;dconv8,skip:;conv8,skip:1")
+    b = Architecture.from_text("conv8,skip:;dconv4,skip:;dconv8,skip:0;conv4,skip:")
+    trainer.train_pass([a], iteration=0, batch_size=32)
+    before = snapshot(trainer.model)
+    trainer.train_pass([b], iteration=1, batch_size=32)
+    assert not changed(before, trainer.model, "layers.1.conv4.")  # the multi-tensor optimizer skips unused ops too
+    assert changed(before, trainer.model, "layers.1.dconv4.") and changed(before, trainer.model, "head.")
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    rewards = trainer.score([a, b])
+    assert all(0.0 <= r <= 1.0 for r in rewards)
 
 
 def test_warm_up_with_uniform_architectures_updates_every_op_of_every_layer():

@@ -58,6 +58,7 @@ class SupernetWorker:
             seed,
             valid_max_sequences=config.valid_max_sequences,
             device="cuda" if self.use_gpu else "cpu",
+            precision=config.precision,
         )
 
     def rendezvous(self) -> tuple[str, int]:
