@@ -42,13 +42,7 @@ TUNE_NAME = "grid"
 
 def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) -> list[dict[str, Any]]:
     """Searched architecture(s) from ``final_architectures.json`` + sampled ones, each with replicates."""
-    path = search_dir / "final_architectures.json"
-    if not path.is_file():
-        raise AmberInputError("no final_architectures.json; run `amber-ray search` first", path)
-    final = json.loads(path.read_text())
-    searched = [final["best"]["arch"]]
-    if config.retrain.include_greedy and final["greedy"]["arch"] not in searched:
-        searched.append(final["greedy"]["arch"])
+    searched = searched_architectures(search_dir / "final_architectures.json", space, config.retrain.include_greedy)
     rng = np.random.default_rng([config.seed, 2021])
     sampled = [space.sample(rng, config.retrain.skip_probability).to_text() for _ in range(config.retrain.sampled)]
     archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled]
@@ -57,6 +51,28 @@ def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) ->
         for role, arch in archs
         for replicate in range(config.retrain.replicates)
     ]
+
+
+def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool) -> list[str]:
+    """The best (and greedy) architecture of a search, checked against ``space``.
+
+    The file may have been edited by hand, and its strings name trial directories and MLflow tags.
+    """
+    if not path.is_file():
+        raise AmberInputError("no final_architectures.json; run `amber-ray search` first", path)
+    try:
+        final = json.loads(path.read_text())
+        searched = [final["best"]["arch"]]
+        if include_greedy and final["greedy"]["arch"] not in searched:
+            searched.append(final["greedy"]["arch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise AmberInputError(f"not the final_architectures.json of a search ({type(error).__name__}: {error})", path) from None
+    for arch in searched:
+        try:
+            space.validate(Architecture.from_text(str(arch)))
+        except AmberInputError as error:
+            raise AmberInputError(f"architecture {str(arch)[:80]!r}: {error.problem}", path, error.record) from None
+    return searched
 
 
 def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace, config: ExperimentConfig) -> None:

@@ -2,7 +2,8 @@
 
 Every case must end with exit code 2, one ``error:`` line naming the file (and the record or key
 where there is one), no traceback, and nothing written to ``--out``. Files that merely look odd
-(Windows line endings, a byte-order mark, lower case, N) must be accepted. DeepSEA ``.mat`` cases
+(Windows line endings, a byte-order mark, lower case, N) must be accepted, and VCF records that
+cannot be scored (REF differs from the genome) are listed beside the scores rather than fatal. DeepSEA ``.mat`` cases
 are written by :func:`write_mat_case` (binary files are easier to read as the code that makes them).
 """
 
@@ -236,6 +237,65 @@ def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tm
     assert len(errors) == 1, result.stderr
     assert "gpu_on_cpu_cluster.yaml" in errors[0] and "'search.gpus_per_worker' asks for 1 GPU(s)" in errors[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+# --- VCF (variant effects) ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def variant_inputs(tmp_path) -> tuple[Path, Path]:
+    """An untrained model in the format of ``amber-ray train`` and a copy of the corpus genome
+    (its index is written beside it, so not into the repository)."""
+    from amber_ray.child import ChildNet, save_child
+    from amber_ray.space import ModelSpace
+
+    space = ModelSpace(
+        input_length=40, num_labels=2, num_layers=2, layers_per_block=1, ops=("conv8", "conv4"),
+        first_filters=4, stem_channels=4, dense_units=8, reduction=2, dropout=0.0,
+    )
+    model = tmp_path / "model.pt"
+    save_child(ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:")), model, {"label_names": ["a", "b"]})
+    genome = tmp_path / "genome.fa"
+    genome.write_bytes((BAD / "vcf" / "genome.fa").read_bytes())
+    return model, genome
+
+
+def score_variants(model: Path, genome: Path, vcf: str, out: Path):
+    return invoke("variants", "score", model, "--vcf", BAD / "vcf" / vcf, "--fasta", genome, "--out", out / "scores.parquet")
+
+
+VCF_CASES = [
+    ("missing_columns.vcf", ["missing_columns.vcf", "record 2", "has 4 tab-separated columns"]),
+    ("bad_position.vcf", ["bad_position.vcf", "record 1", "not a valid VCF data line"]),
+    ("unknown_chromosome.vcf", ["unknown_chromosome.vcf", "record 1 (chr9:80)", "chromosome 'chr9' is not in"]),
+    ("no_records.vcf", ["no_records.vcf", "no variant records"]),
+    ("no_header.vcf", ["no_header.vcf", "not a VCF file"]),
+    ("binary_garbage.vcf", ["binary_garbage.vcf", "not a VCF file"]),
+]
+
+
+@pytest.mark.parametrize("name,fragments", VCF_CASES, ids=[c[0] for c in VCF_CASES])
+def test_bad_vcf_is_rejected(variant_inputs, tmp_path, name, fragments):
+    out = tmp_path / "out"
+    assert_rejected(score_variants(*variant_inputs, name, out), out, *fragments)
+
+
+def test_vcf_records_that_cannot_be_scored_are_listed_not_fatal(variant_inputs, tmp_path):
+    """A REF that disagrees with the genome skips that record (listed with the reason); multi-allelic
+    records are split per ALT; an unsorted VCF is read as it is."""
+    import pandas as pd
+
+    scored = {}
+    for name in ("ref_mismatch.vcf", "multi_allelic.vcf", "unsorted.vcf"):
+        out = tmp_path / name
+        result = score_variants(*variant_inputs, name, out)
+        assert result.exit_code == 0, result.output
+        scored[name] = pd.read_parquet(out / "scores.parquet").variant_id.unique().tolist()
+    skipped = pd.read_csv(tmp_path / "ref_mismatch.vcf" / "scores.skipped.tsv", sep="\t")
+    assert skipped.variant_id.tolist() == ["mismatch"] and "does not match the reference genome" in skipped.reason[0]
+    assert scored["ref_mismatch.vcf"] == ["snv1", "snv2"]
+    assert sorted(scored["multi_allelic.vcf"]) == ["multi:C", "multi:G", "snv1"]
+    assert sorted(scored["unsorted.vcf"]) == ["snv1", "snv2"]
 
 
 # --- property-based: a parser either parses or raises AmberInputError, never anything else --------
