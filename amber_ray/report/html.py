@@ -111,7 +111,10 @@ def metrics_section(summary: Summary) -> str:
         return "<h2>Retrained models (test set)</h2><p class='note'>No retraining results.</p>"
     rows = [[esc(role), str(r["trials"]), str(r["architectures"]), f"{r['parameters (median)']:,}", esc(r["parameters (min-max)"])]
             for role, r in summary.roles.iterrows()]
-    parts = ["<h2>Retrained models (test set)</h2>", table(["role", "trials", "architectures", "parameters (median)", "parameters (min-max)"], rows)]
+    parts = ["<h2>Retrained models (test set)</h2>"]
+    if summary.provisional:
+        parts.append("<p class='note'>Provisional: the retraining has not finished; these are the trials finished so far.</p>")
+    parts.append(table(["role", "trials", "architectures", "parameters (median)", "parameters (min-max)"], rows))
     if summary.overall:
         metric_rows = []
         for metric, entry in summary.overall.items():

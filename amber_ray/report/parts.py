@@ -51,6 +51,7 @@ class RetrainPart:
     category_scores: dict[str, pd.DataFrame] = field(default_factory=dict)  # metric -> (trials, categories)
     curves: pd.DataFrame | None = None  # per trial and epoch: trial_id, role, arch, replicate, epoch, valid_auroc, done
     planned_trials: int = 0  # trial directories of the grid, started or not
+    provisional: bool = False  # results are those of the trials finished so far
     run_id: str | None = None
 
 
@@ -134,11 +135,17 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
     part.run_id = id_file.read_text().strip() if id_file.is_file() else None
     part.curves = read_trial_curves(directory)
     part.planned_trials = sum(path.is_dir() for path in (directory / "tune").glob("*/*"))
-    part.results = read_optional(directory / "results.parquet", pd.read_parquet, notes)
+    if (directory / "results.parquet").is_file() or part.curves is None:
+        part.results = read_optional(directory / "results.parquet", pd.read_parquet, notes)
+    else:
+        finished = int(part.curves.groupby("trial_id").done.any().sum())
+        notes.append(
+            f"the retraining in {directory} has not finished: {finished} of {part.planned_trials} trials done; "
+            "its test metrics and statistics are those of the finished trials"
+        )
+        part.results = provisional_results(directory, notes) if finished else None
+        part.provisional = True
     if part.results is None or part.results.empty:
-        if part.curves is not None:
-            finished = part.curves.groupby("trial_id").done.any()
-            notes.append(f"the retraining in {directory} has not finished: {int(finished.sum())} of {part.planned_trials} trials done")
         return part
     try:
         part.comparison = compare_results(part.results, annotation)
@@ -148,6 +155,24 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
         return part
     note_other_categories(directory, part.comparison, notes)
     return part
+
+
+def provisional_results(directory: Path, notes: list[str]) -> pd.DataFrame | None:
+    """The finished trials of a running (or stopped) grid, as the retrain command will write them to results.parquet."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from amber_ray.retrain import TUNE_NAME, results_table
+
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")  # warns once per trial not started yet
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return results_table(ResultGrid(ExperimentAnalysis(str(directory / "tune" / TUNE_NAME))))
+    except READ_ERRORS as error:
+        notes.append(f"cannot read the retraining grid in {directory} ({type(error).__name__}: {error})")
+        return None
+    finally:
+        quiet.setLevel(level)
 
 
 def read_trial_curves(directory: Path) -> pd.DataFrame | None:

@@ -49,6 +49,7 @@ class Summary:
     roles: pd.DataFrame | None = None  # per role: trials, architectures, parameters
     overall: dict[str, Any] = field(default_factory=dict)  # compare_results()["overall"]
     params_vs_auroc: dict[str, Any] = field(default_factory=dict)  # compare_results()["params_vs_auroc"]
+    provisional: bool = False  # retraining results of an unfinished grid
     costs: list[Cost] = field(default_factory=list)
 
 
@@ -104,12 +105,14 @@ def search_cost(details: dict[str, Any] | None) -> Cost | None:
     )
 
 
-def retrain_cost(details: dict[str, Any] | None, results: pd.DataFrame | None) -> Cost | None:
+def retrain_cost(details: dict[str, Any] | None, retrain: RetrainPart) -> Cost | None:
     """Summed training time of the trials times each trial's resources."""
+    results = retrain.results
     if results is None or "wall_seconds" not in results:
         return None
     params = details["params"] if details is not None else {}
-    basis = "sum of the trials' training times" + ("" if params else "; 1 CPU per trial assumed (no MLflow run found)")
+    basis = f"sum of the {'finished ' if retrain.provisional else ''}trials' training times"
+    basis += "" if params else "; 1 CPU per trial assumed (no MLflow run found)"
     cpus, gpus = float(params.get("retrain.cpus_per_trial", 1)), float(params.get("retrain.gpus_per_trial", 0))
     return Cost("retraining", float(results.wall_seconds.sum()) / 3600, cpus, gpus, basis)
 
@@ -131,8 +134,9 @@ def summarize(run: Run, trackers: dict[str, RunTracker]) -> Summary:
         summary.costs.append(search_cost(details.get("search")))
     if run.retrain is not None:
         summary.roles = role_table(run.retrain)
+        summary.provisional = run.retrain.provisional
         summary.overall = (run.retrain.comparison or {}).get("overall", {})
         summary.params_vs_auroc = (run.retrain.comparison or {}).get("params_vs_auroc", {})
-        summary.costs.append(retrain_cost(details.get("retrain"), run.retrain.results))
+        summary.costs.append(retrain_cost(details.get("retrain"), run.retrain))
     summary.costs = [cost for cost in summary.costs if cost is not None]
     return summary
