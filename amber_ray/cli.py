@@ -266,6 +266,7 @@ RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First 
 AltFastaOption = Annotated[Path | None, typer.Option("--alt-fasta", help="Second allele of each pair.")]
 StrandsOption = Annotated[bool, typer.Option("--both-strands", help="Average forward and reverse-complement predictions.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Variants per prediction batch.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="Torch device for prediction, e.g. cpu or cuda.")]
 
 
 def score_with_progress(model: Any, windows: Any, labels: list[str], both_strands: bool, batch_size: int) -> Any:
@@ -286,7 +287,8 @@ def variants_score(
     ref_fasta: RefFastaOption = None,
     alt_fasta: AltFastaOption = None,
     both_strands: StrandsOption = False,
-    batch_size: BatchOption = 256,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
     ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
     ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC column value, |diff|, |log2fc| or |logit_diff|.")] = "diff",
 ) -> None:
@@ -294,7 +296,7 @@ def variants_score(
     from amber_ray.variants import check_score_output, load_model, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
-    net, length, labels = load_model(model)
+    net, length, labels = load_model(model, device)
     windows, skipped = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
@@ -314,12 +316,13 @@ def variants_eval(
     motif: Annotated[str | None, typer.Option("--motif", help="JASPAR id of the PWM baseline; default: the id the label starts with.")] = None,
     preferred: Annotated[Path | None, typer.Option("--preferred", help="TSV variant_id, preferred (1 = first allele); default all 1.")] = None,
     both_strands: StrandsOption = False,
-    batch_size: BatchOption = 256,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
     from amber_ray.variants import choose_label, evaluate_pairs, load_model, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
-    net, length, labels = load_model(model)
+    net, length, labels = load_model(model, device)
     pwm_log_odds(motif_for_label(labels[choose_label(labels, label)], motif))
     windows, _ = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
     wanted = read_preferred(preferred, windows.variant_id)

@@ -133,29 +133,34 @@ class VariantEffects:
 # --- model ------------------------------------------------------------------------------------
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, int, list[str]]:
-    """A model written by ``amber-ray train``: the model, its input length and its label names."""
+def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, int, list[str]]:
+    """A model written by ``amber-ray train`` on ``device``: the model, its input length and its label names."""
     model, extra = load_child(path)
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as error:
+        raise AmberInputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})", "--device") from None
     labels = extra.get("label_names") or [f"label_{i}" for i in range(model.space.num_labels)]
     return model, model.space.input_length, [str(label) for label in labels]
 
 
 @torch.no_grad()
 def predict_codes(model: nn.Module, codes: np.ndarray, both_strands: bool = False) -> np.ndarray:
-    """Sigmoid outputs ``(N, labels)`` of one batch of codes ``(N, L)``; with ``both_strands`` the mean of
-    the forward and the reverse-complement predictions. The caller sets eval mode."""
-    x = torch.from_numpy(codes_to_one_hot(codes))
+    """Sigmoid outputs ``(N, labels)`` of one batch of codes ``(N, L)``, on the model's device, returned on
+    the CPU; with ``both_strands`` the mean of the forward and reverse-complement predictions. The caller
+    sets eval mode."""
+    x = torch.from_numpy(codes_to_one_hot(codes)).to(next(model.parameters()).device)
     probs = torch.sigmoid(model(x))
     if both_strands:  # A, C, G, T order: complementing is reversing the channel axis
         probs = (probs + torch.sigmoid(model(x.flip((1, 2))))) / 2
-    return probs.numpy()
+    return probs.float().cpu().numpy()
 
 
 def score_windows(
     model: nn.Module,
     windows: Windows,
     label_names: list[str],
-    batch_size: int = 256,
+    batch_size: int = 64,
     both_strands: bool = False,
     on_batch: OnBatch | None = None,
 ) -> VariantEffects:

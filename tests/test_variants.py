@@ -363,6 +363,7 @@ def test_bad_inputs_of_other_kinds(genome, tmp_path):
         (["score", model, "--ref-fasta", a, "--alt-fasta", a, "--out", out / "s.parquet", "--ldsc-annot", out / "x"],
          ["LDSC annotations need genomic positions"]),
         (["score", tmp_path / "none.pt", "--vcf", vcf, "--fasta", fasta, "--out", out / "s.parquet"], ["none.pt", "not found"]),
+        (["score", model, "--vcf", vcf, "--fasta", fasta, "--device", "nope", "--out", out / "s.parquet"], ["--device", "'nope'"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--out", out], ["--label", "2 labels"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--out", out], ["--motif", "names no JASPAR matrix"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--motif", "MA9999.9", "--out", out], ["MA9999.9"]),
