@@ -256,11 +256,11 @@ def ui(
         server.wait()
 
 
-variants_app = typer.Typer(no_args_is_help=True, help="Variant effects: ref/alt predictions per label; allele-specific binding evaluation.")
+variants_app = typer.Typer(no_args_is_help=True, help="Variant effects per label; allele-specific binding evaluation.")
 app.add_typer(variants_app, name="variants")
 
 ModelArg = Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")]
-VcfOption = Annotated[Path | None, typer.Option("--vcf", help="VCF (plain, gzip or bgzip); multi-allelic records are split per ALT.")]
+VcfOption = Annotated[Path | None, typer.Option("--vcf", help="VCF (plain, gzip or bgzip); multi-allelic records split per ALT.")]
 GenomeOption = Annotated[Path | None, typer.Option("--fasta", help="Reference FASTA for --vcf (indexed with pyfaidx).")]
 RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First allele of each pair; records paired by name.")]
 AltFastaOption = Annotated[Path | None, typer.Option("--alt-fasta", help="Second allele of each pair.")]
@@ -290,7 +290,7 @@ def variants_score(
     batch_size: BatchOption = 64,
     device: DeviceOption = "cpu",
     ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
-    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC column value, |diff|, |log2fc| or |logit_diff|.")] = "diff",
+    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC columns: |diff|, |log2fc| or |logit_diff|.")] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
     from amber_ray.variants import check_score_output, load_model, load_windows, write_scores
@@ -300,7 +300,9 @@ def variants_score(
     windows, skipped = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
-    console.print(f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored; wrote {', '.join(map(str, written[:3]))}")
+    ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
+    counts = f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored"
+    console.print(f"{counts}; wrote {out}, {written[1]}{ldsc}")
 
 
 @variants_app.command("eval")
@@ -313,14 +315,16 @@ def variants_eval(
     ref_fasta: RefFastaOption = None,
     alt_fasta: AltFastaOption = None,
     label: Annotated[str | None, typer.Option("--label", help="Model label to evaluate (needed when it has several).")] = None,
-    motif: Annotated[str | None, typer.Option("--motif", help="JASPAR id of the PWM baseline; default: the id the label starts with.")] = None,
-    preferred: Annotated[Path | None, typer.Option("--preferred", help="TSV variant_id, preferred (1 = first allele); default all 1.")] = None,
+    motif: Annotated[str | None, typer.Option("--motif", help="JASPAR id of the PWM baseline (default: the label's).")] = None,
+    preferred: Annotated[Path | None, typer.Option("--preferred", help="TSV variant_id, preferred (1: first allele).")] = None,
     both_strands: StrandsOption = False,
     batch_size: BatchOption = 64,
     device: DeviceOption = "cpu",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
-    from amber_ray.variants import choose_label, evaluate_pairs, load_model, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
+    from amber_ray.variants import (
+        choose_label, evaluate_pairs, load_model, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval,
+    )
 
     net, length, labels = load_model(model, device)
     pwm_log_odds(motif_for_label(labels[choose_label(labels, label)], motif))

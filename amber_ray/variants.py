@@ -268,7 +268,8 @@ def _read_vcf_records(path: Path, readable: Path) -> tuple[list[Variant], list[d
         try:
             vcf = pysam.VariantFile(str(readable))
         except (ValueError, OSError, NotImplementedError):
-            raise AmberInputError(f"not a VCF file: needs '##fileformat=VCF...' and a '#CHROM' header line ({VCF_COLUMNS})", path) from None
+            problem = f"not a VCF file: needs '##fileformat=VCF...' and a '#CHROM' header line ({VCF_COLUMNS})"
+            raise AmberInputError(problem, path) from None
         variants, skipped = [], []
         number = 0
         with vcf:
@@ -356,7 +357,8 @@ def _window_pair(genome: ReferenceGenome, name: str, variant: Variant, length: i
 
 
 def _skipped_row(variant: Variant, reason: str) -> dict[str, object]:
-    return {"variant_id": variant.variant_id, "chrom": variant.chrom, "pos": variant.pos, "ref": variant.ref, "alt": variant.alt, "reason": reason}
+    fields = {name: getattr(variant, name) for name in SKIPPED_COLUMNS[:-1]}
+    return {**fields, "reason": reason}
 
 
 def vcf_windows(
@@ -605,7 +607,8 @@ def choose_label(label_names: list[str], label: str | None) -> int:
     if label is None:
         if len(label_names) == 1:
             return 0
-        raise AmberInputError(f"the model has {len(label_names)} labels: choose one with --label ({', '.join(label_names[:5])}, ...)", "--label")
+        shown = ", ".join(label_names[:5])
+        raise AmberInputError(f"the model has {len(label_names)} labels: choose one with --label ({shown}, ...)", "--label")
     if label not in label_names:
         raise AmberInputError(f"label {label!r} is not one of the model's labels {label_names[:10]}", "--label")
     return label_names.index(label)

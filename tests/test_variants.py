@@ -379,3 +379,22 @@ def test_preferred_table_is_checked(tmp_path):
     preferred.write_text("variant_id\tpreferred\np\t1\nq\t2\n")
     result = invoke("variants", "eval", model, "--ref-fasta", a, "--alt-fasta", a, "--motif", MOTIF, "--preferred", preferred, "--out", out)
     assert_clean_failure(result, out, "pref.tsv", "record q", "not 0 or 1")
+
+
+def test_job_entrypoint_builds_the_cli_call_with_absolute_outputs(monkeypatch):
+    import argparse
+    import importlib.util
+    import sys
+
+    jobs = Path(__file__).resolve().parents[1] / "jobs"
+    monkeypatch.syspath_prepend(str(jobs))
+    spec = importlib.util.spec_from_file_location("variants_job", jobs / "variants.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    monkeypatch.setattr(sys, "argv", ["variants.py", "score", "m.pt", "--vcf", "v.vcf", "--out", "rel", "--ldsc-annot", "auto"])
+    args, rest = job.parse_args()
+    assert isinstance(args, argparse.Namespace) and args.out.is_absolute() and rest == ["--vcf", "v.vcf"]
+    command = job.command_line(args, rest)
+    assert command[:3] == ["variants", "score", str(Path("m.pt").resolve())]
+    assert command[command.index("--out") + 1] == str(args.out / "scores.parquet")
+    assert command[-2:] == ["--ldsc-annot", str(args.out / "ldsc" / "annot")]
