@@ -49,12 +49,27 @@ log = logging.getLogger(__name__)
 EPS = 1e-6
 SCORE_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "label", "ref_prob", "alt_prob", "diff", "log2fc", "logit_diff"]
 SKIPPED_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "reason"]
-EFFECT_SCORES = ("diff", "log2fc", "logit_diff")
 VCF_COLUMNS = "CHROM POS ID REF ALT QUAL FILTER INFO"
 _ALLELE = re.compile(r"^[ACGTN]+$")
 _JASPAR_ID = re.compile(r"^(MA\d{4}\.\d+)")
 
 OnBatch = Callable[[int], None]
+
+
+def _clipped(probs: np.ndarray) -> np.ndarray:
+    return np.clip(probs, EPS, 1 - EPS)
+
+
+def _logit(probs: np.ndarray) -> np.ndarray:
+    return np.log(probs / (1 - probs))
+
+
+# Effect of a variant from ref and alt probabilities, per label.
+EFFECT_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "diff": lambda ref, alt: alt - ref,
+    "log2fc": lambda ref, alt: np.log2(_clipped(alt) / _clipped(ref)),
+    "logit_diff": lambda ref, alt: _logit(_clipped(alt)) - _logit(_clipped(ref)),
+}
 
 
 @dataclass(frozen=True)
@@ -99,15 +114,9 @@ class VariantEffects:
 
     def score(self, name: str) -> np.ndarray:
         """``(N, labels)`` matrix of one of :data:`EFFECT_SCORES`."""
-        ref = np.clip(self.ref_probs.astype(np.float64), EPS, 1 - EPS)
-        alt = np.clip(self.alt_probs.astype(np.float64), EPS, 1 - EPS)
-        if name == "diff":
-            return self.alt_probs.astype(np.float64) - self.ref_probs.astype(np.float64)
-        if name == "log2fc":
-            return np.log2(alt / ref)
-        if name == "logit_diff":
-            return np.log(alt / (1 - alt)) - np.log(ref / (1 - ref))
-        raise AmberInputError(f"unknown score {name!r}; one of {list(EFFECT_SCORES)}", "score")
+        if name not in EFFECT_SCORES:
+            raise AmberInputError(f"unknown score {name!r}; one of {list(EFFECT_SCORES)}", "score")
+        return EFFECT_SCORES[name](self.ref_probs.astype(np.float64), self.alt_probs.astype(np.float64))
 
     def table(self) -> pd.DataFrame:
         """Long format: one row per variant and label, variant-major, columns :data:`SCORE_COLUMNS`."""
