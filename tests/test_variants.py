@@ -23,7 +23,9 @@ from amber_ray.data.simulate import jaspar_motif, simulate_dataset
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.variants import (
     SCORE_COLUMNS,
+    VariantEffects,
     direction_metrics,
+    evaluate_pairs,
     fit_length,
     pair_windows,
     pwm_allele_scores,
@@ -291,6 +293,19 @@ def test_direction_metrics_count_both_orientations_and_ties_half():
     wrong = direction_metrics(np.array([1, 1]), np.array([-0.5, -0.2]))
     assert wrong == {"auroc": 0.0, "accuracy": 0.0}
     assert direction_metrics(np.array([1, 1]), np.array([0.0, 0.0]))["accuracy"] == 0.5
+
+
+def test_evaluate_pairs_uses_the_preferred_allele_of_each_pair(tmp_path):
+    rng = np.random.default_rng(5)
+    seqs = {f"p{i}": random_seq(rng, 40) for i in range(4)}
+    windows = pair_windows(write_fasta(tmp_path / "a.fa", seqs), write_fasta(tmp_path / "b.fa", seqs), 40)
+    ref = np.array([[0.9], [0.2], [0.6], [0.1]], dtype=np.float32)
+    alt = np.array([[0.1], [0.7], [0.5], [0.4]], dtype=np.float32)
+    preferred = np.array([1, 0, 1, 0])  # the first allele wins exactly where its probability is higher
+    summary, table = evaluate_pairs(VariantEffects(windows, ["MA0139.1_CTCF"], ref, alt), None, None, preferred)
+    assert summary["model"] == {"auroc": 1.0, "accuracy": 1.0} and summary["pwm"]["motif"] == "MA0139.1"
+    assert summary["pwm"]["accuracy"] == 0.5  # identical alleles: every PWM score is a tie
+    assert table.preferred.tolist() == [1, 0, 1, 0] and table.model_score.tolist() == [1.0, -0.75, 0.25, -0.5]
 
 
 def test_pwm_baseline_prefers_the_consensus_allele():
