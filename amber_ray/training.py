@@ -157,6 +157,7 @@ def train_architecture(
     arch = Architecture.from_text(arch_text)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+    torch.manual_seed(config.seed)  # the initial weights, so that a run is reproducible from its config
     model = ChildNet(space, arch, config.train.width)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
