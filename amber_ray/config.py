@@ -262,7 +262,8 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
         try:
             target[leaf] = yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise AmberInputError(f"override {assignment!r}: value is not valid YAML ({str(error).splitlines()[0]})", "--set") from None
+            problem = f"override {assignment!r}: value is not valid YAML ({str(error).splitlines()[0]})"
+            raise AmberInputError(problem, "--set") from None
     return nested
 
 

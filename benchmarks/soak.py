@@ -3,7 +3,8 @@
 The search is the real one (``run_search``: controller and supernet actors, a checkpoint and
 MLflow logging every iteration) on a local Ray started by this process, so every Ray process
 (GCS, raylet, the actors) descends from it. After each iteration the resident set size (VmRSS
-from ``/proc``) of the driver and of the ``ray::`` actor processes is logged to stderr. Memory
+from ``/proc``) of the driver and of the ``ray::`` processes (the controller and supernet actors,
+and Ray's per-node agents) is logged to stderr. Memory
 must not grow by more than ``--max-growth`` after warm-up (``--warmup`` iterations); the final
 JSON object says whether it did, and the exit code is 1 when it did not hold.
 """
@@ -39,7 +40,9 @@ def soak_config(iterations: int) -> ExperimentConfig:
                 "split": {"valid": 0.2, "test": 0.1},
             },
             "space": {"profile": "small", "first_filters": 8, "stem_channels": 8, "dense_units": 16},
-            "search": {"iterations": iterations, "archs_per_iteration": 4, "warmup_batch_size": 100, "batch_size": 100, "top_k": 3},
+            "search": {
+                "iterations": iterations, "archs_per_iteration": 4, "warmup_batch_size": 100, "batch_size": 100, "top_k": 3,
+            },
         }
     )
 
@@ -85,7 +88,8 @@ def sample_memory(iteration: int) -> dict[str, int]:
     actors = actor_pids(os.getpid())
     driver = rss_kib(os.getpid())
     workers = sum(rss_kib(pid) for pid in actors)
-    return {"iteration": iteration, "driver_kib": driver, "actors_kib": workers, "total_kib": driver + workers, "actors": len(actors)}
+    total = driver + workers
+    return {"iteration": iteration, "driver_kib": driver, "actors_kib": workers, "total_kib": total, "actors": len(actors)}
 
 
 def actor_titles() -> list[str]:

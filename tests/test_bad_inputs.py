@@ -63,7 +63,8 @@ def train(config: Path, out: Path, arch: str = ARCH):
 
 
 def binary(positive: str, negative: str = "negatives.fa") -> dict:
-    return {"kind": "fasta_binary", "positive_fasta": str(BAD / "fasta" / positive), "negative_fasta": str(BAD / "fasta" / negative)}
+    folder = BAD / "fasta"
+    return {"kind": "fasta_binary", "positive_fasta": str(folder / positive), "negative_fasta": str(folder / negative)}
 
 
 def labelled(fasta: str = "sequences.fa", labels: str = "labels.tsv") -> dict:
@@ -206,7 +207,7 @@ def test_bad_config_is_rejected(tmp_path, monkeypatch, name, fragments):
 
 ARCH_CASES = [
     ("conv8,skip:;conv9,skip:0;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "op 'conv9' is not in the space"]),
-    ("conv8,skip:;conv4,skip:3;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "skip to layer 3 is not an earlier layer"]),
+    ("conv8,skip:;conv4,skip:3;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "skip to layer 3 is not an earlier"]),
     ("conv8,skip:;conv4,skip:1;maxpool,skip:;conv8,skip:1", ["architecture", "layer 1", "skip to layer 1"]),
     ("conv8,skip:;conv4,skip:0", ["architecture", "2 layers, the space has 4"]),
     ("conv8;conv4", ["architecture", "layer 0", "expected 'op,skip:i+j'"]),
@@ -300,7 +301,9 @@ def test_vcf_records_that_cannot_be_scored_are_listed_not_fatal(variant_inputs, 
 
 # --- property-based: a parser either parses or raises AmberInputError, never anything else --------
 
-PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 FASTA_TEXT = st.text(alphabet=">ACGTNacgtnXx \t\r\n", max_size=200)
 
 

@@ -278,7 +278,8 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(ray_session, tm
             lines = (trial_dir / "result.json").read_text().splitlines()
             assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2, 3], trial_dir.name  # resumed at epoch 2
     client = MlflowClient(f"sqlite:///{out}/mlflow.db")
-    runs = [r for r in client.search_runs([client.get_experiment_by_name("fault-retrain").experiment_id]) if "role" in r.data.tags]
+    experiment = client.get_experiment_by_name("fault-retrain").experiment_id
+    runs = [r for r in client.search_runs([experiment]) if "role" in r.data.tags]
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_auroc")) == [0, 1, 2, 3]

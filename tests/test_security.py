@@ -175,7 +175,8 @@ def test_label_names_that_look_like_paths_write_nothing_outside_the_output(tmp_p
     }))
     before = set(tmp_path.rglob("*"))
     out = tmp_path / "work" / "out"
-    result = CliRunner().invoke(app, ["train", str(config), "--arch", "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1", "--out", str(out)])
+    arch = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
+    result = CliRunner().invoke(app, ["train", str(config), "--arch", arch, "--out", str(out)])
     assert result.exit_code == 0, result.output
     created = set(tmp_path.rglob("*")) - before
     assert created and all(path == out or out in path.parents for path in created), sorted(created)
