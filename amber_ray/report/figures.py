@@ -229,9 +229,9 @@ def searched_vs_sampled(run: Run) -> Figure:
                     ha="center", va="bottom", fontsize=9)
         ax.set_xticks([c * 3 + 0.5 for c in range(len(scores.columns))], list(scores.columns))
         ax.set_ylabel(f"test {metric.upper()}")
-    axes[0].legend(
+    figure.legend(
         handles=[Rectangle((0, 0), 1, 1, color=color, alpha=0.5) for color in ROLE_COLORS.values()],
-        labels=list(ROLE_COLORS), fontsize=8, loc="lower left",
+        labels=list(ROLE_COLORS), fontsize=8, loc="outside lower center", ncols=len(ROLE_COLORS),
     )
     return figure
 
@@ -244,8 +244,9 @@ def params_vs_auroc(run: Run) -> Figure:
     results = retrain.results
     figure = Figure(figsize=(6, 4.2), layout="constrained")
     ax = figure.subplots()
-    for role, rows in results.groupby("role"):
-        ax.scatter(rows.num_params, rows.test_auroc, s=28, color=ROLE_COLORS.get(role, "black"), label=role, alpha=0.8)
+    for role, color in ROLE_COLORS.items():
+        rows = results[results.role == role]
+        ax.scatter(rows.num_params, rows.test_auroc, s=28, color=color, label=f"{role} ({len(rows)})", alpha=0.8)
     if results.num_params.max() > 10 * results.num_params.min():
         ax.set_xscale("log")
     rho, p = stats.spearmanr(results.num_params, results.test_auroc) if len(results) > 2 else (np.nan, np.nan)
