@@ -340,6 +340,35 @@ def variants_eval(
     )
 
 
+@app.command("interpret")
+@user_errors
+def interpret_model(
+    model: Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")],
+    fasta: Annotated[Path, typer.Option("--fasta", help="Sequences to explain, of the model's input length (A, C, G, T only).")],
+    label: Annotated[str, typer.Option("--label", help="Model label whose logit is explained.")],
+    out: OutOption,
+    top: Annotated[int, typer.Option("--top", min=1, help="Highest-scoring sequences drawn as logos and mutated base by base (ISM).")] = 5,
+    shuffles: Annotated[int, typer.Option("--shuffles", min=1, help="Dinucleotide-shuffled references per sequence.")] = 20,
+    jaspar: Annotated[str, typer.Option("--jaspar", help="JASPAR CORE taxonomic group to match seqlets against (vertebrates, plants, insects, ...).")] = "vertebrates",
+    seed: Annotated[int, typer.Option(help="Seed of the shuffled references.")] = 0,
+    device: Annotated[str | None, typer.Option(help="Device for the model (default: cuda when present, else cpu).")] = None,
+) -> None:
+    """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
+    from amber_ray.interpret import interpret, load_inputs, write_outputs
+
+    net, index, names, x = load_inputs(model, fasta, label)
+    with progress_bar() as progress:
+
+        def stage(name: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(name, total=total)
+            return lambda n: progress.advance(task, n)
+
+        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
+    write_outputs(result, out)
+    recovered = ", ".join(f"{row.jaspar_name} ({row.seqlets})" for row in result.motifs.head(5).itertuples()) or "none"
+    console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
+
+
 def run() -> None:
     app(prog_name="amber-ray")
 
