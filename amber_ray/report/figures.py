@@ -42,6 +42,7 @@ class Skip(Exception):
 @dataclass(frozen=True)
 class Rendered:
     key: str
+    part: str  # the part of a run it draws: search, retrain or variants
     title: str
     caption: str
     png: bytes | None  # None when skipped
@@ -343,34 +344,35 @@ def variant_roc(run: Run) -> Figure:
 @dataclass(frozen=True)
 class FigureSpec:
     key: str
+    part: str
     title: str
     caption: str
     draw: Callable[[Run], Figure]
 
 
 FIGURES = (
-    FigureSpec("op_probabilities", "Op selection probability per layer",
+    FigureSpec("op_probabilities", "search", "Op selection probability per layer",
                "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples); "
                "red: favoured over a uniform choice, blue: avoided.",
                op_probabilities),
-    FigureSpec("embedding_pca", "Controller op embeddings (PCA)",
+    FigureSpec("embedding_pca", "search", "Controller op embeddings (PCA)",
                "The LSTM controller's learned embedding of each op, on its first two principal components: ops the controller treats alike lie close.",
                embedding_pca),
-    FigureSpec("controller_curves", "Search progress",
+    FigureSpec("controller_curves", "search", "Search progress",
                "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max and the "
                "controller's moving-average baseline; policy entropy; fraction of skip connections; supernet loss.",
                controller_curves),
-    FigureSpec("searched_vs_sampled", "Searched vs sampled architectures",
+    FigureSpec("searched_vs_sampled", "retrain", "Searched vs sampled architectures",
                "Test AUROC and AUPR of retrained trials (replicate seeds) per label category; p: two-sided Welch t-test.",
                searched_vs_sampled),
-    FigureSpec("params_vs_auroc", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
+    FigureSpec("params_vs_auroc", "retrain", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
                params_vs_auroc),
-    FigureSpec("retrain_curves", "Retraining progress",
+    FigureSpec("retrain_curves", "retrain", "Retraining progress",
                "Validation AUROC per epoch of every trial (architecture x replicate seed); training stops when it has not improved for "
                "the configured patience, and the best epoch's weights are tested.", retrain_curves),
-    FigureSpec("variant_ref_alt", "Variant effects: reference vs alternative allele",
+    FigureSpec("variant_ref_alt", "variants", "Variant effects: reference vs alternative allele",
                "Predicted probability of the evaluated label for the reference and the alternative allele of each variant.", variant_ref_alt),
-    FigureSpec("variant_roc", "Allele-specific evaluation",
+    FigureSpec("variant_roc", "variants", "Allele-specific evaluation",
                "ROC of the predicted preferred allele: the model's score vs the JASPAR PWM log-odds baseline on the same pairs.",
                variant_roc),
 )
@@ -381,9 +383,9 @@ def render(spec: FigureSpec, run: Run) -> Rendered:
         figure = spec.draw(run)
     except Skip as skipped:
         logger.info("figure %s skipped: %s", spec.key, skipped)
-        return Rendered(spec.key, spec.title, spec.caption, None, str(skipped))
+        return Rendered(spec.key, spec.part, spec.title, spec.caption, None, str(skipped))
     try:
-        return Rendered(spec.key, spec.title, spec.caption, to_png(figure))
+        return Rendered(spec.key, spec.part, spec.title, spec.caption, to_png(figure))
     finally:
         figure.clear()
 

@@ -76,7 +76,7 @@ def table(header: list[str] | None, rows: list[list[str]]) -> str:
 
 def architecture_section(summary: Summary) -> str:
     if summary.best is None:
-        return "<h2>Best architecture</h2><p class='note'>No search outputs.</p>"
+        return "<h2>Search</h2><h3>Best architecture</h3><p class='note'>No architectures sampled yet.</p>"
     best = summary.best
     rows = [["architecture", f"<code>{esc(best['arch'])}</code>"], ["chosen as", esc(summary.best_source)]]
     rows += [
@@ -94,7 +94,7 @@ def architecture_section(summary: Summary) -> str:
         diagram = png_tag(to_png(figure), "diagram of the best architecture")
     finally:
         figure.clear()
-    parts = ["<h2>Best architecture</h2>", table(None, rows), "<figure>", diagram]
+    parts = ["<h2>Search</h2><h3>Best architecture</h3>", table(None, rows), "<figure>", diagram]
     parts.append("<figcaption>Layers left to right, coloured by op family; red arcs: skip connections (added to the later layer's output); "
                  "dotted lines: end of a block (max-pool).</figcaption></figure>")
     if summary.top_k:
@@ -108,10 +108,10 @@ def architecture_section(summary: Summary) -> str:
 
 def metrics_section(summary: Summary) -> str:
     if summary.roles is None:
-        return "<h2>Retrained models (test set)</h2><p class='note'>No retraining results.</p>"
+        return "<h2>Retraining</h2><h3>Retrained models (test set)</h3><p class='note'>No retraining results.</p>"
     rows = [[esc(role), str(r["trials"]), str(r["architectures"]), f"{r['parameters (median)']:,}", esc(r["parameters (min-max)"])]
             for role, r in summary.roles.iterrows()]
-    parts = ["<h2>Retrained models (test set)</h2>"]
+    parts = ["<h2>Retraining</h2><h3>Retrained models (test set)</h3>"]
     if summary.provisional:
         parts.append("<p class='note'>Provisional: the retraining has not finished; these are the trials finished so far.</p>")
     parts.append(table(["role", "trials", "architectures", "parameters (median)", "parameters (min-max)"], rows))
@@ -138,15 +138,19 @@ def cost_section(summary: Summary) -> str:
     return "<h2>Compute cost</h2>" + table(["stage", "hours", "resources", "CPU hours", "GPU hours", "basis"], rows)
 
 
+def figures_of(part: str, figures: list[Rendered]) -> str:
+    return "".join(figure_block(rendered) for rendered in figures if rendered.part == part)
+
+
 def figure_block(rendered: Rendered) -> str:
     if rendered.png is None:
         return f"<h3>{esc(rendered.title)}</h3><p class='note'>Skipped: {esc(rendered.note)}.</p>"
     return f"<h3>{esc(rendered.title)}</h3><figure>{png_tag(rendered.png, rendered.title)}<figcaption>{esc(rendered.caption)}</figcaption></figure>"
 
 
-def variants_section(variants: VariantsPart | None) -> str:
-    if variants is None or variants.summary is None:
-        return ""
+def variants_section(variants: VariantsPart) -> str:
+    if variants.summary is None:
+        return "<h2>Variant effects</h2><p class='note'>No allele-specific evaluation (eval.json).</p>"
     s = variants.summary
     model, pwm = s.get("model", {}), s.get("pwm", {})
     rows = [
@@ -157,9 +161,7 @@ def variants_section(variants: VariantsPart | None) -> str:
     return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "accuracy"], rows)
 
 
-def interpret_section(interpret: InterpretPart | None, notes: list[str]) -> str:
-    if interpret is None:
-        return ""
+def interpret_section(interpret: InterpretPart, notes: list[str]) -> str:
     parts = ["<h2>Interpretation</h2>"]
     for path in interpret.figures:
         data = path.read_bytes()
@@ -187,14 +189,17 @@ def build_html(run: Run, summary: Summary, figures: list[Rendered]) -> str:
         f"<h1>{esc(title)}</h1>",
         f"<p class='muted'>Written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.</p>",
         sources(run),
-        architecture_section(summary),
-        metrics_section(summary),
-        cost_section(summary),
-        "<h2>Figures</h2>",
-        *(figure_block(rendered) for rendered in figures),
-        variants_section(run.variants),
-        interpret_section(run.interpret, notes),
     ]
+    if run.search is not None:
+        body += [architecture_section(summary), figures_of("search", figures)]
+    if run.retrain is not None:
+        body += [metrics_section(summary), figures_of("retrain", figures)]
+    if run.search is not None or run.retrain is not None:
+        body.append(cost_section(summary))
+    if run.variants is not None:
+        body += [variants_section(run.variants), figures_of("variants", figures)]
+    if run.interpret is not None:
+        body.append(interpret_section(run.interpret, notes))
     if notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{esc(note)}</li>" for note in notes) + "</ul>")
     return (
