@@ -193,3 +193,16 @@ def test_variant_figures_from_eval_or_score_table(tmp_path, probs_in_eval, all_r
     write_variant_outputs(tmp_path / "variants", probs_in_eval, all_ref_preferred)
     rendered = {figure.key: figure for figure in render_figures(load_run(variants=tmp_path / "variants"))}
     assert rendered["variant_ref_alt"].png is not None and rendered["variant_roc"].png is not None
+
+
+def test_find_run_looks_in_the_tracking_uri_then_beside_the_outputs_and_creates_no_store(tmp_path, monkeypatch):
+    from amber_ray.tracking import RunTracker, find_run
+
+    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_id = RunTracker.start(store, "find-test", "search").run_id
+    assert find_run(run_id, [elsewhere, store]).run_id == run_id
+    assert find_run("0" * 32, [elsewhere, store]) is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    assert find_run(run_id, [elsewhere]).run_id == run_id
+    assert not (elsewhere / "mlflow.db").exists()
