@@ -181,6 +181,16 @@ def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(s
     assert set(decoded_images(page)) == {"diagram of the best architecture", *(spec.title for spec in FIGURES if not spec.key.startswith("variant"))}
 
 
+def test_a_damaged_checkpoint_costs_only_the_embedding_figure(small_run, tmp_path):
+    search = tmp_path / "search"
+    shutil.copytree(small_run / "search", search, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    (search / "checkpoints" / "search.pt").write_bytes(b"not a checkpoint")
+    run = load_run(search=search)
+    drawn = {figure.key for figure in render_figures(run) if figure.png is not None}
+    assert drawn == {"op_probabilities", "controller_curves"}
+    assert any("search.pt is unreadable" in note for note in run.notes)
+
+
 def test_report_of_nothing_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError)
 SEARCH_CHECKPOINT = Path("checkpoints") / "search.pt"
+CHECKPOINT_KEYS = {"iteration", "history", "stats", "op_probs", "controller", "arch_space"}
 RETRAIN_RUN_ID = "mlflow_run_id"
 SCORE_COLUMNS = {"ref_prob", "alt_prob"}
 
@@ -97,12 +98,24 @@ def read_json(path: Path) -> Any:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    missing = CHECKPOINT_KEYS - set(payload)
+    if missing:
+        raise KeyError(f"not a search checkpoint (no {sorted(missing)})")
+    return payload
+
+
+def search_checkpoint(directory: Path) -> Path:
+    """The newest checkpoint, or the previous one while a save is swapping them."""
+    from amber_ray.search.checkpoint import previous_path
+
+    path = directory / SEARCH_CHECKPOINT
+    return path if path.is_file() or not previous_path(path).is_file() else previous_path(path)
 
 
 def load_search(directory: Path, notes: list[str]) -> SearchPart:
     part = SearchPart(directory)
-    checkpoint = read_optional(directory / SEARCH_CHECKPOINT, read_checkpoint, notes)
+    checkpoint = read_optional(search_checkpoint(directory), read_checkpoint, notes)
     if checkpoint is not None:
         part.run_id = checkpoint.get("run_id")
         part.ops = tuple(checkpoint["arch_space"])
