@@ -21,7 +21,7 @@ from amber_ray.training import train_architecture
 
 # Block 0 holds a stride-1 max-pool (needs our DeepLIFT rule); the skip 1 -> 3 crosses a length reduction.
 ARCH = "conv8,skip:;maxpool,skip:0;conv4,skip:;avgpool,skip:1"
-MOTIFS = ["MA0079.5", "MA0139.1"]  # SP1 (9 bp), CTCF (19 bp): JASPAR vertebrates
+MOTIFS = ["MA0105.4", "MA0079.5"]  # NFKB1 (13 bp), SP1 (9 bp): JASPAR vertebrates
 SHUFFLES = 8
 
 
@@ -147,8 +147,8 @@ def test_saturation_mutagenesis_is_the_logit_change(trained):
 
 
 def test_bad_label_names_the_label_and_the_model_labels():
-    with pytest.raises(AmberInputError, match=r"label 'CTCF' is not one of the model's labels: MA0079.5_SP1, MA0139.1_CTCF"):
-        interpret.label_index(["MA0079.5_SP1", "MA0139.1_CTCF"], "CTCF", "model.pt")
+    with pytest.raises(AmberInputError, match=r"label 'CTCF' is not one of the model's labels: MA0105.4_NFKB1, MA0079.5_SP1"):
+        interpret.label_index(["MA0105.4_NFKB1", "MA0079.5_SP1"], "CTCF", "model.pt")
 
 
 def write_fasta(path: Path, dataset, rows: np.ndarray) -> Path:
@@ -162,7 +162,7 @@ def test_cli_bad_label_is_one_line_exit_2(trained, tmp_path):
     fasta = write_fasta(tmp_path / "seqs.fa", dataset, np.arange(3))
     result = CliRunner().invoke(app, ["interpret", str(model_path), "--fasta", str(fasta), "--label", "CTCF", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "label 'CTCF' is not one of the model's labels: MA0079.5_SP1, MA0139.1_CTCF" in result.output
+    assert "label 'CTCF' is not one of the model's labels: MA0105.4_NFKB1, MA0079.5_SP1" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -170,7 +170,7 @@ def test_cli_writes_table_arrays_and_figures(trained, tmp_path):
     model_path, dataset, _ = trained
     fasta = write_fasta(tmp_path / "seqs.fa", dataset, np.flatnonzero(dataset.y[:, 0] == 1)[:12])
     out = tmp_path / "out"
-    args = ["interpret", str(model_path), "--fasta", str(fasta), "--label", "MA0079.5_SP1", "--out", str(out), "--top", "2", "--shuffles", "4"]
+    args = ["interpret", str(model_path), "--fasta", str(fasta), "--label", "MA0105.4_NFKB1", "--out", str(out), "--top", "2", "--shuffles", "4"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "seqlets.tsv", sep="\t")
