@@ -26,7 +26,7 @@ from amber_ray.tracking import RunTracker
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_TABLE_ROWS = 50
+MAX_TABLE_ROWS = 20
 ARTIFACT_DIR = "report"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; line-height: 1.4; }
