@@ -171,7 +171,7 @@ def interpret_section(interpret: InterpretPart, notes: list[str]) -> str:
         parts.append(f"<figure>{png_tag(data, path.stem)}<figcaption>{esc(path.name)}</figcaption></figure>")
     if interpret.seqlets is not None:
         shown = interpret.seqlets.head(MAX_TABLE_ROWS)
-        parts.append(f"<h3>Seqlets</h3><p class='muted'>{min(len(shown), MAX_TABLE_ROWS)} of {len(interpret.seqlets)} rows of seqlets.tsv.</p>")
+        parts.append(f"<h3>Seqlets</h3><p class='muted'>{len(shown)} of {len(interpret.seqlets)} rows of seqlets.tsv.</p>")
         parts.append(shown.to_html(index=False, escape=True, border=0, float_format=lambda v: f"{v:.4g}"))
     return "".join(parts)
 
