@@ -341,8 +341,8 @@ def attribution_logos(scores: np.ndarray, names: Sequence[str], logits: np.ndarr
 
 def ism_heatmap(effects: np.ndarray, x: np.ndarray, names: Sequence[str], label: str) -> Figure:
     """Change of the label's logit for every substitution (rows A, C, G, T); the observed base is 0."""
-    figure = _new_figure(max(8.0, effects.shape[-1] / 14), 1.3 * len(effects) + 0.8)
-    axes = figure.subplots(len(effects), 1, squeeze=False)[:, 0]
+    figure = _new_figure(max(8.0, effects.shape[-1] / 14), 1.5 * len(effects) + 0.8)
+    axes = figure.subplots(len(effects), 1, squeeze=False, gridspec_kw={"hspace": 0.6})[:, 0]
     bound = float(np.abs(effects).max()) or 1.0
     for i, ax in enumerate(axes):
         image = ax.imshow(effects[i], aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")

@@ -28,12 +28,11 @@ SHUFFLES = 8
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, object, pd.DataFrame]:
     """A model trained by ``amber-ray train``'s code on simulated data, and the simulator's planting table."""
-    torch.set_num_threads(2)
     config = parse_config(
         {
             "seed": 0,
             "data": {"kind": "simulate", "simulate": {"num_sequences": 1000, "length": 100, "motifs": MOTIFS, "prevalence": 0.5}},
-            "train": {"batch_size": 64, "learning_rate": 0.003, "max_epochs": 5, "patience": 5, "width": 0.5},
+            "train": {"batch_size": 64, "learning_rate": 0.003, "max_epochs": 8, "patience": 3, "width": 0.5},
         }
     )
     out = tmp_path_factory.mktemp("interpret_model")
