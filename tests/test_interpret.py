@@ -14,7 +14,7 @@ from amber_ray import interpret
 from amber_ray.child import load_child
 from amber_ray.cli import app
 from amber_ray.config import parse_config
-from amber_ray.data import simulate_dataset
+from amber_ray.data import one_hot_encode, simulate_dataset
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
 from amber_ray.training import train_architecture
@@ -95,7 +95,7 @@ def test_seqlets_match_the_planted_jaspar_motif(trained, explained, motif):
     assert (p_values[:, 0] < 0.01).mean() >= 0.5
 
 
-def test_same_pool_rule_is_exact_where_integrated_gradients_is_approximate():
+def test_same_pool_rule_is_exact():
     """Against a one-layer max SamePool model, the rule's multipliers reproduce the output change exactly."""
     from tangermeme.deep_lift_shap import deep_lift_shap
 
@@ -148,6 +148,12 @@ def test_saturation_mutagenesis_is_the_logit_change(trained):
 def test_bad_label_names_the_label_and_the_model_labels():
     with pytest.raises(AmberInputError, match=r"label 'CTCF' is not one of the model's labels: MA0105.4_NFKB1, MA0079.5_SP1"):
         interpret.label_index(["MA0105.4_NFKB1", "MA0079.5_SP1"], "CTCF", "model.pt")
+
+
+def test_unknown_base_is_an_input_error_naming_the_record():
+    x = one_hot_encode(["ACGT", "ACNT"])
+    with pytest.raises(AmberInputError, match="seqs.fa: record s2: has a base other than A, C, G, T"):
+        interpret.check_one_hot(x, ["s1", "s2"], "seqs.fa")
 
 
 def write_fasta(path: Path, dataset, rows: np.ndarray) -> Path:
