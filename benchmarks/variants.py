@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=200, help="input length (bp) of the default model")
     parser.add_argument("--labels", type=int, default=3, help="outputs of the default model")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

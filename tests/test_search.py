@@ -24,11 +24,13 @@ SEARCH = {
     "seed": 3,
     "data": {
         "kind": "simulate",
-        "simulate": {"num_sequences": 800, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4},
+        # One strong motif in short sequences: a supernet trained on random paths learns it within
+        # a few passes, so the learning signal below is real (on harder tasks it takes many more).
+        "simulate": {"num_sequences": 1500, "length": 60, "motifs": ["MA0079.5"], "prevalence": 0.5},
         "split": {"valid": 0.2, "test": 0.1},
     },
     "space": {"profile": "small", "first_filters": 16, "stem_channels": 16, "dense_units": 32},
-    "search": {"iterations": 8, "archs_per_iteration": 8, "warmup_batch_size": 50, "batch_size": 50, "top_k": 3},
+    "search": {"iterations": 8, "archs_per_iteration": 8, "warmup_batch_size": 25, "batch_size": 25, "top_k": 3},
 }
 
 
@@ -48,7 +50,7 @@ def test_search_learns_on_simulated_motifs(finished_search):
     out, _ = finished_search
     history = pd.read_parquet(out / "history.parquet")
     per_iteration = history.groupby("iteration").reward.mean()
-    assert per_iteration.iloc[-4:].mean() > per_iteration.iloc[:4].mean()
+    assert per_iteration.iloc[-4:].mean() > per_iteration.iloc[:4].mean() + 0.05
     probs = pd.read_parquet(out / "op_probs.parquet")
     last = probs[probs.iteration == probs.iteration.max()]
     assert (last.probability - 1 / 7).abs().max() > 0.02  # moved away from uniform
@@ -136,7 +138,11 @@ def run_driver(workers: int, out: Path, iterations: int = 2):
     from amber_ray.data import load_splits
     from amber_ray.search.loop import SearchDriver
 
-    cfg = config(iterations=iterations, workers=workers)
+    # Longer sequences and two labels: few near-tied predictions, so float round-off between 1 and
+    # 2 workers cannot reorder the validation ranking.
+    data = {**SEARCH["data"], "simulate": {"num_sequences": 800, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4}}
+    search = {**SEARCH["search"], "iterations": iterations, "workers": workers, "batch_size": 50, "warmup_batch_size": 50}
+    cfg = parse_config({**SEARCH, "data": data, "search": search})
     driver = SearchDriver(cfg, out, load_splits(cfg.data, cfg.seed))
     try:
         driver.warm_up()
