@@ -293,11 +293,12 @@ def variants_score(
     ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC columns: |diff|, |log2fc| or |logit_diff|.")] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
-    from amber_ray.variants import check_score_output, load_model, load_windows, write_scores
+    from amber_ray.predict import load_model
+    from amber_ray.variants import check_score_output, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
-    net, length, labels = load_model(model, device)
-    windows, skipped = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
+    net, labels = load_model(model, device)
+    windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
@@ -322,13 +323,12 @@ def variants_eval(
     device: DeviceOption = "cpu",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
-    from amber_ray.variants import (
-        choose_label, evaluate_pairs, load_model, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval,
-    )
+    from amber_ray.predict import label_index, load_model
+    from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
-    net, length, labels = load_model(model, device)
-    pwm_log_odds(motif_for_label(labels[choose_label(labels, label)], motif))
-    windows, _ = load_windows(length, vcf, fasta, ref_fasta, alt_fasta)
+    net, labels = load_model(model, device)
+    pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
+    windows, _ = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
     wanted = read_preferred(preferred, windows.variant_id)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     summary, table = evaluate_pairs(effects, label, motif, wanted)

@@ -15,7 +15,6 @@ to float rounding: :attr:`Attributions.convergence_delta` records the residual p
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import warnings
@@ -33,6 +32,7 @@ from torch.nn import functional as F
 
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
+from amber_ray.predict import held, label_index, load_model, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ class LabelLogit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)[:, self.index : self.index + 1]
-
-
-def label_index(label_names: Sequence[str], label: str, source: str | Path) -> int:
-    """Position of ``label`` among the model's labels; an unknown name is a one-line input error."""
-    if label not in label_names:
-        shown = ", ".join(label_names[:20]) + (f", ... ({len(label_names)} in all)" if len(label_names) > 20 else "")
-        raise AmberInputError(f"label {label!r} is not one of the model's labels: {shown}", source)
-    return list(label_names).index(label)
 
 
 def same_pool_rule(module: SamePool, grad_input: tuple[torch.Tensor, ...], grad_output: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
@@ -95,25 +87,6 @@ def same_pool_rule(module: SamePool, grad_input: tuple[torch.Tensor, ...], grad_
 
 
 DEEPLIFT_RULES: dict[type[nn.Module], Callable[..., tuple[torch.Tensor]]] = {SamePool: same_pool_rule}
-
-
-@contextlib.contextmanager
-def held(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """The model in eval mode on ``device``; its train/eval mode and device are restored afterwards, also on error."""
-    was_training = model.training
-    original = next(model.parameters()).device
-    model.to(device).eval()
-    try:
-        yield model
-    finally:
-        model.to(original).train(was_training)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when there is one, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def check_one_hot(x: np.ndarray, names: Sequence[str], source: str | Path) -> None:
@@ -412,12 +385,11 @@ class Interpretation:
 
 def load_inputs(model_path: Path, fasta: Path, label: str) -> tuple[nn.Module, int, list[str], np.ndarray]:
     """Model, label index, names and one-hot sequences; everything is checked before any work starts."""
-    from amber_ray.child import load_child
     from amber_ray.data import one_hot_encode
     from amber_ray.data.fasta import read_fasta
 
-    model, extra = load_child(model_path)
-    index = label_index(extra.get("label_names") or [str(i) for i in range(model.space.num_labels)], label, model_path)
+    model, label_names = load_model(model_path)
+    index = label_index(label_names, label, model_path)
     names, seqs = read_fasta(fasta, length=model.space.input_length, unique_names=False)
     x = one_hot_encode(seqs)
     check_one_hot(x, names, fasta)

@@ -37,11 +37,11 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
-from amber_ray.child import load_child
 from amber_ray.data.dataset import codes_to_one_hot, encode_codes
 from amber_ray.data.fasta import read_fasta
 from amber_ray.data.simulate import jaspar_motif
 from amber_ray.errors import AmberInputError
+from amber_ray.predict import held, label_index
 from amber_ray.training import minibatch_indices
 
 log = logging.getLogger(__name__)
@@ -142,17 +142,6 @@ class VariantEffects:
 # --- model ------------------------------------------------------------------------------------
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, int, list[str]]:
-    """A model written by ``amber-ray train`` on ``device``: the model, its input length and its label names."""
-    model, extra = load_child(path)
-    try:
-        model = model.to(device)
-    except (RuntimeError, AssertionError) as error:
-        raise AmberInputError(f"cannot use device {device!r} ({str(error).splitlines()[0]})", "--device") from None
-    labels = extra.get("label_names") or [f"label_{i}" for i in range(model.space.num_labels)]
-    return model, model.space.input_length, [str(label) for label in labels]
-
-
 @torch.no_grad()
 def predict_codes(model: nn.Module, codes: np.ndarray, both_strands: bool = False) -> np.ndarray:
     """Sigmoid outputs ``(N, labels)`` of one batch of codes ``(N, L)``, on the model's device, returned on
@@ -174,17 +163,13 @@ def score_windows(
     on_batch: OnBatch | None = None,
 ) -> VariantEffects:
     """Predict ref and alt windows in batches of ``batch_size`` variants; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
     ref_parts, alt_parts = [], []
-    try:
+    with held(model):
         for index in minibatch_indices(len(windows), batch_size, None):
             ref_parts.append(predict_codes(model, windows.ref_codes[index], both_strands))
             alt_parts.append(predict_codes(model, windows.alt_codes[index], both_strands))
             if on_batch:
                 on_batch(len(index))
-    finally:
-        model.train(was_training)
     empty = np.zeros((0, len(label_names)), dtype=np.float32)
     ref = np.concatenate(ref_parts) if ref_parts else empty
     alt = np.concatenate(alt_parts) if alt_parts else empty
@@ -612,17 +597,6 @@ def motif_for_label(label: str, motif: str | None) -> str:
     return match.group(1)
 
 
-def choose_label(label_names: list[str], label: str | None) -> int:
-    if label is None:
-        if len(label_names) == 1:
-            return 0
-        shown = ", ".join(label_names[:5])
-        raise AmberInputError(f"the model has {len(label_names)} labels: choose one with --label ({shown}, ...)", "--label")
-    if label not in label_names:
-        raise AmberInputError(f"label {label!r} is not one of the model's labels {label_names[:10]}", "--label")
-    return label_names.index(label)
-
-
 def read_preferred(path: Path | None, variant_ids: list[str]) -> np.ndarray:
     """1 where the first (ref / ``--ref-fasta``) allele is preferred; from a TSV (``variant_id``, ``preferred``)
     or, without one, 1 for every pair (e.g. dsQTL high-sensitivity allele first)."""
@@ -655,7 +629,7 @@ def evaluate_pairs(
     Both scores are rank-transformed to [-1, 1] with :func:`signed_rank` (sign and order kept), so
     the AUROCs are those of the raw scores and the accuracies those of their signs.
     """
-    column = choose_label(effects.label_names, label)
+    column = label_index(effects.label_names, label)
     motif_id = motif_for_label(effects.label_names[column], motif)
     motif_name, log_odds = pwm_log_odds(motif_id)
     w = effects.windows

@@ -25,7 +25,8 @@ import torch
 from amber_ray.child import ChildNet
 from amber_ray.config import SpaceConfig
 from amber_ray.space import Architecture, ModelSpace
-from amber_ray.variants import Windows, load_model, score_windows, vcf_windows
+from amber_ray.predict import load_model
+from amber_ray.variants import Windows, score_windows, vcf_windows
 
 ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
 VCF_HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
@@ -67,7 +68,8 @@ def timed_rates(count: int, run: Callable[[], object]) -> dict[str, float]:
 def build_model(args: argparse.Namespace) -> tuple[ChildNet, int, list[str]]:
     """The model in ``--model``, or an untrained one of the ``small`` profile with :data:`ARCH`."""
     if args.model:
-        return load_model(args.model)
+        model, labels = load_model(args.model)
+        return model, model.space.input_length, labels
     space = ModelSpace.from_config(SpaceConfig(profile="small"), args.length, args.labels)
     return ChildNet(space, Architecture.from_text(ARCH)).eval(), args.length, [f"label{j}" for j in range(args.labels)]
 

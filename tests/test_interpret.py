@@ -17,6 +17,7 @@ from amber_ray.config import parse_config
 from amber_ray.data import one_hot_encode, simulate_dataset
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
+from amber_ray.predict import label_index
 from amber_ray.training import train_architecture
 
 # Block 0 holds a stride-1 max-pool (needs our DeepLIFT rule); the skip 1 -> 3 crosses a length reduction.
@@ -147,7 +148,7 @@ def test_saturation_mutagenesis_is_the_logit_change(trained):
 
 def test_bad_label_names_the_label_and_the_model_labels():
     with pytest.raises(AmberInputError, match=r"label 'CTCF' is not one of the model's labels: MA0105.4_NFKB1, MA0079.5_SP1"):
-        interpret.label_index(["MA0105.4_NFKB1", "MA0079.5_SP1"], "CTCF", "model.pt")
+        label_index(["MA0105.4_NFKB1", "MA0079.5_SP1"], "CTCF", "model.pt")
 
 
 def test_unknown_base_is_an_input_error_naming_the_record():
