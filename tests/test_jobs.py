@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from ray.job_submission import JobStatus, JobSubmissionClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -111,20 +112,16 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
             time.sleep(2)
         assert submit.returncode == 0, submit.stderr
         job_id = re.search(r"raysubmit_\w+", submit.stdout + submit.stderr).group()
-        status = ""
+        jobs = JobSubmissionClient(address)
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            status = ray_cli("job", "status", "--address", address, job_id, temp_dir=temp_dir).stdout
-            if "SUCCEEDED" in status or "FAILED" in status or "STOPPED" in status:
-                break
+        while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() < deadline:
             time.sleep(3)
-        logs = ray_cli("job", "logs", "--address", address, job_id, temp_dir=temp_dir).stdout
-        assert "SUCCEEDED" in status, logs[-4000:]
+        assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(job_id)[-4000:]
 
         client = MlflowClient(f"sqlite:///{out}/mlflow.db")
         runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
         commands = sorted(run.data.tags.get("command", "trial") for run in runs)
-        assert commands.count("search") == 1 and commands.count("retrain") == 1 and commands.count("trial") == 3 * 2
+        assert commands.count("search") == 1 and commands.count("retrain") == 1 and commands.count("trial") == (1 + 1) * 2  # (searched + 1 sampled) x 2 replicates
         (search_run,) = [run for run in runs if run.data.tags.get("command") == "search"]
         assert len(set(search_run.data.tags["worker_nodes"].split(","))) == 2  # one supernet worker per node
         assert (out / "retrain" / "compare.json").is_file()
