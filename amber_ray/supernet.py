@@ -120,7 +120,7 @@ class SupernetTrainer:
             shard = index[self.rank :: self.world_size]
             with self._autocast():
                 logits = self.model(self._tensor(self.train_data.x[shard]), arch)
-            loss_sum = F.binary_cross_entropy_with_logits(logits, self._tensor(self.train_data.y[shard]), reduction="sum")
+            loss_sum = F.binary_cross_entropy_with_logits(logits.float(), self._tensor(self.train_data.y[shard]), reduction="sum")
             loss = loss_sum / (len(index) * self.train_data.num_labels)
             self.optimizer.zero_grad()
             loss.backward()
