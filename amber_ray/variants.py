@@ -40,6 +40,7 @@ from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
 from amber_ray.data.dataset import codes_to_one_hot, encode_codes
 from amber_ray.data.fasta import read_fasta
 from amber_ray.data.simulate import jaspar_motif
+from amber_ray.data.tsv import read_tsv
 from amber_ray.errors import AmberInputError
 from amber_ray.predict import held, label_index
 from amber_ray.training import minibatch_indices
@@ -602,15 +603,7 @@ def read_preferred(path: Path | None, variant_ids: list[str]) -> np.ndarray:
     or, without one, 1 for every pair (e.g. dsQTL high-sensitivity allele first)."""
     if path is None:
         return np.ones(len(variant_ids), dtype=np.int64)
-    if not path.is_file():
-        raise AmberInputError("file not found", path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
-    missing = {"variant_id", "preferred"} - set(table.columns)
-    if missing:
-        raise AmberInputError(f"missing column(s) {sorted(missing)} (has {list(table.columns)})", path)
+    table = read_tsv(path, required=("variant_id", "preferred"))
     bad = table.index[~table["preferred"].isin(["0", "1"])]
     if len(bad):
         raise AmberInputError(f"preferred {table.at[bad[0], 'preferred']!r} is not 0 or 1", path, table.at[bad[0], "variant_id"])

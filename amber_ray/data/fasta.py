@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from amber_ray.data.dataset import SequenceDataset, one_hot_encode
+from amber_ray.data.tsv import read_tsv
 from amber_ray.errors import AmberInputError
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,7 @@ def read_binary_fasta(positive: str | Path, negative: str | Path) -> SequenceDat
 
 def _read_label_table(path: Path) -> pd.DataFrame:
     """The TSV as strings, indexed by its first column; its first line must be a header."""
-    if not path.is_file():
-        raise AmberInputError("file not found", path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, index_col=0)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
+    table = read_tsv(path, index_col=0)
     if table.shape[1] == 0:
         raise AmberInputError("needs a header row and at least one label column", path)
     duplicated = table.index[table.index.duplicated()]

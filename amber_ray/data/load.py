@@ -14,6 +14,7 @@ from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
 from amber_ray.data.hdf5 import read_hdf5_dir
 from amber_ray.data.simulate import simulate_dataset
 from amber_ray.data.split import stratified_split
+from amber_ray.data.tsv import read_tsv
 from amber_ray.errors import AmberInputError
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,7 @@ def read_label_annotation(path: str | Path) -> pd.DataFrame:
 
     Other columns are kept.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AmberInputError("file not found", path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
-    missing = {"label", "category"} - set(table.columns)
-    if missing:
-        raise AmberInputError(f"missing column(s) {sorted(missing)} (has {list(table.columns)})", path)
+    table = read_tsv(path, required=("label", "category"))
     duplicated = table["label"][table["label"].duplicated()]
     if len(duplicated):
         raise AmberInputError("label listed more than once", path, duplicated.iloc[0])
