@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,16 +65,21 @@ def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_pat
     assert time.monotonic() - started < 300
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all sockets stay bound until every port is drawn, so none repeats."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
-def node_ports() -> list[str]:
-    """Free ports for every service a node starts: the test session's own cluster holds the defaults."""
-    flags = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
-    return [f"--{flag}={free_port()}" for flag in flags]
+NODE_PORT_FLAGS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+
+
+def node_ports(ports: list[int]) -> list[str]:
+    """Flags giving every service a node starts its own port: the test session's cluster holds the defaults."""
+    return [f"--{flag}={port}" for flag, port in zip(NODE_PORT_FLAGS, ports, strict=True)]
 
 
 def ray_cli(*args: str, temp_dir: str) -> subprocess.CompletedProcess:
@@ -85,18 +91,19 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
     # Each node needs its own temp dir: two nodes of one host sharing one would unpack the job's
     # working dir into the same folder and delete it under each other.
     temp_dir, worker_temp_dir = (tempfile.mkdtemp(prefix="rj", dir="/tmp") for _ in range(2))
-    gcs, dashboard = free_port(), free_port()
+    gcs, dashboard, client_server, *agent_ports = free_ports(3 + 2 * len(NODE_PORT_FLAGS))
+    head_ports, worker_ports = agent_ports[: len(NODE_PORT_FLAGS)], agent_ports[len(NODE_PORT_FLAGS) :]
     out = tmp_path / "runs"
     try:
         head = ray_cli(
             "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-            f"--ray-client-server-port={free_port()}", *node_ports(), temp_dir=temp_dir,
+            f"--ray-client-server-port={client_server}", *node_ports(head_ports), temp_dir=temp_dir,
         )
         assert head.returncode == 0, head.stderr
         worker = ray_cli(
             "start", f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            '--resources={"second_node": 1}', f"--temp-dir={worker_temp_dir}", *node_ports(), temp_dir=temp_dir,
+            '--resources={"second_node": 1}', f"--temp-dir={worker_temp_dir}", *node_ports(worker_ports), temp_dir=temp_dir,
         )
         assert worker.returncode == 0, worker.stderr
         address = f"http://127.0.0.1:{dashboard}"
