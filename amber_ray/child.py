@@ -81,26 +81,33 @@ class DagNet(nn.Module):
     def _scaled(self, channels: int) -> int:
         return max(1, round(channels * self.width))
 
-    def _match(self, skip: torch.Tensor, source: int, target: int) -> torch.Tensor:
-        """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape."""
-        blocks_apart = self.space.block_of(target) - self.space.block_of(source)
-        for _ in range(blocks_apart):  # nested windows: the same as one pool by reduction**blocks_apart
-            skip = self.reduce(skip)
+    def _match(self, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], source: int, target: int) -> torch.Tensor:
+        """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape.
+
+        ``pooled`` memoizes ``(source, blocks pooled)`` within one forward pass, so an output that
+        several later layers take as a skip is pooled once per block boundary, not once per use.
+        """
+        skip = outputs[source]
+        for apart in range(1, self.space.block_of(target) - self.space.block_of(source) + 1):
+            if (source, apart) not in pooled:  # nested windows: the same as one pool by reduction**apart
+                pooled[(source, apart)] = self.reduce(skip)
+            skip = pooled[(source, apart)]
         missing = self.channels[self.space.block_of(target)] - skip.shape[1]
         return F.pad(skip, (0, 0, 0, missing)) if missing else skip
 
     def forward_arch(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         h = self.stem(x)
         outputs: list[torch.Tensor] = []
+        pooled: dict[tuple[int, int], torch.Tensor] = {}
         per_block = self.space.layers_per_block
         for layer, op in enumerate(arch.ops):
             if layer % per_block == 0:
                 if layer:
-                    h = self.reduce(h)
+                    h = pooled[(layer - 1, 1)] = self.reduce(h)
                 h = self.projections[layer // per_block](h)
             y = self.layers[layer][op](h)
             for source in arch.skips[layer]:
-                y = y + self._match(outputs[source], source, layer)
+                y = y + self._match(outputs, pooled, source, layer)
             outputs.append(y)
             h = y
         return self.head(self.reduce(h))

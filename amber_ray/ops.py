@@ -5,7 +5,6 @@ One registry from op name to builder; nothing else in the package dispatches on 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
@@ -16,9 +15,11 @@ from torch.nn import functional as F
 class SamePool(nn.Module):
     """Max or average pooling of width ``kernel`` with stride 1, padded so the length is kept.
 
-    Computed as ``kernel - 1`` elementwise max/add of shifted views: for the small stride-1
-    windows of this space that is several times faster than torch's pooling kernels (and their
-    backward), in float32 and bfloat16 alike.
+    The fastest formulation differs by case (measured on CPU, float32 and bfloat16): averages are
+    ``kernel - 1`` additions of shifted views; maxima under autograd use torch's pooling kernel,
+    whose stored indices make the backward one scatter rather than a chain of masked maxima;
+    maxima without autograd (scoring) take shifted maxima of doubling width, since torch's
+    bfloat16 pooling kernel is several times slower.
     """
 
     def __init__(self, kernel: int, mode: str):
@@ -28,28 +29,42 @@ class SamePool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         left = (self.kernel - 1) // 2
-        right = self.kernel - 1 - left
-        length = x.shape[-1]
-        padded = F.pad(x, (left, right), value=float("-inf") if self.mode == "max" else 0.0)
-        windows = [padded[..., shift : shift + length] for shift in range(self.kernel)]
-        if self.mode == "max":
-            return functools.reduce(torch.maximum, windows)
-        return sum(windows[1:], windows[0]) / self.kernel
+        padded = F.pad(x, (left, self.kernel - 1 - left), value=float("-inf") if self.mode == "max" else 0.0)
+        if self.mode == "avg":
+            length = x.shape[-1]
+            windows = [padded[..., shift : shift + length] for shift in range(self.kernel)]
+            return sum(windows[1:], windows[0]) / self.kernel
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.max_pool1d(padded, self.kernel, stride=1)
+        return sliding_max(padded, self.kernel)
 
 
-def same_padding(kernel: int, dilation: int = 1) -> nn.ConstantPad1d:
-    """Explicit "same" padding (torch's own copies the input for even kernels)."""
-    total = dilation * (kernel - 1)
-    return nn.ConstantPad1d((total // 2, total - total // 2), 0.0)
+def sliding_max(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Maxima of every ``kernel`` consecutive positions along the last dimension, in O(log kernel) maxima."""
+    width = 1
+    while 2 * width <= kernel:
+        x = torch.maximum(x[..., :-width], x[..., width:])
+        width *= 2
+    if width < kernel:  # two overlapping windows of ``width`` cover one of ``kernel``
+        x = torch.maximum(x[..., : -(kernel - width)], x[..., kernel - width :])
+    return x
 
 
 def conv_bn_relu(
     c_in: int, c_out: int, kernel: int, dilation: int = 1, track_running_stats: bool = True
 ) -> nn.Sequential:
-    """Conv (same length, no bias) -> batch norm -> ReLU."""
+    """Conv (same length, no bias) -> batch norm -> ReLU.
+
+    Symmetric "same" padding (odd spans, 1x1 and these dilated kernels) is left to the convolution,
+    which pads without copying its input; uneven padding for even kernels is an explicit pad in
+    front (torch's ``padding="same"`` copies the input for those too). Element 0 is that pad or an
+    identity, so parameter names are the same either way.
+    """
+    total = dilation * (kernel - 1)
+    pad: nn.Module = nn.ConstantPad1d((total // 2, total - total // 2), 0.0) if total % 2 else nn.Identity()
     return nn.Sequential(
-        same_padding(kernel, dilation),
-        nn.Conv1d(c_in, c_out, kernel, dilation=dilation, bias=False),
+        pad,
+        nn.Conv1d(c_in, c_out, kernel, dilation=dilation, padding=0 if total % 2 else total // 2, bias=False),
         nn.BatchNorm1d(c_out, track_running_stats=track_running_stats),
         nn.ReLU(),
     )

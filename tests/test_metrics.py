@@ -49,6 +49,14 @@ def test_mean_auroc_is_the_mean_over_scorable_labels(scored: tuple[np.ndarray, n
         mean_auroc(np.zeros((10, 3)), y_score[:10, :3])
 
 
+def test_mean_auroc_counts_tied_scores_as_sklearn_does(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    """Rounded scores tie often (as bfloat16 logits do); the rank statistic must still equal the curve's area."""
+    y_true, y_score = scored
+    tied = np.round(y_score, 1)
+    expected = np.mean([roc_auc_score(y_true[:, j], tied[:, j]) for j in (0, 1, 3)])
+    assert mean_auroc(y_true, tied) == pytest.approx(expected, abs=1e-12)
+
+
 def test_binary_metrics_match_sklearn() -> None:
     y_true = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     y_prob = np.array([0.9, 0.8, 0.4, 0.6, 0.1, 0.7, 0.2, 0.3, 0.05, 0.5])
