@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from amber_ray.atomic import atomic_torch_save
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import build_op, conv_bn_relu
+from amber_ray.ops import build_op, conv_bn_relu, max_pool_length, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
 STEM_KERNEL = 8
@@ -34,7 +34,8 @@ class DagNet(nn.Module):
     Block ``b`` starts with a 1x1 projection to its channel count (when it differs from the
     incoming one) and ends with a max-pool of ``space.reduction``. A skip from layer ``j`` to a
     later block is max-pooled to the target length and zero-padded to the target channels, so
-    skips add no parameters.
+    skips add no parameters. With ``channels_last`` the body runs on ``(N, C, 1, L)`` tensors in
+    channels-last memory (faster on CPU; the same function and parameters).
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class DagNet(nn.Module):
         width: float = 1.0,
         track_running_stats: bool = True,
         dropout: float | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
+        self.channels_last = channels_last
         if len(layer_ops) != space.num_layers:
             raise ValueError(f"need ops for {space.num_layers} layers, got {len(layer_ops)}")
         self.space = space
@@ -81,6 +84,12 @@ class DagNet(nn.Module):
     def _scaled(self, channels: int) -> int:
         return max(1, round(channels * self.width))
 
+    def _reduce(self, h: torch.Tensor) -> torch.Tensor:
+        """The block's length reduction; ``self.reduce`` for ``(N, C, L)`` (its module is what DeepLIFT hooks)."""
+        if h.dim() == 3 or self.space.reduction == 1:
+            return self.reduce(h)
+        return max_pool_length(h, self.space.reduction, self.space.reduction)
+
     def _match(self, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], source: int, target: int) -> torch.Tensor:
         """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape.
 
@@ -90,12 +99,14 @@ class DagNet(nn.Module):
         skip = outputs[source]
         for apart in range(1, self.space.block_of(target) - self.space.block_of(source) + 1):
             if (source, apart) not in pooled:  # nested windows: the same as one pool by reduction**apart
-                pooled[(source, apart)] = self.reduce(skip)
+                pooled[(source, apart)] = self._reduce(skip)
             skip = pooled[(source, apart)]
         missing = self.channels[self.space.block_of(target)] - skip.shape[1]
-        return F.pad(skip, (0, 0, 0, missing)) if missing else skip
+        return F.pad(skip, (0, 0) * (skip.dim() - 2) + (0, missing)) if missing else skip
 
     def forward_arch(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        if self.channels_last:
+            x = to_channels_last(x)
         h = self.stem(x)
         outputs: list[torch.Tensor] = []
         pooled: dict[tuple[int, int], torch.Tensor] = {}
@@ -103,14 +114,14 @@ class DagNet(nn.Module):
         for layer, op in enumerate(arch.ops):
             if layer % per_block == 0:
                 if layer:
-                    h = pooled[(layer - 1, 1)] = self.reduce(h)
+                    h = pooled[(layer - 1, 1)] = self._reduce(h)
                 h = self.projections[layer // per_block](h)
             y = self.layers[layer][op](h)
             for source in arch.skips[layer]:
                 y = y + self._match(outputs, pooled, source, layer)
             outputs.append(y)
             h = y
-        return self.head(self.reduce(h))
+        return self.head(self._reduce(h))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

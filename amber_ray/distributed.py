@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from amber_ray.ops import BatchNorm1d
+
 
 class _SyncBatchNormFunction(torch.autograd.Function):
     """Batch norm over the union of all workers' batches; forward and backward each all-reduce once."""
@@ -42,19 +44,21 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         return grad_x, (grad * xhat).sum((0, 2)), grad.sum((0, 2)), None
 
 
-class SyncBatchNorm1d(nn.BatchNorm1d):
+class SyncBatchNorm1d(BatchNorm1d):
     """``BatchNorm1d`` (batch statistics only) whose statistics span every worker of the group."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
+        if x.dim() == 4:  # (N, C, 1, L): the same statistics on the (N, C, L) view, layout kept
+            return _SyncBatchNormFunction.apply(x.squeeze(2), self.weight, self.bias, self.eps).unsqueeze(2)
         return _SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
 
 
 def synchronise_batch_norm(model: nn.Module) -> None:
     """Swap every batch-statistics ``BatchNorm1d`` of ``model`` for :class:`SyncBatchNorm1d`, in place."""
     for module in model.modules():
-        if type(module) is nn.BatchNorm1d and not module.track_running_stats:
+        if type(module) is BatchNorm1d and not module.track_running_stats:
             module.__class__ = SyncBatchNorm1d
 
 
