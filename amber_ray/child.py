@@ -34,8 +34,8 @@ class DagNet(nn.Module):
     Block ``b`` starts with a 1x1 projection to its channel count (when it differs from the
     incoming one) and ends with a max-pool of ``space.reduction``. A skip from layer ``j`` to a
     later block is max-pooled to the target length and zero-padded to the target channels, so
-    skips add no parameters. With ``channels_last`` the body runs on ``(N, C, 1, L)`` tensors in
-    channels-last memory (faster on CPU; the same function and parameters).
+    skips add no parameters. Where :meth:`runs_channels_last` says so, the body runs on
+    ``(N, C, 1, L)`` tensors in channels-last memory (faster on CPU; the same function and parameters).
     """
 
     def __init__(
@@ -45,10 +45,8 @@ class DagNet(nn.Module):
         width: float = 1.0,
         track_running_stats: bool = True,
         dropout: float | None = None,
-        channels_last: bool = False,
     ):
         super().__init__()
-        self.channels_last = channels_last
         if len(layer_ops) != space.num_layers:
             raise ValueError(f"need ops for {space.num_layers} layers, got {len(layer_ops)}")
         self.space = space
@@ -84,6 +82,10 @@ class DagNet(nn.Module):
     def _scaled(self, channels: int) -> int:
         return max(1, round(channels * self.width))
 
+    def runs_channels_last(self) -> bool:
+        """Whether the forward pass runs in channels-last memory (see :func:`~amber_ray.ops.to_channels_last`)."""
+        return False
+
     def _reduce(self, h: torch.Tensor) -> torch.Tensor:
         """The block's length reduction; ``self.reduce`` for ``(N, C, L)`` (its module is what DeepLIFT hooks)."""
         if h.dim() == 3 or self.space.reduction == 1:
@@ -105,7 +107,7 @@ class DagNet(nn.Module):
         return F.pad(skip, (0, 0) * (skip.dim() - 2) + (0, missing)) if missing else skip
 
     def forward_arch(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-        if self.channels_last:
+        if self.runs_channels_last():
             x = to_channels_last(x)
         h = self.stem(x)
         outputs: list[torch.Tensor] = []
@@ -133,6 +135,11 @@ class ChildNet(DagNet):
     def __init__(self, space: ModelSpace, arch: Architecture, width: float = 1.0):
         super().__init__(space, [[op] for op in space.validate(arch).ops], width=width)
         self.arch = arch
+
+    def runs_channels_last(self) -> bool:
+        """In training only: there it is 1.3-1.4x faster on CPU, while evaluation with running batch-norm
+        statistics is not faster, and attribution (DeepLIFT) hooks the ``(N, C, L)`` pooling module."""
+        return self.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_arch(x, self.arch)

@@ -25,9 +25,11 @@ class Supernet(DagNet):
     """All candidate ops; no dropout, whose per-sample masks data-parallel shards could not reproduce."""
 
     def __init__(self, space: ModelSpace, width: float = 1.0):
-        super().__init__(
-            space, [space.ops] * space.num_layers, width=width, track_running_stats=False, dropout=0.0, channels_last=True
-        )
+        super().__init__(space, [space.ops] * space.num_layers, width=width, track_running_stats=False, dropout=0.0)
+
+    def runs_channels_last(self) -> bool:
+        """Always: training and scoring (batch statistics) both run faster in channels-last memory."""
+        return True
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self.forward_arch(x, self.space.validate(arch))
