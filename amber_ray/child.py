@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from amber_ray.atomic import atomic_torch_save
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import build_op, conv_bn_relu, max_pool_length, to_channels_last
+from amber_ray.ops import build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
 STEM_KERNEL = 8
@@ -123,7 +123,8 @@ class DagNet(nn.Module):
                 y = y + self._match(outputs, pooled, source, layer)
             outputs.append(y)
             h = y
-        return self.head(self._reduce(h))
+        h = self._reduce(h)
+        return self.head(from_channels_last(h) if h.dim() == 4 else h)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

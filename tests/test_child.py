@@ -41,6 +41,30 @@ def test_paper_space_model_runs_on_1000bp_919_labels():
     assert 1e6 < model.num_params() < 20e6
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_channels_last_training_computes_the_same_function_and_gradients(seed, monkeypatch):
+    """Training runs channels-last, evaluation (N, C, L): both layouts must be one model, across
+    block boundaries (pooled, zero-padded skips) and for every op."""
+    space = ModelSpace.from_config(SpaceConfig(profile="deepsea"), input_length=512, num_labels=3)
+    arch = space.sample(np.random.default_rng(seed))
+    torch.manual_seed(seed)
+    model = ChildNet(space, arch).train()
+    x = torch.eye(4)[torch.randint(0, 4, (8, 512))].transpose(1, 2).contiguous()
+    results = []
+    for channels_last in (True, False):
+        monkeypatch.setattr(model, "runs_channels_last", lambda flag=channels_last: flag)
+        model.zero_grad()
+        torch.manual_seed(seed)  # the same dropout masks
+        out = model(x)
+        out.square().sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (out_cl, grads_cl), (out_ncl, grads_ncl) = results
+    torch.testing.assert_close(out_cl, out_ncl, atol=1e-4, rtol=1e-4)
+    assert grads_cl.keys() == grads_ncl.keys()
+    for name, grad in grads_ncl.items():  # relative to the gradient's norm: round-off, not a layout error
+        assert (grads_cl[name] - grad).norm() < 5e-3 * grad.norm(), name
+
+
 def test_width_multiplier_scales_parameters():
     space = ModelSpace.from_config(SpaceConfig(profile="small"), input_length=200, num_labels=1)
     arch = Architecture.from_text("conv8,skip:;conv8,skip:0;conv8,skip:;conv8,skip:1")
