@@ -138,7 +138,7 @@ class ChildNet(DagNet):
         self.arch = arch
 
     def runs_channels_last(self) -> bool:
-        """In training only: there it is 1.3-1.4x faster on CPU, while evaluation with running batch-norm
+        """In training only: there it is about 1.5x faster on CPU, while evaluation with running batch-norm
         statistics is not faster, and attribution (DeepLIFT) hooks the ``(N, C, L)`` pooling module."""
         return self.training
 

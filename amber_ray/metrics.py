@@ -73,8 +73,11 @@ def mean_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     scorable = np.flatnonzero(_scorable(y_true))
     if not len(scorable):
         raise ValueError("no label has both classes: AUROC is undefined")
+    scores = y_score[:, scorable]
+    if not np.isfinite(scores).all():  # a diverged model: no reward rather than a silent NaN one
+        raise ValueError("scores contain NaN or infinity: AUROC is undefined")
     positive = y_true[:, scorable] > 0.5
-    ranks = rankdata(y_score[:, scorable], axis=0)
+    ranks = rankdata(scores, axis=0)
     n_pos = positive.sum(axis=0)
     n_neg = len(positive) - n_pos
     u = (ranks * positive).sum(axis=0) - n_pos * (n_pos + 1) / 2

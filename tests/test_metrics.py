@@ -47,6 +47,8 @@ def test_mean_auroc_is_the_mean_over_scorable_labels(scored: tuple[np.ndarray, n
     assert mean_auroc(y_true[:, 0], y_score[:, 0]) == pytest.approx(roc_auc_score(y_true[:, 0], y_score[:, 0]))
     with pytest.raises(ValueError, match="no label has both classes"):
         mean_auroc(np.zeros((10, 3)), y_score[:10, :3])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        mean_auroc(y_true, np.where(y_true > 0, np.nan, y_score))
 
 
 def test_mean_auroc_counts_tied_scores_as_sklearn_does(scored: tuple[np.ndarray, np.ndarray]) -> None:
