@@ -86,6 +86,7 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
     stopper = EarlyStopping(config.train.patience)
     best_state = copy.deepcopy(model.state_dict())
     start_epoch = 0
+    history: list[dict[str, float]] = []
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -95,6 +96,7 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
         best_state = state["best_model"]
         stopper = EarlyStopping(config.train.patience, **state["stopper"])
         start_epoch = state["epoch"] + 1
+        history = state.get("history", [])
     started = time.perf_counter()
     for epoch in range(start_epoch, config.train.max_epochs):
         torch.manual_seed(seed * 10_000 + epoch)
@@ -103,7 +105,10 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
         if stopper.step(epoch, auroc):
             best_state = copy.deepcopy(model.state_dict())
         done = stopper.should_stop or epoch == config.train.max_epochs - 1
-        metrics: dict[str, Any] = {"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": stopper.best_score, "done": done}
+        history.append({"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": stopper.best_score})
+        # Every epoch so far goes with each report: Tune can drop the result reported just before a
+        # failure, and the tracking callback then logs that epoch with the next one.
+        metrics: dict[str, Any] = {**history[-1], "done": done, "history": list(history)}
         with tempfile.TemporaryDirectory() as directory:
             torch.save(
                 {
@@ -112,6 +117,7 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
                     "best_model": best_state,
                     "stopper": {"best_score": stopper.best_score, "best_epoch": stopper.best_epoch, "epochs_without_improvement": stopper.epochs_without_improvement},
                     "epoch": epoch,
+                    "history": history,
                 },
                 Path(directory) / TRIAL_STATE,
             )
@@ -172,13 +178,14 @@ class MlflowTrialCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run = self._run_for(trial)
-        epoch = int(result["epoch"])
         if trial.trial_id not in self._last_logged_epoch:
             self._last_logged_epoch[trial.trial_id] = max(run.metric_steps("valid_auroc"), default=-1)
-        if epoch <= self._last_logged_epoch[trial.trial_id]:
-            return  # re-run after a restore from an older checkpoint: already logged, deterministic
-        self._last_logged_epoch[trial.trial_id] = epoch
-        run.log_metrics({key: result[key] for key in ("train_loss", "valid_auroc", "best_valid_auroc")}, step=epoch)
+        for entry in result.get("history", [result]):  # every epoch so far, see train_trial
+            epoch = int(entry["epoch"])
+            if epoch <= self._last_logged_epoch[trial.trial_id]:
+                continue  # logged already (also after a restore from an older checkpoint: deterministic)
+            self._last_logged_epoch[trial.trial_id] = epoch
+            run.log_metrics({key: entry[key] for key in ("train_loss", "valid_auroc", "best_valid_auroc")}, step=epoch)
         if result.get("done"):
             final = {key: value for key, value in result.items() if key.startswith("test_") and isinstance(value, (int, float))}
             run.log_metrics({**final, "num_params": result["num_params"], "epochs": result["epochs"]})

@@ -260,6 +260,24 @@ def fail_once_at_epoch(monkeypatch, marker: Path, epoch: int) -> None:
     monkeypatch.setattr(retrain, "train_trial", flaky_trial)
 
 
+def test_an_epoch_whose_result_tune_dropped_is_still_tracked(tmp_path):
+    """Tune can lose the result reported just before a failure; the next one carries it to MLflow."""
+    from types import SimpleNamespace
+
+    from amber_ray.retrain import MlflowTrialCallback
+    from amber_ray.tracking import RunTracker
+
+    parent = RunTracker.start(tmp_path, "dropped-result", "retrain")
+    callback = MlflowTrialCallback(str(tmp_path), "dropped-result", parent.run_id)
+    trial = SimpleNamespace(trial_id="t0", config={"trial": {"role": "searched", "arch": SEARCHED, "replicate": 0}})
+    history = [{"epoch": e, "train_loss": 1.0 - e / 10, "valid_auroc": 0.6 + e / 10, "best_valid_auroc": 0.6 + e / 10} for e in range(3)]
+    for epoch in (0, 2):  # the result of epoch 1 never arrives
+        callback.on_trial_result(0, [trial], trial, {**history[epoch], "history": history[: epoch + 1]})
+    run = parent.find_child("trial_id", "t0")
+    values = {m.step: m.value for m in run.client.get_metric_history(run.run_id, "valid_auroc")}
+    assert values == {0: pytest.approx(0.6), 1: pytest.approx(0.7), 2: pytest.approx(0.8)}
+
+
 def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
     from amber_ray.retrain import run_retrain
 
@@ -275,8 +293,10 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(ray_session, tm
     assert sorted(results.role) == ["sampled", "searched"] and (results.epochs == 4).all()
     for trial_dir in (out / "tune" / "grid").iterdir():
         if trial_dir.is_dir():
-            lines = (trial_dir / "result.json").read_text().splitlines()
-            assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2, 3], trial_dir.name  # resumed at epoch 2
+            epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
+            # No epoch twice: resumed at epoch 2. Tune's result.json can miss the result reported just
+            # before the failure (a race in Tune), so the MLflow history below is the complete record.
+            assert epochs == sorted(set(epochs)) and epochs[-1] == 3, (trial_dir.name, epochs)
     client = MlflowClient(f"sqlite:///{out}/mlflow.db")
     experiment = client.get_experiment_by_name("fault-retrain").experiment_id
     runs = [r for r in client.search_runs([experiment]) if "role" in r.data.tags]

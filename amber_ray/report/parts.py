@@ -200,10 +200,12 @@ def read_trial_curves(directory: Path) -> pd.DataFrame | None:
             try:
                 record = json.loads(line)
                 trial = record["config"]["trial"]
-                rows.append(
-                    {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
-                     "epoch": record["epoch"], "valid_auroc": record["valid_auroc"], "done": bool(record.get("done"))}
-                )
+                for entry in record.get("history", [record]):  # all epochs so far, also one whose own line is missing
+                    rows.append(
+                        {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
+                         "epoch": entry["epoch"], "valid_auroc": entry["valid_auroc"],
+                         "done": bool(record.get("done")) and entry["epoch"] == record["epoch"]}
+                    )
             except (ValueError, KeyError, TypeError):
                 continue
     if not rows:
