@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
 from amber_ray.predict import held, label_index, load_model, resolve_device
+from amber_ray.training import minibatch_indices
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,10 @@ def check_one_hot(x: np.ndarray, names: Sequence[str], source: str | Path) -> No
         raise AmberInputError("has a base other than A, C, G, T; interpretation needs fully known sequences", source, names[bad[0]])
 
 
-def chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> np.ndarray:
     """Logits ``(N,)`` of a :class:`LabelLogit` (the caller holds the model in eval mode on ``device``)."""
-    return np.concatenate([model(x[part].to(device)).cpu().numpy()[:, 0] for part in chunks(len(x), batch_size)])
+    return np.concatenate([model(x[part].to(device)).cpu().numpy()[:, 0] for part in minibatch_indices(len(x), batch_size, None)])
 
 
 @dataclass
@@ -144,7 +140,7 @@ def deeplift_shap(
     scores, logits, reference_logits = [], [], []
     with held(model, device):
         target = LabelLogit(model, index)
-        for part in chunks(len(x), batch_size):
+        for part in minibatch_indices(len(x), batch_size, None):
             batch = torch.from_numpy(np.ascontiguousarray(x[part]))
             with warnings.catch_warnings():  # tangermeme warns per batch; the deltas are checked and logged below
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -157,7 +153,7 @@ def deeplift_shap(
             logits.append(predict_logits(target, batch, device))
             reference_logits.append(predict_logits(target, references, device).reshape(len(batch), n_shuffles).mean(axis=1))
             if on_batch:
-                on_batch(part.stop - part.start)
+                on_batch(len(part))
     all_scores, all_logits, all_reference_logits = map(np.concatenate, (scores, logits, reference_logits))
     delta = np.abs(all_scores.sum(axis=(1, 2)) - (all_logits - all_reference_logits))
     attributions = Attributions(all_scores, all_logits, all_reference_logits, delta)

@@ -23,6 +23,7 @@ from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
+from amber_ray.predict import held
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -58,12 +59,8 @@ def train_epoch(
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Sigmoid outputs ``(N, labels)`` in eval mode; the model's train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with held(model):
         outputs = [torch.sigmoid(model(as_tensor(x[i]))).numpy() for i in minibatch_indices(len(x), batch_size, None)]
-    finally:
-        model.train(was_training)
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
 
