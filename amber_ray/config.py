@@ -52,11 +52,45 @@ class _Strict(BaseModel):
 
 
 class SimulatorConfig(_Strict):
+    """``task: presence`` plants each motif independently (one label per motif); ``task: grammar``
+    labels a pair of motifs by their spacing and relative orientation (one label; see
+    :mod:`amber_ray.data.simulate`). The ``spacing`` ... ``wrong_orientation_fraction`` keys are
+    the grammar's; ``instances_per_sequence`` is the presence task's.
+    """
+
     num_sequences: PositiveInt = 2000
     length: PositiveInt = 200
     motifs: list[str] = Field(default_factory=lambda: ["MA0139.1", "MA0099.3", "MA0079.5"])
     prevalence: float = Field(0.3, gt=0, lt=1)
     instances_per_sequence: PositiveInt = 1
+    task: Literal["presence", "grammar"] = "presence"
+    # Start-to-start distance of motif B after motif A, read on A's strand; positives within +-tolerance.
+    spacing: PositiveInt = 30
+    spacing_tolerance: int = Field(2, ge=0)
+    # Wrong-spacing decoys sit at spacing +- a shift drawn uniformly from [decoy_min_shift, decoy_max_shift].
+    decoy_min_shift: PositiveInt = 5
+    decoy_max_shift: PositiveInt = 10
+    # Shares of the negatives: wrong spacing, wrong orientation; the rest hold one motif or none.
+    wrong_spacing_fraction: float = Field(0.5, ge=0, le=1)
+    wrong_orientation_fraction: float = Field(0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _grammar_fits(self) -> SimulatorConfig:
+        if self.task != "grammar":
+            return self
+        if len(self.motifs) != 2:
+            raise ValueError(f"task 'grammar' needs exactly two motifs (A then B), got {len(self.motifs)} in motifs")
+        if self.decoy_min_shift <= self.spacing_tolerance:
+            raise ValueError("decoy_min_shift must exceed spacing_tolerance, or a wrong-spacing decoy could be a positive")
+        if self.decoy_max_shift < self.decoy_min_shift:
+            raise ValueError("decoy_max_shift must be at least decoy_min_shift")
+        if self.decoy_max_shift >= self.spacing:
+            raise ValueError("decoy_max_shift must be below spacing (motif B must stay after motif A)")
+        if self.length <= self.spacing + self.decoy_max_shift:
+            raise ValueError("length must exceed spacing + decoy_max_shift, the longest planted pair")
+        if self.wrong_spacing_fraction + self.wrong_orientation_fraction > 1:
+            raise ValueError("wrong_spacing_fraction + wrong_orientation_fraction must be at most 1")
+        return self
 
 
 class SplitConfig(_Strict):
@@ -143,19 +177,54 @@ class TrainConfig(_Strict):
 
 
 class ControllerConfig(_Strict):
-    """The paper's controller (design table); defaults are the paper's values."""
+    """The controller and its policy update (README: "The controller").
+
+    Defaults learn from rewards whose differences are a few times their noise: several clipped
+    policy steps per iteration on the iteration's architectures, stopped by the KL to the
+    sampling policy, a drift-free baseline and normalised advantages. Two older updates stay
+    reachable for comparison (see :data:`LEGACY_UPDATE` and :data:`AMBER_UPDATE`).
+    """
 
     hidden_size: PositiveInt = 64
-    learning_rate: PositiveFloat = 1e-3
+    learning_rate: PositiveFloat = 2e-3
+    update: Literal["ppo", "reinforce"] = "ppo"
+    policy_epochs: PositiveInt = 10
+    policy_minibatches: PositiveInt = 4
+    # Policy steps stop once the approximate KL(sampling policy || current) on the iteration exceeds this.
+    max_kl: PositiveFloat | None = 0.02
+    clip_ratio: PositiveFloat = 0.2
+    baseline: Literal["leave_one_out", "mean", "previous", "ema"] = "leave_one_out"
     baseline_decay: float = Field(0.95, gt=0, lt=1)
-    entropy_weight: float = Field(1e-3, ge=0)
+    normalize_advantages: bool = True
+    loss_reduction: Literal["mean", "sum"] = "mean"
+    # With normalised (unit-scale) advantages these keep a flat, noisy reward from collapsing the
+    # policy (entropy >= 90 % of its start over 30 iterations) and the skip fraction near its target.
+    entropy_weight: float = Field(0.05, ge=0)
     skip_target: float = Field(0.4, gt=0, lt=1)
-    skip_weight: float = Field(0.8, ge=0)
+    skip_weight: float = Field(2.0, ge=0)
+    skip_kl_reduction: Literal["mean", "sum"] = "mean"
     tanh_constant: PositiveFloat | None = 1.5
     temperature: PositiveFloat = 1.0
 
 
+# This project's update before the search learned: one step per iteration, EMA baseline, summed skip KL.
+LEGACY_UPDATE: dict[str, Any] = {
+    "update": "reinforce", "policy_epochs": 1, "policy_minibatches": 1, "max_kl": None, "baseline": "ema",
+    "normalize_advantages": False, "skip_kl_reduction": "sum", "skip_weight": 0.8, "entropy_weight": 1e-3, "learning_rate": 1e-3,
+}
+# The original AMBER update (zj-zhang/AMBER generalController): up to 10 epochs x 5 minibatches, KL stop 0.01.
+AMBER_UPDATE: dict[str, Any] = {
+    "update": "reinforce", "policy_epochs": 10, "policy_minibatches": 5, "max_kl": 0.01, "baseline": "previous",
+    "normalize_advantages": False, "loss_reduction": "sum", "skip_weight": 1.0, "entropy_weight": 1e-3, "learning_rate": 1e-3,
+}
+
+
 class SearchConfig(_Strict):
+    # enas: the LSTM controller; random: uniform sampling on the same supernet and budget (the ablation).
+    strategy: Literal["enas", "random"] = "enas"
+    # Seeds the controller, the supernet and their sampling; the data split keeps the top-level seed,
+    # so independent searches (different search.seed) share one split. Defaults to the top-level seed.
+    seed: int | None = None
     iterations: PositiveInt = 300
     archs_per_iteration: PositiveInt = 100
     warmup_batch_size: PositiveInt = 1000
@@ -164,6 +233,12 @@ class SearchConfig(_Strict):
     valid_max_sequences: PositiveInt | None = None
     supernet_learning_rate: PositiveFloat = 1e-3
     top_k: PositiveInt = 5
+    # Final choice: the best `final_candidates` distinct architectures of the last `final_iterations`
+    # iterations (by search reward) are re-scored on all validation data; the highest is chosen.
+    final_iterations: PositiveInt = 5
+    final_candidates: PositiveInt = 10
+    # Controller samples vs uniform samples scored on the final supernet (0 skips the comparison).
+    final_samples: int = Field(100, ge=0)
     workers: PositiveInt = 1
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: float = Field(0.0, ge=0)
@@ -194,6 +269,11 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
+
+    @property
+    def search_seed(self) -> int:
+        """Seed of the controller, supernet and sampling; ``seed`` alone fixes the data split."""
+        return self.seed if self.search.seed is None else self.search.seed
 
 
 def demo_config() -> ExperimentConfig:

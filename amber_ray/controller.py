@@ -9,6 +9,7 @@ scored in batches, so one LSTM pass serves all of them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -141,44 +142,151 @@ class Controller(nn.Module):
     def greedy(self) -> Architecture:
         return self.to_architectures(self.decide(1, greedy=True))[0]
 
+    def advantages(self, reward: torch.Tensor) -> torch.Tensor:
+        """Reward minus the configured baseline, divided by its spread when normalising.
+
+        ``leave_one_out`` and ``mean`` compare each architecture with the others of its own
+        iteration, so the supernet's learning between iterations (which lifts every reward) is not
+        credited to whatever was sampled; ``previous`` (AMBER's) and ``ema`` lag behind it.
+        """
+        n, total = len(reward), float(reward.sum())
+        rule = self.config.baseline
+        if rule == "leave_one_out" and n > 1:
+            baseline = (total - reward) / (n - 1)
+        elif rule in ("mean", "leave_one_out"):
+            baseline = torch.full_like(reward, total / n)
+        else:
+            baseline = torch.full_like(reward, total / n if self.baseline is None else self.baseline)
+        advantage = reward - baseline
+        if self.config.normalize_advantages:
+            # float64 rewards keep round-off (~1e-17) far below the 1e-8 floor: equal rewards give no signal.
+            advantage = advantage / (advantage.std(unbiased=False) + 1e-8) if n > 1 else torch.zeros_like(advantage)
+        return advantage.float()
+
+    def _next_baseline(self, reward: torch.Tensor) -> float:
+        mean = float(reward.mean())
+        if self.config.baseline == "ema" and self.baseline is not None:
+            decay = self.config.baseline_decay
+            return decay * self.baseline + (1 - decay) * mean
+        return mean
+
+    def _loss(self, decisions: Decisions, old_log_prob: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.update == "ppo":
+            ratio = torch.exp(decisions.log_prob - old_log_prob)
+            clipped = ratio.clamp(1 - config.clip_ratio, 1 + config.clip_ratio)
+            policy = -torch.minimum(ratio * advantage, clipped * advantage)
+        else:
+            policy = -advantage * decisions.log_prob
+        policy = policy.sum() if config.loss_reduction == "sum" else policy.mean()
+        skip_kl = decisions.skip_kl
+        if config.skip_kl_reduction == "mean":
+            skip_kl = skip_kl / max(1, self.space.num_layers * (self.space.num_layers - 1) // 2)
+        return policy - config.entropy_weight * decisions.entropy.mean() + config.skip_weight * skip_kl.mean()
+
     def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        """One REINFORCE step with an exponential-moving-average baseline."""
-        reward = torch.tensor(list(rewards), dtype=torch.float32)
-        if self.baseline is None:
-            self.baseline = float(reward.mean())
-        decisions = self.decide(len(archs), given=self.encode(archs))
-        advantage = reward - self.baseline
-        loss = (
-            -(advantage * decisions.log_prob).mean()
-            - self.config.entropy_weight * decisions.entropy.mean()
-            + self.config.skip_weight * decisions.skip_kl.mean()
-        )
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        decay = self.config.baseline_decay
-        self.baseline = decay * self.baseline + (1 - decay) * float(reward.mean())
+        """Policy steps on one iteration's architectures (``policy_epochs`` x ``policy_minibatches``).
+
+        After each epoch the approximate KL from the sampling policy, mean(old - new log-prob)
+        over the iteration, is measured; past ``max_kl`` the update stops (AMBER's rule), so a
+        noisy iteration cannot drag the policy far.
+        """
+        reward = torch.tensor(list(rewards), dtype=torch.float64)
+        if not torch.isfinite(reward).all():
+            raise ValueError("rewards must be finite")
+        advantage = self.advantages(reward)
+        ops, skips = self.encode(archs)
+        with torch.no_grad():
+            before = self.decide(len(archs), given=(ops, skips))
+        minibatches = min(self.config.policy_minibatches, len(archs))
+        losses, kl, steps = [], 0.0, 0
+        for _ in range(self.config.policy_epochs):
+            order = torch.randperm(len(archs), generator=self.generator)
+            for index in order.tensor_split(minibatches):
+                decisions = self.decide(len(index), given=(ops[index], [s[index] for s in skips]))
+                loss = self._loss(decisions, before.log_prob[index], advantage[index])
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                losses.append(float(loss.detach()))
+                steps += 1
+            with torch.no_grad():
+                kl = float((before.log_prob - self.decide(len(archs), given=(ops, skips)).log_prob).mean())
+            if self.config.max_kl is not None and kl > self.config.max_kl:
+                break
+        self.baseline = self._next_baseline(reward)
         return {
-            "loss": float(loss.detach()),
+            "loss": float(np.mean(losses)),
             "baseline": self.baseline,
-            "entropy": float(decisions.entropy.detach().mean()),
-            "skip_kl": float(decisions.skip_kl.detach().mean()),
+            "policy_steps": float(steps),
+            "kl": kl,
+            "entropy": float(before.entropy.mean()),
+            "skip_kl": float(before.skip_kl.mean()),
             "skip_fraction": sum(a.skip_fraction() for a in archs) / len(archs),
             "mean_reward": float(reward.mean()),
             "max_reward": float(reward.max()),
         }
 
     def full_state(self) -> dict:
-        """Weights, optimizer, baseline and RNG: everything needed to resume exactly."""
-        return {
+        """Weights, optimizer, baseline and RNG: everything needed to resume exactly.
+
+        A copy: ``Optimizer.load_state_dict`` keeps the tensors it is given, so a shared state would
+        let one controller's steps move another's.
+        """
+        return copy.deepcopy({
             "model": self.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "baseline": self.baseline,
             "generator": self.generator.get_state(),
-        }
+        })
 
     def load_full_state(self, state: dict) -> None:
         self.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline = state["baseline"]
         self.generator.set_state(state["generator"])
+
+
+class UniformPolicy:
+    """Random search, the ablation of every NAS result: uniform ops, each skip present with ``skip_target``.
+
+    It has the controller's interface (sample, update, state) so the search loop runs it on the
+    same supernet with the same budget; ``update`` only reports the iteration's statistics.
+    """
+
+    def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int = 0):
+        self.space = space
+        self.skip_probability = config.skip_target
+        self.rng = np.random.default_rng([seed, 1])
+
+    def sample(self, n: int) -> tuple[list[Architecture], torch.Tensor]:
+        archs = [self.space.sample(self.rng, self.skip_probability) for _ in range(n)]
+        return archs, torch.full((self.space.num_layers, len(self.space.ops)), 1 / len(self.space.ops))
+
+    def entropy(self) -> float:
+        """Entropy of one architecture's decisions, in nats (the controller reports the same quantity)."""
+        p, layers = self.skip_probability, self.space.num_layers
+        skip_entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+        return float(layers * np.log(len(self.space.ops)) + layers * (layers - 1) / 2 * skip_entropy)
+
+    def greedy(self) -> None:
+        """Uniform sampling has no mode."""
+        return None
+
+    def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
+        reward = np.asarray(rewards, dtype=np.float64)
+        if not np.isfinite(reward).all():
+            raise ValueError("rewards must be finite")
+        return {
+            "baseline": float(reward.mean()),
+            "entropy": self.entropy(),
+            "skip_fraction": sum(a.skip_fraction() for a in archs) / len(archs),
+            "mean_reward": float(reward.mean()),
+            "max_reward": float(reward.max()),
+        }
+
+    def full_state(self) -> dict:
+        return {"rng": copy.deepcopy(self.rng.bit_generator.state)}
+
+    def load_full_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]

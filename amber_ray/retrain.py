@@ -63,7 +63,7 @@ def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool) 
     try:
         final = json.loads(path.read_text())
         searched = [final["best"]["arch"]]
-        if include_greedy and final["greedy"]["arch"] not in searched:
+        if include_greedy and "greedy" in final and final["greedy"]["arch"] not in searched:  # a random search has none
             searched.append(final["greedy"]["arch"])
     except (ValueError, KeyError, TypeError) as error:
         raise AmberInputError(f"not the final_architectures.json of a search ({type(error).__name__}: {error})", path) from None

@@ -60,6 +60,21 @@ def scoring_subset(valid: SequenceDataset, max_sequences: int | None, seed: int)
     return valid.subset(order[:max_sequences] if max_sequences else order)
 
 
+def first_sequences(data: SequenceDataset, count: int | None) -> SequenceDataset:
+    """The first ``count`` sequences (all when ``None``), as views rather than copies."""
+    if count is None or count >= data.num_sequences:
+        return data
+    return SequenceDataset(data.x[:count], data.y[:count], data.names[:count], data.label_names)
+
+
+def _half_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Mean AUROC of a half of the scoring set; NaN when no label has both classes there."""
+    try:
+        return mean_auroc(y_true, y_score)
+    except ValueError:
+        return float("nan")
+
+
 class SupernetTrainer:
     """A supernet with its optimizer and data: trains on sampled architectures, scores architectures.
 
@@ -89,7 +104,10 @@ class SupernetTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate, fused=True)
         self.rank, self.world_size = 0, 1
         self.train_data = train
-        self.valid_data = scoring_subset(valid, valid_max_sequences, seed)
+        # Rewards during the search use the first ``valid_max_sequences`` of a seeded permutation;
+        # the final choice re-scores its candidates on all of it.
+        self.valid_all = scoring_subset(valid, None, seed)
+        self.valid_data = first_sequences(self.valid_all, valid_max_sequences)
 
     def num_batches(self, batch_size: int, max_batches: int | None = None) -> int:
         batches = -(-self.train_data.num_sequences // batch_size)
@@ -134,16 +152,25 @@ class SupernetTrainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.inference_mode()
-    def score(self, archs: Sequence[Architecture], batch_size: int = 512) -> list[float]:
-        """Reward of each architecture: mean validation AUROC over labels."""
+    def score(
+        self, archs: Sequence[Architecture], batch_size: int = 512, all_validation: bool = False
+    ) -> list[tuple[float, float, float]]:
+        """``(reward, reward on half 1, reward on half 2)`` of each architecture; reward = mean validation AUROC.
+
+        The halves (even and odd positions of the randomly ordered scoring set) measure how
+        reliably the rewards rank architectures. ``all_validation`` scores on every validation
+        sequence instead of the search's subsample.
+        """
         self.model.eval()
-        valid = self.valid_data
-        rewards = []
+        valid = self.valid_all if all_validation else self.valid_data
+        scores = []
         with self._autocast():  # one autocast region for all architectures: weights are cast once, not per architecture
             for arch in archs:
                 logits = [self.model(self._tensor(valid.x[i]), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
-                rewards.append(mean_auroc(valid.y, torch.cat(logits).float().cpu().numpy()))
-        return rewards
+                probs = torch.cat(logits).float().cpu().numpy()
+                halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
+                scores.append((mean_auroc(valid.y, probs), *halves))
+        return scores
 
     def path_num_params(self, arch: Architecture) -> int:
         """Parameters of ``arch``'s standalone child, counted on the supernet."""

@@ -93,7 +93,7 @@ class LocalSearch:
         self.trainer.train_pass([Architecture.from_text(a) for a in archs], step, REFERENCE_BATCH)
 
     def score(self, archs: list[str]) -> list[float]:
-        return self.trainer.score([Architecture.from_text(a) for a in archs])
+        return [score[0] for score in self.trainer.score([Architecture.from_text(a) for a in archs])]
 
     def update(self, archs: list[str], rewards: list[float]) -> None:
         self.controller.update([Architecture.from_text(a) for a in archs], rewards)
@@ -127,7 +127,7 @@ class RaySearch:
         self.ray.get(self.worker.train_pass.remote(archs, step, REFERENCE_BATCH))
 
     def score(self, archs: list[str]) -> list[float]:
-        return [reward for reward, _ in self.ray.get(self.worker.score.remote(archs))]
+        return [score[0] for score in self.ray.get(self.worker.score.remote(archs))]
 
     def update(self, archs: list[str], rewards: list[float]) -> None:
         self.ray.get(self.controller.update.remote(archs, rewards))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from amber_ray.compare import compare_results
+from amber_ray.compare import architecture_level, compare_results, comparison_metrics, split_half_reliability
 from amber_ray.errors import AmberInputError
 
 
@@ -52,3 +52,110 @@ def test_annotation_missing_a_label_and_a_missing_role_are_errors():
     only_sampled = results_table().query("role == 'sampled'")
     with pytest.raises(AmberInputError, match="no \\['searched'\\] trials"):
         compare_results(only_sampled)
+
+
+def trials(arch_values: dict[tuple[str, str], list[float]], metric: str = "test_auroc") -> pd.DataFrame:
+    """One row per trial from {(role, arch): [replicate values]}."""
+    rows = [
+        {"role": role, "arch": arch, "replicate": i, metric: value}
+        for (role, arch), values in arch_values.items()
+        for i, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_architecture_level_percentiles_are_the_share_of_sampled_means_below_ties_half():
+    # architecture means (dyadic, so exact): sampled 0.5, 0.625, 0.75, 0.875; searched 0.75 (tie), 0.9375, 0.5625
+    results = trials({
+        ("sampled", "u1"): [0.5, 0.5], ("sampled", "u2"): [0.5, 0.75], ("sampled", "u3"): [0.75], ("sampled", "u4"): [1.0, 0.75, 0.875],
+        ("searched", "s1"): [0.625, 0.875], ("searched", "s2"): [0.875, 1.0], ("searched", "s3"): [0.5, 0.625, float("nan")],
+    })
+    level = architecture_level(results)
+    percentiles = {entry["arch"]: entry["percentile"] for entry in level["percentiles"]}
+    assert percentiles == {"s1": 62.5, "s2": 100.0, "s3": 25.0}  # (2 + 0.5) / 4, 4 / 4, 1 / 4
+    assert level["median_percentile"] == 62.5
+    means = {role: {e["arch"]: e["mean"] for e in level["architectures"][role]} for role in ("searched", "sampled")}
+    assert means["sampled"] == {"u1": 0.5, "u2": 0.625, "u3": 0.75, "u4": 0.875}
+    assert means["searched"] == {"s1": 0.75, "s2": 0.9375, "s3": 0.5625}
+    assert [e["replicates"] for e in level["architectures"]["searched"]] == [2, 2, 2]  # the NaN trial is left out
+    expected = stats.mannwhitneyu([0.75, 0.9375, 0.5625], [0.5, 0.625, 0.75, 0.875], alternative="greater")
+    assert level["mannwhitney"]["u"] == pytest.approx(expected.statistic)
+    assert level["mannwhitney"]["p"] == pytest.approx(expected.pvalue)
+    assert level["difference"]["mean"] == pytest.approx(np.mean([0.75, 0.9375, 0.5625]) - 0.6875)
+    assert (level["searched"]["n"], level["sampled"]["n"]) == (3, 4)
+
+
+def test_replicates_of_one_architecture_do_not_count_as_independent_samples():
+    # one searched architecture above five sampled ones, ten replicates each: the trials look overwhelming,
+    # the architectures cannot say more than the exact one-sided p of one rank among six, 1/6
+    rng = np.random.default_rng(1)
+    arch_values = {("searched", "s"): list(0.9 + rng.normal(0, 0.002, 10))}
+    arch_values |= {("sampled", f"u{i}"): list(0.80 + 0.01 * i + rng.normal(0, 0.002, 10)) for i in range(5)}
+    results = trials(arch_values)
+    welch = stats.ttest_ind(results.test_auroc[results.role == "searched"], results.test_auroc[results.role == "sampled"], equal_var=False)
+    assert welch.pvalue < 1e-10
+    level = architecture_level(results)
+    assert level["mannwhitney"]["p"] == pytest.approx(1 / 6)
+    assert level["percentiles"] == [{"arch": "s", "mean": pytest.approx(np.mean(arch_values[("searched", "s")])), "percentile": 100.0}]
+
+
+def test_bootstrap_interval_excludes_zero_when_the_groups_separate_and_contains_it_when_they_overlap():
+    rng = np.random.default_rng(2)
+    separated = trials(
+        {("searched", f"s{i}"): list(0.85 + rng.normal(0, 0.01, 3)) for i in range(6)}
+        | {("sampled", f"u{i}"): list(0.75 + rng.normal(0, 0.01, 3)) for i in range(8)}
+    )
+    level = architecture_level(separated, n_boot=4000)
+    low, high = level["difference"]["low"], level["difference"]["high"]
+    assert 0 < low < level["difference"]["mean"] < high
+    assert level["mannwhitney"]["p"] == pytest.approx(stats.mannwhitneyu(
+        separated[separated.role == "searched"].groupby("arch").test_auroc.mean(),
+        separated[separated.role == "sampled"].groupby("arch").test_auroc.mean(), alternative="greater").pvalue)
+
+    same = trials(
+        {("searched", f"s{i}"): list(0.8 + rng.normal(0, 0.03, 3)) for i in range(6)}
+        | {("sampled", f"u{i}"): list(0.8 + rng.normal(0, 0.03, 3)) for i in range(8)}
+    )
+    overlapping = architecture_level(same, n_boot=4000)
+    assert overlapping["difference"]["low"] < 0 < overlapping["difference"]["high"]
+    assert architecture_level(same, n_boot=4000) == overlapping  # seeded
+    assert architecture_level(same, n_boot=4000, seed=1)["difference"]["low"] != overlapping["difference"]["low"]
+
+
+def test_architecture_level_is_in_the_comparison_and_its_headline_in_the_mlflow_metrics():
+    results = results_table()  # five searched and five sampled architectures, one trial each
+    comparison = compare_results(results)
+    assert set(comparison["architecture_level"]) == {"auroc", "aupr"}
+    level = comparison["architecture_level"]["auroc"]
+    searched, sampled = (results.loc[results.role == role, "test_auroc"].to_numpy() for role in ("searched", "sampled"))
+    assert level["mannwhitney"]["p"] == pytest.approx(stats.mannwhitneyu(searched, sampled, alternative="greater").pvalue)
+    assert level["median_percentile"] == 100.0  # the planted 0.05 advantage puts every searched one above every sampled one
+    metrics = comparison_metrics(comparison)
+    assert metrics["compare.arch.auroc.mannwhitney_p"] == level["mannwhitney"]["p"]
+    assert metrics["compare.arch.aupr.median_percentile"] == 100.0
+    assert metrics["compare.arch.auroc.difference_low"] > 0
+
+
+def test_architecture_level_without_sampled_architectures_is_nan_not_an_error():
+    level = architecture_level(trials({("searched", "s"): [0.8, 0.9]}))
+    assert np.isnan(level["median_percentile"]) and np.isnan(level["mannwhitney"]["p"]) and np.isnan(level["difference"]["low"])
+
+
+def test_split_half_reliability_is_spearman_between_halves_and_spearman_brown_per_iteration():
+    rows = [  # iteration 0: halves ranked 1..5 and 1,2,3,5,4 -> r = 1 - 6 * 2 / (5 * 24) = 0.9
+        (0, "a", 0.1, 0.1), (0, "b", 0.2, 0.2), (0, "c", 0.3, 0.3), (0, "d", 0.4, 0.5), (0, "e", 0.5, 0.4),
+        (0, "a", 0.1, 0.1),  # the same architecture sampled twice counts once
+        (0, "f", float("nan"), 0.9),  # not scored on one half: left out
+        (1, "a", 0.1, 0.3), (1, "b", 0.2, 0.2), (1, "c", 0.3, 0.1),  # reversed: r = -1, no reliability
+        (2, "a", 0.1, 0.1), (2, "b", 0.2, 0.2),  # two architectures
+        (3, "a", 0.1, 0.5), (3, "b", 0.2, 0.5), (3, "c", 0.3, 0.5),  # one half constant
+    ]
+    history = pd.DataFrame(rows, columns=["iteration", "arch", "reward_half1", "reward_half2"])
+    table = split_half_reliability(history).set_index("iteration")
+    assert list(table.architectures) == [5, 3, 2, 3]
+    assert table.spearman_r[0] == pytest.approx(0.9)
+    assert table.spearman_brown[0] == pytest.approx(2 * 0.9 / 1.9)
+    assert table.spearman_r[1] == pytest.approx(-1) and np.isnan(table.spearman_brown[1])
+    assert table[["spearman_r", "spearman_brown"]].loc[[2, 3]].isna().all().all()
+    with pytest.raises(AmberInputError, match="reward_half1"):
+        split_half_reliability(history.drop(columns="reward_half1"))

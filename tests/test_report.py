@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -16,10 +17,11 @@ import pytest
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from scipy import stats
 from typer.testing import CliRunner
 
 from amber_ray.cli import app
-from amber_ray.compare import compare_run
+from amber_ray.compare import compare_run, split_half_reliability
 from amber_ray.config import parse_config
 from amber_ray.report import report_run
 from amber_ray.report.figures import FIGURES, render_figures
@@ -128,12 +130,26 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
     results = pd.read_parquet(small_run / "retrain" / "results.parquet")
     comparison = json.loads((small_run / "retrain" / "compare.json").read_text())
     searched = results[results.role == "searched"]
+    level = comparison["architecture_level"]["auroc"]
+    policy = final["policy_vs_uniform"]
     for expected in (
         final["best"]["arch"],
         f"{final['best']['reward']:.4f}",
+        f"{final['best']['search_reward']:.4f}",
         f"{final['best']['num_params']:,}",
+        f"search strategy</td><td>{final['strategy']}",
+        f"chosen as</td><td>{html.escape(final['selection']['rule'])}",
+        *(f"<code>{html.escape(c['arch'])}</code></td><td class=\"num\">{c['search_reward']:.4f}</td><td class=\"num\">{c['rescored_reward']:.4f}"
+          for c in final["selection"]["candidates"]),
+        f"<td>controller policy</td><td class=\"num\">{len(policy['policy']):,}</td><td class=\"num\">{policy['policy_mean']:.4f}",
+        f"<td>uniform</td><td class=\"num\">{len(policy['uniform']):,}</td><td class=\"num\">{policy['uniform_mean']:.4f}",
+        f"Mann-Whitney p = {policy['mannwhitney_p']:.3f}",
         f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)",
         f"{comparison['overall']['auroc']['t_test']['p']:.3f}",
+        # architecture level beside it: one searched and one sampled architecture, each the mean of its two replicates
+        f"{searched.test_auroc.mean():.4f} (n=1)",
+        f"{level['difference']['mean']:.4f} [{level['difference']['low']:.4f}, {level['difference']['high']:.4f}]",
+        f"<td class=\"num\">{level['median_percentile']:.1f}</td><td class=\"num\">{level['mannwhitney']['p']:.3f}</td>",
         f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
         "0.8123",  # variant evaluation, model AUROC
         "MA0139.1_CTCF",  # seqlets table
@@ -156,18 +172,70 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
         (run,) = [r for r in client.search_runs([client.get_experiment_by_name("report-test").experiment_id]) if "role" not in r.data.tags]
         logged = {info.path for info in client.list_artifacts(run.info.run_id, "report")}
         assert {"report/report.html", "report/figures"} <= logged
+        if directory == "retrain":  # compare's headline architecture-level numbers
+            assert run.data.metrics["compare.arch.auroc.median_percentile"] == level["median_percentile"]
+            assert run.data.metrics["compare.arch.auroc.mannwhitney_p"] == pytest.approx(level["mannwhitney"]["p"])
+
+
+def test_the_architecture_level_statistics_and_split_half_reliability_of_the_real_run(small_run):
+    results = pd.read_parquet(small_run / "retrain" / "results.parquet")
+    level = json.loads((small_run / "retrain" / "compare.json").read_text())["architecture_level"]["auroc"]
+    means = results.groupby(["role", "arch"]).test_auroc.mean()
+    searched, sampled = means["searched"].to_numpy(), means["sampled"].to_numpy()
+    assert (len(searched), len(sampled)) == (1, 1)  # two replicates each: one value per architecture
+    assert level["percentiles"][0]["percentile"] == (100.0 if searched[0] > sampled[0] else 0.0 if searched[0] < sampled[0] else 50.0)
+    assert level["mannwhitney"]["p"] == pytest.approx(stats.mannwhitneyu(searched, sampled, alternative="greater").pvalue)
+    assert level["difference"]["low"] == pytest.approx(searched[0] - sampled[0]) == level["difference"]["high"]  # one architecture each
+    history = pd.read_parquet(small_run / "search" / "history.parquet")
+    reliability = split_half_reliability(history)
+    assert list(reliability.iteration) == sorted(history.iteration.unique())
+    assert reliability.spearman_r.notna().any()
+    first = history[history.iteration == 0].drop_duplicates("arch")
+    r = stats.spearmanr(first.reward_half1, first.reward_half2).statistic
+    assert reliability.spearman_r[0] == pytest.approx(r) and reliability.spearman_brown[0] == pytest.approx(2 * r / (1 + r))
+
+
+@pytest.mark.parametrize("era", ["before_strategies", "random"])
+def test_older_and_random_search_outputs_still_render(small_run, tmp_path, era):
+    """A search from before strategies, selection and split halves (or a random search, which has no greedy decode)."""
+    search = tmp_path / "search"
+    shutil.copytree(small_run / "search", search, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    final = json.loads((search / "final_architectures.json").read_text())
+    if era == "before_strategies":
+        for key in ("strategy", "selection", "policy_vs_uniform"):
+            del final[key]
+        final["best"] = {key: final["best"][key] for key in ("arch", "reward", "iteration", "num_params")}
+        final["greedy"] = {"arch": final["best"]["arch"]}
+        history = pd.read_parquet(search / "history.parquet")
+        history.drop(columns=["reward_half1", "reward_half2"]).to_parquet(search / "history.parquet")
+    else:
+        final["strategy"] = "random"
+        final.pop("greedy", None)
+    (search / "final_architectures.json").write_text(json.dumps(final))
+    page = report_run(search, out=tmp_path / "report.html", track=False).read_text()
+    assert final["best"]["arch"] in page
+    if era == "before_strategies":
+        assert "chosen as</td><td>best of the last controller step" in page and "search strategy" not in page
+        assert "greedy (argmax) decode" in page
+        for note in ("final_architectures.json has no selection", "final_architectures.json has no policy_vs_uniform",
+                     "the search history has no reward_half1/reward_half2 rewards"):
+            assert f"Skipped: {note}" in page, note
+        assert len(decoded_images(page)) == 4  # diagram, op probabilities, embeddings, search progress
+    else:
+        assert "search strategy</td><td>random" in page and "greedy (argmax) decode" not in page and "Skipped" not in page
+        assert len(decoded_images(page)) == 6
 
 
 def test_figures_from_a_search_dir_alone_skip_the_rest_with_notes(small_run, tmp_path):
     run = load_run(search=small_run / "search")
     rendered = {figure.key: figure for figure in render_figures(run)}
     drawn = {key for key, figure in rendered.items() if figure.png is not None}
-    assert drawn == {"op_probabilities", "embedding_pca", "controller_curves"}
+    assert drawn == {"op_probabilities", "embedding_pca", "controller_curves", "split_half", "policy_vs_uniform"}
     assert all(figure.note for key, figure in rendered.items() if key not in drawn)
     out = report_run(small_run / "search", out=tmp_path / "search.html", track=False)
     page = out.read_text()
     assert "no retrain outputs" in page and "Retraining" not in page and "Variant effects" not in page
-    assert len(decoded_images(page)) == 4
+    assert len(decoded_images(page)) == 6
 
 
 def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(small_run, tmp_path):
@@ -178,7 +246,9 @@ def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(s
     assert "retraining in" in page and "has not finished: 4 of 4 trials done" in page and "Provisional" in page
     searched = pd.read_parquet(small_run / "retrain" / "results.parquet").query("role == 'searched'")
     assert f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)" in page  # from the trials' own reports
-    assert set(decoded_images(page)) == {"diagram of the best architecture", *(spec.title for spec in FIGURES if not spec.key.startswith("variant"))}
+    assert "Skipped: no final_architectures.json (the search has not finished)" in page  # controller vs uniform samples
+    unfinished_figures = (spec.title for spec in FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform")
+    assert set(decoded_images(page)) == {"diagram of the best architecture", *unfinished_figures}
 
 
 def test_a_damaged_checkpoint_costs_only_the_embedding_figure(small_run, tmp_path):
@@ -187,7 +257,7 @@ def test_a_damaged_checkpoint_costs_only_the_embedding_figure(small_run, tmp_pat
     (search / "checkpoints" / "search.pt").write_bytes(b"not a checkpoint")
     run = load_run(search=search)
     drawn = {figure.key for figure in render_figures(run) if figure.png is not None}
-    assert drawn == {"op_probabilities", "controller_curves"}
+    assert drawn == {"op_probabilities", "controller_curves", "split_half", "policy_vs_uniform"}
     assert any("search.pt is unreadable" in note for note in run.notes)
 
 

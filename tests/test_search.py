@@ -64,9 +64,9 @@ def test_outputs_and_mlflow_hold_every_sampled_architecture(finished_search):
     assert list(history.columns[:4]) == ["iteration", "sample", "arch", "reward"]
     assert len(history) == 16 * 8 and history.groupby("iteration").size().eq(8).all()
     assert history.reward.between(0, 1).all() and (history.num_params > 0).all()
-    assert set(final) == {"best", "greedy", "top_k"} and len(final["top_k"]) == 3
-    last = history[history.iteration == 15]
-    assert final["best"]["reward"] == pytest.approx(last.reward.max())
+    assert set(final) == {"strategy", "best", "selection", "greedy", "top_k", "policy_vs_uniform"} and len(final["top_k"]) == 3
+    assert history[["reward_half1", "reward_half2"]].notna().all().all()
+    assert not history.reward_half1.equals(history.reward_half2)
 
     client = MlflowClient(f"sqlite:///{out}/mlflow.db")
     (experiment,) = [e for e in client.search_experiments() if e.name == "search-test"]
@@ -81,6 +81,47 @@ def test_outputs_and_mlflow_hold_every_sampled_architecture(finished_search):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "mean_reward")] == list(range(16))
     assert len(client.get_metric_history(run.info.run_id, "op_prob.L00.conv8")) == 16
     assert str(out) in experiment.artifact_location
+
+
+def test_final_choice_rescores_the_best_of_the_last_iterations(finished_search):
+    out, final = finished_search
+    history = pd.read_parquet(out / "history.parquet")
+    recent = history[history.iteration >= 16 - 5].sort_values("reward", ascending=False).drop_duplicates("arch")
+    candidates = final["selection"]["candidates"]
+    assert [c["arch"] for c in candidates] == list(recent.arch[:10])
+    chosen = max(candidates, key=lambda c: c["rescored_reward"])
+    assert final["best"]["arch"] == chosen["arch"] and final["best"]["reward"] == chosen["rescored_reward"]
+    assert "re-scored on all validation data" in final["selection"]["rule"]
+    comparison = final["policy_vs_uniform"]
+    assert len(comparison["policy"]) == len(comparison["uniform"]) == 100
+    assert comparison["policy_mean"] == pytest.approx(np.mean(comparison["policy"]))
+
+
+def test_random_strategy_samples_uniformly_on_the_same_budget(ray_session, tmp_path):
+    from amber_ray.controller import UniformPolicy
+    from amber_ray.data import load_splits
+    from amber_ray.space import ModelSpace
+
+    cfg = config(iterations=3, strategy="random", final_samples=10, seed=11)  # search.seed 11
+    final = run_search(cfg, tmp_path)
+    history = pd.read_parquet(tmp_path / "history.parquet")
+    uniform = UniformPolicy(ModelSpace.from_config(cfg.space, 60, 1), cfg.search.controller, seed=11)
+    batches = -(-load_splits(cfg.data, cfg.seed).train.num_sequences // 25)
+    expected = []
+    for _ in range(3):  # per iteration: the scored architectures, then one per supernet mini-batch
+        expected += [arch.to_text() for arch in uniform.sample(8)[0]]
+        uniform.sample(batches)
+    assert list(history.arch) == expected
+    assert final["strategy"] == "random" and "greedy" not in final
+    probs = pd.read_parquet(tmp_path / "op_probs.parquet")
+    assert np.allclose(probs.probability, 1 / 7)
+    with pytest.raises(Exception, match="strategy 'random'"):
+        run_search(config(iterations=4, final_samples=10, seed=11), tmp_path, resume=True)
+
+
+def test_search_seed_defaults_to_the_split_seed():
+    assert (config().search_seed, config(seed=6).search_seed) == (3, 6)
+    assert config(seed=6).seed == 3  # the data split keeps the top-level seed
 
 
 def test_killed_driver_resumes_with_the_same_history(ray_session, tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from amber_ray.config import SpaceConfig
 from amber_ray.data import SequenceDataset
+from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet, SupernetTrainer, child_from_supernet
 
@@ -62,8 +63,12 @@ def test_trainer_shares_weights_and_scores_in_either_precision(precision):
     assert not changed(before, trainer.model, "layers.1.conv4.")  # the multi-tensor optimizer skips unused ops too
     assert changed(before, trainer.model, "layers.1.dconv4.") and changed(before, trainer.model, "head.")
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
-    rewards = trainer.score([a, b])
-    assert all(0.0 <= r <= 1.0 for r in rewards)
+    scores = trainer.score([a, b])
+    assert all(0.0 <= r <= 1.0 for score in scores for r in score)
+    halves = trainer.score([a], all_validation=True)[0][1:]
+    with torch.inference_mode(), trainer._autocast():
+        probs = trainer.model(torch.from_numpy(trainer.valid_all.x), a).float().numpy()
+    assert halves == pytest.approx((mean_auroc(trainer.valid_all.y[0::2], probs[0::2]), mean_auroc(trainer.valid_all.y[1::2], probs[1::2])))
 
 
 def test_warm_up_with_uniform_architectures_updates_every_op_of_every_layer():

@@ -167,6 +167,65 @@ def controller_curves(run: Run) -> Figure:
     return figure
 
 
+def split_half(run: Run) -> Figure:
+    """Per iteration, Spearman r between the rewards on the two validation halves and the Spearman-Brown reliability."""
+    from amber_ray.compare import HALF_COLUMNS, split_half_reliability
+
+    history = need_search(run).history
+    if history is None or history.empty:
+        raise Skip("no search history (history.parquet)")
+    if not set(HALF_COLUMNS) <= set(history.columns) or history[list(HALF_COLUMNS)].isna().all().all():
+        raise Skip("the search history has no reward_half1/reward_half2 rewards (a search from before split-half scoring)")
+    table = split_half_reliability(history)
+    if table.spearman_r.isna().all():
+        raise Skip("no iteration has 3 or more architectures with non-constant rewards on both halves")
+    figure = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(table.iteration, table.spearman_r, marker="o", ms=3, color=ROLE_COLORS["sampled"], label="Spearman r between halves")
+    ax.plot(table.iteration, table.spearman_brown, marker="o", ms=3, color="black", label="Spearman-Brown reliability 2r/(1+r)")
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.set_ylim(min(-0.1, float(np.nanmin(table[["spearman_r", "spearman_brown"]].to_numpy())) - 0.05), 1.02)
+    ax.set_title(f"median reliability {np.nanmedian(table.spearman_brown):.2f} over {int(table.spearman_brown.notna().sum())} iterations; "
+                 f"median {np.median(table.architectures):g} architectures per iteration", fontsize=10)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("rank agreement")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def policy_rewards(search: SearchPart) -> dict:
+    final = search.final
+    if final is None:
+        raise Skip("no final_architectures.json (the search has not finished)")
+    comparison = final.get("policy_vs_uniform")
+    if not comparison:
+        raise Skip("final_architectures.json has no policy_vs_uniform (a search from before this comparison, or search.final_samples 0)")
+    return comparison
+
+
+def policy_vs_uniform(run: Run) -> Figure:
+    """Rewards of architectures from the final controller policy vs uniformly sampled ones, scored by the same supernet."""
+    comparison = policy_rewards(need_search(run))
+    figure = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = figure.subplots()
+    rng = np.random.default_rng(0)
+    for position, (key, label, color) in enumerate((("policy", "controller policy", ROLE_COLORS["searched"]), ("uniform", "uniform", ROLE_COLORS["sampled"]))):
+        values = np.asarray(comparison.get(key) or [], dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values):
+            ax.boxplot([values], positions=[position], widths=0.6, patch_artist=True, showfliers=False,
+                       boxprops={"facecolor": color, "alpha": 0.35}, medianprops={"color": "black"})
+            ax.scatter(position + rng.uniform(-0.15, 0.15, len(values)), values, s=12, color=color, zorder=3)
+    labels = [f"{name}\n(n = {len(comparison.get(key) or [])}, mean {comparison.get(f'{key}_mean', float('nan')):.4f})"
+              for key, name in (("policy", "controller policy"), ("uniform", "uniform"))]
+    ax.set_xticks([0, 1], labels, fontsize=9)
+    p = comparison.get("mannwhitney_p")
+    ax.set_title(f"Mann-Whitney p = {p:.3g}" if isinstance(p, (int, float)) and np.isfinite(p) else "Mann-Whitney p n/a", fontsize=10)
+    ax.set_ylabel("reward (validation AUROC in the supernet)")
+    return figure
+
+
 def skip_arc(source: int, target: int, top: float) -> tuple[MplPath, float]:
     """A quadratic Bezier from layer ``source`` to ``target`` above the boxes, higher for longer skips; and its peak."""
     height = 0.25 + 0.12 * (target - source)
@@ -362,6 +421,15 @@ FIGURES = (
                "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max and the "
                "controller's moving-average baseline; policy entropy; fraction of skip connections; supernet loss.",
                controller_curves),
+    FigureSpec("split_half", "search", "Split-half reliability of the rewards",
+               "Per iteration, over its distinct architectures: Spearman rank correlation between each architecture's reward on two fixed "
+               "halves of the validation sequences, and the Spearman-Brown reliability 2r/(1+r) of the full-length reward. "
+               "Missing points: fewer than 3 architectures or constant rewards.",
+               split_half),
+    FigureSpec("policy_vs_uniform", "search", "Controller vs uniform samples",
+               "Rewards of architectures sampled from the final controller policy and of uniformly sampled architectures, scored by the same "
+               "supernet on the same validation data; p: one-sided Mann-Whitney U test (policy greater), as recorded by the search.",
+               policy_vs_uniform),
     FigureSpec("searched_vs_sampled", "retrain", "Searched vs sampled architectures",
                "Test AUROC and AUPR of retrained trials (replicate seeds) per label category; p: two-sided Welch t-test.",
                searched_vs_sampled),

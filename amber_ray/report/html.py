@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_TABLE_ROWS = 20
+INLINE_FIGURES = {"policy_vs_uniform"}  # drawn inside a section of their own, not in the part's list of figures
 ARTIFACT_DIR = "report"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; line-height: 1.4; }
@@ -79,9 +80,16 @@ def architecture_section(summary: Summary) -> str:
         return "<h2>Search</h2><h3>Best architecture</h3><p class='note'>No architectures sampled yet.</p>"
     best = summary.best
     rows = [["architecture", f"<code>{esc(best['arch'])}</code>"], ["chosen as", esc(summary.best_source)]]
+    if summary.strategy:
+        rows.insert(0, ["search strategy", esc(summary.strategy)])
+    rescored = "search_reward" in best
+    reward_labels = (
+        (("reward", "reward re-scored on all validation data (supernet AUROC)"), ("search_reward", "reward during the search"))
+        if rescored else (("reward", "reward (validation AUROC in the supernet)"),)
+    )
     rows += [
         [label, cell(best[key])]
-        for key, label in (("reward", "reward (validation AUROC in the supernet)"), ("iteration", "found at iteration"), ("num_params", "parameters"))
+        for key, label in (*reward_labels, ("iteration", "found at iteration"), ("num_params", "parameters"))
         if key in best
     ]
     if summary.greedy:
@@ -97,6 +105,7 @@ def architecture_section(summary: Summary) -> str:
     parts = ["<h2>Search</h2><h3>Best architecture</h3>", table(None, rows), "<figure>", diagram]
     parts.append("<figcaption>Layers left to right, coloured by op family; red arcs: skip connections (added to the later layer's output); "
                  "dotted lines: end of a block (max-pool).</figcaption></figure>")
+    parts.append(selection_block(summary))
     if summary.top_k:
         top = [
             [str(i + 1), f"<code>{esc(e['arch'])}</code>", *(cell(e.get(key)) for key in ("reward", "iteration", "num_params"))]
@@ -104,6 +113,59 @@ def architecture_section(summary: Summary) -> str:
         ]
         parts += ["<h3>Top architectures by reward</h3>", table(["rank", "architecture", "reward", "iteration", "parameters"], top)]
     return "".join(parts)
+
+
+def selection_block(summary: Summary) -> str:
+    """The final-selection rule and its candidates (``selection`` of final_architectures.json), the chosen one marked."""
+    selection = summary.selection
+    if not selection:
+        if summary.best_source.startswith("best of the last"):  # a finished search from before re-scored selection
+            return "<h3>Final selection</h3><p class='note'>Skipped: final_architectures.json has no selection (a search from before re-scored selection).</p>"
+        return ""
+    parts = ["<h3>Final selection</h3>", f"<p>Rule: {esc(selection.get('rule', 'not recorded'))}.</p>"]
+    candidates = selection.get("candidates") or []
+    if candidates:
+        chosen = summary.best["arch"] if summary.best else None
+        rows = [
+            [str(i + 1), f"<code>{esc(c.get('arch'))}</code>", *(cell(c.get(key)) for key in ("search_reward", "rescored_reward", "iteration", "num_params")),
+             "chosen" if c.get("arch") == chosen else ""]
+            for i, c in enumerate(candidates)
+        ]
+        parts.append(table(["#", "architecture", "search reward", "re-scored reward", "iteration", "parameters", ""], rows))
+    return "".join(parts)
+
+
+def policy_section(summary: Summary, figures: list[Rendered]) -> str:
+    """Rewards of the final controller policy's samples vs uniform samples (``policy_vs_uniform``), numbers and figure."""
+    rendered = next((r for r in figures if r.key == "policy_vs_uniform"), None)
+    if rendered is None:
+        return ""
+    parts = [f"<h3>{esc(rendered.title)}</h3>"]
+    comparison = summary.policy_vs_uniform
+    if comparison:
+        rows = [
+            [name, f"{len(comparison.get(key) or []):,}", number(comparison.get(f"{key}_mean"))]
+            for key, name in (("policy", "controller policy"), ("uniform", "uniform"))
+        ]
+        parts.append(table(["architectures from", "n", "mean reward"], rows))
+        parts.append(f"<p>Mann-Whitney p = {number(comparison.get('mannwhitney_p'), 3)}.</p>")
+    if rendered.png is None:
+        parts.append(f"<p class='note'>Skipped: {esc(rendered.note)}.</p>")
+    else:
+        parts.append(f"<figure>{png_tag(rendered.png, rendered.title)}<figcaption>{esc(rendered.caption)}</figcaption></figure>")
+    return "".join(parts)
+
+
+def architecture_level_cells(entry: dict[str, Any] | None) -> list[str]:
+    """Architecture means searched and sampled, their difference with its bootstrap interval, the median percentile and the U test."""
+    if not entry:
+        return ["n/a"] * 5
+    cells = [f"{number(entry[role]['mean'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
+    difference = entry["difference"]
+    cells.append(f"{number(difference['mean'])} [{number(difference['low'])}, {number(difference['high'])}]")
+    cells.append(number(entry["median_percentile"], 1))
+    cells.append(number(entry["mannwhitney"]["p"], 3))
+    return cells
 
 
 def metrics_section(summary: Summary) -> str:
@@ -119,8 +181,16 @@ def metrics_section(summary: Summary) -> str:
         metric_rows = []
         for metric, entry in summary.overall.items():
             cells = [f"{number(entry[role]['mean'])} ± {number(entry[role]['std'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
-            metric_rows.append([esc(metric), *cells, number(entry["t_test"]["p"], 3)])
-        parts += ["<p>Mean ± sd over trials; p: two-sided Welch t-test.</p>", table(["test metric", "searched", "sampled", "p"], metric_rows)]
+            metric_rows.append([esc(metric), *cells, number(entry["t_test"]["p"], 3), *architecture_level_cells(summary.architecture_level.get(metric))])
+        parts += [
+            "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one architecture are not "
+            "independent samples, so the architecture columns first average each architecture's replicates: mean of the architecture "
+            "means (n = architectures), searched minus sampled with a 95 % bootstrap interval (architectures resampled within each "
+            "group), the median percentile of the searched architectures among the sampled ones (percent of sampled means below, "
+            "ties half) and a one-sided Mann-Whitney U test (searched greater).</p>",
+            table(["test metric", "searched (trials)", "sampled (trials)", "p (trials, Welch)", "searched (architectures)",
+                   "sampled (architectures)", "difference [95 % CI]", "percentile", "p (architectures, U)"], metric_rows),
+        ]
     if summary.params_vs_auroc:
         rho = summary.params_vs_auroc
         parts.append(f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} (p = {number(rho['p'], 3)}, n = {rho['n']}).</p>")
@@ -139,7 +209,7 @@ def cost_section(summary: Summary) -> str:
 
 
 def figures_of(part: str, figures: list[Rendered]) -> str:
-    return "".join(figure_block(rendered) for rendered in figures if rendered.part == part)
+    return "".join(figure_block(rendered) for rendered in figures if rendered.part == part and rendered.key not in INLINE_FIGURES)
 
 
 def figure_block(rendered: Rendered) -> str:
@@ -191,7 +261,7 @@ def build_html(run: Run, summary: Summary, figures: list[Rendered]) -> str:
         sources(run),
     ]
     if run.search is not None:
-        body += [architecture_section(summary), figures_of("search", figures)]
+        body += [architecture_section(summary), policy_section(summary, figures), figures_of("search", figures)]
     if run.retrain is not None:
         body += [metrics_section(summary), figures_of("retrain", figures)]
     if run.search is not None or run.retrain is not None:

@@ -40,15 +40,19 @@ class Cost:
 @dataclass
 class Summary:
     name: str | None = None
-    best: dict[str, Any] | None = None  # arch, reward, iteration, num_params
+    best: dict[str, Any] | None = None  # arch, reward, iteration, num_params (and search_reward when re-scored)
     best_source: str = ""
-    greedy: str | None = None
+    strategy: str | None = None  # enas or random; None for a search from before strategies were recorded
+    selection: dict[str, Any] | None = None  # final_architectures.json "selection": rule, candidates
+    policy_vs_uniform: dict[str, Any] | None = None  # final_architectures.json "policy_vs_uniform"
+    greedy: str | None = None  # ENAS only
     top_k: list[dict[str, Any]] = field(default_factory=list)
     layers_per_block: int | None = None
     search_counts: dict[str, int] = field(default_factory=dict)
     roles: pd.DataFrame | None = None  # per role: trials, architectures, parameters
     overall: dict[str, Any] = field(default_factory=dict)  # compare_results()["overall"]
     params_vs_auroc: dict[str, Any] = field(default_factory=dict)  # compare_results()["params_vs_auroc"]
+    architecture_level: dict[str, Any] = field(default_factory=dict)  # compare_results()["architecture_level"]
     provisional: bool = False  # retraining results of an unfinished grid
     costs: list[Cost] = field(default_factory=list)
 
@@ -65,8 +69,10 @@ def tracked_runs(run: Run) -> dict[str, RunTracker]:
 
 
 def best_architecture(search: SearchPart) -> tuple[dict[str, Any] | None, str]:
+    """The chosen architecture and the rule that chose it (``selection.rule``; older searches took the best of the last step)."""
     if search.final is not None:
-        return search.final["best"], "best of the last controller step"
+        rule = (search.final.get("selection") or {}).get("rule")
+        return search.final["best"], rule or "best of the last controller step"
     if search.history is not None and not search.history.empty:
         row = search.history.loc[search.history.reward.idxmax()]
         best = {"arch": row.arch, "reward": float(row.reward), "iteration": int(row.iteration), "num_params": int(row.num_params)}
@@ -123,9 +129,13 @@ def summarize(run: Run, trackers: dict[str, RunTracker]) -> Summary:
     search_params = details["search"]["params"] if "search" in details else {}
     if run.search is not None:
         summary.best, summary.best_source = best_architecture(run.search)
-        if run.search.final is not None:
-            summary.greedy = run.search.final["greedy"]["arch"]
-            summary.top_k = run.search.final["top_k"]
+        final = run.search.final
+        if final is not None:
+            summary.strategy = final.get("strategy")
+            summary.selection = final.get("selection")
+            summary.policy_vs_uniform = final.get("policy_vs_uniform")
+            summary.greedy = (final.get("greedy") or {}).get("arch")
+            summary.top_k = final.get("top_k", [])
         if "space.layers_per_block" in search_params:
             summary.layers_per_block = int(search_params["space.layers_per_block"])
         history = run.search.history
@@ -137,6 +147,7 @@ def summarize(run: Run, trackers: dict[str, RunTracker]) -> Summary:
         summary.provisional = run.retrain.provisional
         summary.overall = (run.retrain.comparison or {}).get("overall", {})
         summary.params_vs_auroc = (run.retrain.comparison or {}).get("params_vs_auroc", {})
+        summary.architecture_level = (run.retrain.comparison or {}).get("architecture_level", {})
         summary.costs.append(retrain_cost(details.get("retrain"), run.retrain))
     summary.costs = [cost for cost in summary.costs if cost is not None]
     return summary

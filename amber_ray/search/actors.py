@@ -9,7 +9,7 @@ import ray
 import torch
 
 from amber_ray.config import ControllerConfig, SearchConfig
-from amber_ray.controller import Controller
+from amber_ray.controller import Controller, UniformPolicy
 from amber_ray.data import SequenceDataset
 from amber_ray.distributed import init_group
 from amber_ray.space import Architecture, ModelSpace
@@ -18,18 +18,20 @@ from amber_ray.supernet import SupernetTrainer
 
 @ray.remote
 class ControllerActor:
-    """Owns the LSTM controller, its optimizer, EMA baseline and RNG; talks in architecture strings."""
+    """Owns the policy (the LSTM controller with its optimizer, baseline and RNG, or uniform
+    sampling for ``strategy: random``); talks in architecture strings."""
 
-    def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int):
+    def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int, strategy: str = "enas"):
         torch.set_num_threads(1)
-        self.controller = Controller(space, config, seed)
+        self.controller = Controller(space, config, seed) if strategy == "enas" else UniformPolicy(space, config, seed)
 
     def sample(self, n: int) -> tuple[list[str], np.ndarray]:
         archs, op_probs = self.controller.sample(n)
         return [arch.to_text() for arch in archs], op_probs.numpy()
 
-    def greedy(self) -> str:
-        return self.controller.greedy().to_text()
+    def greedy(self) -> str | None:
+        arch = self.controller.greedy()
+        return arch.to_text() if arch is not None else None
 
     def update(self, archs: list[str], rewards: list[float]) -> dict[str, float]:
         return self.controller.update([Architecture.from_text(a) for a in archs], rewards)
@@ -81,10 +83,11 @@ class SupernetWorker:
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         return self.trainer.train_pass([Architecture.from_text(a) for a in archs], iteration, batch_size)
 
-    def score(self, archs: list[str]) -> list[tuple[float, int]]:
-        """``(reward, parameter count)`` per architecture."""
+    def score(self, archs: list[str], all_validation: bool = False) -> list[tuple[float, float, float, int]]:
+        """``(reward, reward on half 1, reward on half 2, parameter count)`` per architecture."""
         parsed = [Architecture.from_text(a) for a in archs]
-        return list(zip(self.trainer.score(parsed), (self.trainer.path_num_params(a) for a in parsed)))
+        scores = self.trainer.score(parsed, all_validation=all_validation)
+        return [(*score, self.trainer.path_num_params(a)) for score, a in zip(scores, parsed)]
 
     def state(self) -> dict:
         return self.trainer.state()

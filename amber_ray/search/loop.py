@@ -1,9 +1,15 @@
 """The search driver: moves architecture strings and rewards between the actors.
 
-Per iteration (AMBER / ENAS): the controller samples K architectures, the supernet scores them
-on validation data (reward = mean validation AUROC), the controller takes a REINFORCE step, and
-the supernet trains one pass with an architecture freshly sampled per mini-batch. Before the
-first iteration the supernet warms up for one pass with uniformly sampled architectures.
+Per iteration (AMBER / ENAS): the policy samples K architectures, the supernet scores them on
+validation data (reward = mean validation AUROC), the controller takes its policy steps, and the
+supernet trains one pass with an architecture freshly sampled per mini-batch. Before the first
+iteration the supernet warms up for one pass with uniformly sampled architectures. The policy is
+the LSTM controller (``search.strategy: enas``) or uniform sampling (``random``, the ablation):
+everything else, budget and final choice included, is the same.
+
+At the end the best distinct architectures of the last iterations are re-scored on all
+validation data and the highest is chosen (one lucky reward on a subsample does not decide), and
+controller samples are scored against uniform samples on the final supernet.
 
 Every iteration ends with an atomic, checksummed checkpoint (controller, supernet, optimizers,
 RNG, history, iteration) under ``<out>/checkpoints``; ``resume=True`` continues from it, or from
@@ -28,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import ray
+from scipy import stats as scipy_stats
 
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import resolve_gpus
@@ -88,6 +95,7 @@ class SearchDriver:
     def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits):
         self.config = config
         self.search = config.search
+        self.seed = config.search_seed
         self.out_dir = out_dir
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
         self.gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
@@ -104,11 +112,13 @@ class SearchDriver:
 
     def start_actors(self) -> None:
         """The controller and W supernet workers; with several workers, their process group."""
-        self.controller = ControllerActor.options(num_cpus=0).remote(self.space, self.search.controller, self.config.seed)
+        self.controller = ControllerActor.options(num_cpus=0).remote(
+            self.space, self.search.controller, self.seed, self.search.strategy
+        )
         threads = max(1, int(self.search.cpus_per_worker))
         options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
         self.workers = [
-            SupernetWorker.options(**options).remote(self.space, *self.data_refs, self.search, self.config.seed, threads)
+            SupernetWorker.options(**options).remote(self.space, *self.data_refs, self.search, self.seed, threads)
             for _ in range(self.search.workers)
         ]
         if len(self.workers) > 1:
@@ -148,11 +158,11 @@ class SearchDriver:
         """Every worker takes its share of each global batch; returns the mean loss."""
         return float(np.mean(gather([w.train_pass.remote(archs, iteration, batch_size) for w in self.workers])))
 
-    def score(self, archs: list[str]) -> list[tuple[float, int]]:
-        """Architectures are scored round-robin across the workers (identical replicas)."""
+    def score(self, archs: list[str], all_validation: bool = False) -> list[tuple[float, float, float, int]]:
+        """``(reward, half-1 reward, half-2 reward, parameters)``, scored round-robin across the workers (identical replicas)."""
         count = len(self.workers)
-        shards = gather([worker.score.remote(archs[rank::count]) for rank, worker in enumerate(self.workers)])
-        scored: list[tuple[float, int]] = [(0.0, 0)] * len(archs)
+        shards = gather([worker.score.remote(archs[rank::count], all_validation) for rank, worker in enumerate(self.workers)])
+        scored: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(archs)
         for rank, shard in enumerate(shards):
             scored[rank::count] = shard
         return scored
@@ -171,6 +181,7 @@ class SearchDriver:
                 "controller": controller_state,
                 "supernet": worker_state,
                 "arch_space": self.space.ops,
+                "strategy": self.search.strategy,
             },
             checkpoint_path(self.out_dir),
         )
@@ -178,6 +189,9 @@ class SearchDriver:
     def restore(self, payload: dict[str, Any]) -> None:
         if tuple(payload["arch_space"]) != self.space.ops:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
+        if payload.get("strategy", "enas") != self.search.strategy:
+            problem = f"checkpoint was written by a search.strategy {payload.get('strategy', 'enas')!r} search, not {self.search.strategy!r}"
+            raise AmberInputError(problem, checkpoint_path(self.out_dir))
         ray.get([self.controller.load.remote(payload["controller"]), *(w.load.remote(payload["supernet"]) for w in self.workers)])
         self.state = SearchState(payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"])
 
@@ -193,7 +207,7 @@ class SearchDriver:
         """One pass of the supernet with uniformly sampled architectures (paper: batch 1000)."""
         batch = self.search.warmup_batch_size
         batches = ray.get(self.workers[0].num_batches.remote(batch, None))
-        rng = np.random.default_rng([self.config.seed, 7])
+        rng = np.random.default_rng([self.seed, 7])
         archs = [self.space.sample(rng, 0.5).to_text() for _ in range(batches)]
         self.train_pass(archs, WARMUP_ITERATION, batch)
         self.save()
@@ -201,14 +215,15 @@ class SearchDriver:
     def run_iteration(self, iteration: int) -> dict[str, float]:
         archs, op_probs = ray.get(self.controller.sample.remote(self.search.archs_per_iteration))
         scored = self.score(archs)
-        rewards = [reward for reward, _ in scored]
+        rewards = [score[0] for score in scored]
         stats = ray.get(self.controller.update.remote(archs, rewards))
         train_archs, _ = ray.get(self.controller.sample.remote(self.num_batches))
         stats["supernet_loss"] = self.train_pass(train_archs, iteration, self.search.batch_size)
         stats["iteration"] = iteration
         self.state.history.extend(
-            {"iteration": iteration, "sample": k, "arch": arch, "reward": reward, "num_params": params}
-            for k, (arch, (reward, params)) in enumerate(zip(archs, scored))
+            {"iteration": iteration, "sample": k, "arch": arch, "reward": reward, "num_params": params,
+             "reward_half1": half1, "reward_half2": half2}
+            for k, (arch, (reward, half1, half2, params)) in enumerate(zip(archs, scored))
         )
         self.state.stats.append(stats)
         self.state.op_probs.append(op_probs.tolist())
@@ -254,14 +269,74 @@ class SearchDriver:
         atomic_write_table(history, self.out_dir / "history.parquet")
         atomic_write_table(op_probs_table(self.state.op_probs, self.space.ops), self.out_dir / "op_probs.parquet")
         atomic_write_table(pd.DataFrame(self.state.stats), self.out_dir / "controller_stats.parquet")
-        final = final_architectures(history, ray.get(self.controller.greedy.remote()), self.search.top_k)
+        final = {"strategy": self.search.strategy, **self.select_final(history)}
+        greedy = ray.get(self.controller.greedy.remote())
+        if greedy is not None:
+            final["greedy"] = {"arch": greedy}
+        final["top_k"] = top_architectures(history, self.search.top_k)
+        if self.search.final_samples:
+            final["policy_vs_uniform"] = self.policy_vs_uniform(self.search.final_samples)
         atomic_write_json(final, self.out_dir / "final_architectures.json")
         return final
 
+    def select_final(self, history: pd.DataFrame) -> dict[str, Any]:
+        """Re-score the best candidates of the last iterations on all validation data; choose the highest.
+
+        The search reward of the best of many architectures is biased upwards (winner's curse):
+        its subsample and noise favoured it. A second, larger measurement of a few candidates is not.
+        """
+        search = self.search
+        recent = history[history.iteration > history.iteration.max() - search.final_iterations]
+        candidates = (
+            recent.sort_values(["reward", "iteration"], ascending=[False, True]).drop_duplicates("arch").head(search.final_candidates)
+        )
+        rescored = [score[0] for score in self.score(list(candidates.arch), all_validation=True)]
+        rows = [
+            {"arch": row.arch, "search_reward": float(row.reward), "iteration": int(row.iteration),
+             "num_params": int(row.num_params), "rescored_reward": reward}
+            for row, reward in zip(candidates.itertuples(), rescored)
+        ]
+        best = max(rows, key=lambda row: row["rescored_reward"])  # the first of equals: the higher search reward
+        rule = (
+            f"top {search.final_candidates} distinct architectures of the last {search.final_iterations} iterations "
+            "by search reward, re-scored on all validation data; highest re-scored reward chosen"
+        )
+        return {
+            "best": {"arch": best["arch"], "reward": best["rescored_reward"], "search_reward": best["search_reward"],
+                     "iteration": best["iteration"], "num_params": best["num_params"]},
+            "selection": {"rule": rule, "candidates": rows},
+        }
+
+    def policy_vs_uniform(self, n: int) -> dict[str, Any]:
+        """Rewards of ``n`` policy samples and ``n`` uniform samples on the final supernet (search's scoring set).
+
+        Is the policy better than chance on the very supernet that trained it? The one-sided
+        Mann-Whitney p value asks whether policy samples score higher.
+        """
+        policy, _ = ray.get(self.controller.sample.remote(n))
+        rng = np.random.default_rng([self.seed, 13])
+        uniform = [self.space.sample(rng, self.search.controller.skip_target).to_text() for _ in range(n)]
+        scored = self.score(policy + uniform)
+        policy_rewards, uniform_rewards = [s[0] for s in scored[:n]], [s[0] for s in scored[n:]]
+        test = scipy_stats.mannwhitneyu(policy_rewards, uniform_rewards, alternative="greater")
+        return {
+            "policy": policy_rewards,
+            "uniform": uniform_rewards,
+            "policy_mean": float(np.mean(policy_rewards)),
+            "uniform_mean": float(np.mean(uniform_rewards)),
+            "mannwhitney_p": float(test.pvalue),
+        }
+
+
+HISTORY_COLUMNS = ["iteration", "sample", "arch", "reward", "num_params", "reward_half1", "reward_half2"]
+
 
 def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    table = pd.DataFrame(rows, columns=["iteration", "sample", "arch", "reward", "num_params"])
-    return table.astype({"iteration": "int64", "sample": "int64", "reward": "float64", "num_params": "int64"})
+    """Every scored architecture; ``reward_half1``/``reward_half2`` are its rewards on the two halves of the scoring set."""
+    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return table.astype(
+        {"iteration": "int64", "sample": "int64", "reward": "float64", "num_params": "int64", "reward_half1": "float64", "reward_half2": "float64"}
+    )
 
 
 def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> pd.DataFrame:
@@ -273,19 +348,13 @@ def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> p
     )
 
 
-def final_architectures(history: pd.DataFrame, greedy: str, top_k: int) -> dict[str, Any]:
-    """Best of the last controller step, the greedy decode and the top-k distinct by reward."""
-    last = history[history.iteration == history.iteration.max()]
-    best = last.loc[last.reward.idxmax()]
+def top_architectures(history: pd.DataFrame, top_k: int) -> list[dict[str, Any]]:
+    """The ``top_k`` distinct architectures of the whole search by search reward."""
     distinct = history.sort_values(["reward", "iteration"], ascending=[False, True]).drop_duplicates("arch")
-    return {
-        "best": {"arch": best.arch, "reward": float(best.reward), "iteration": int(best.iteration), "num_params": int(best.num_params)},
-        "greedy": {"arch": greedy},
-        "top_k": [
-            {"arch": row.arch, "reward": float(row.reward), "iteration": int(row.iteration), "num_params": int(row.num_params)}
-            for row in distinct.head(top_k).itertuples()
-        ],
-    }
+    return [
+        {"arch": row.arch, "reward": float(row.reward), "iteration": int(row.iteration), "num_params": int(row.num_params)}
+        for row in distinct.head(top_k).itertuples()
+    ]
 
 
 def run_search(
@@ -338,6 +407,16 @@ def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -
     for name in ("history.parquet", "op_probs.parquet", "controller_stats.parquet", "final_architectures.json"):
         tracker.log_artifact(out_dir / name)
     tracker.log_artifact(checkpoint_path(out_dir), "checkpoints")
-    tracker.set_tags({"best_arch": final["best"]["arch"], "greedy_arch": final["greedy"]["arch"]})
-    tracker.log_metrics({"best_reward": final["best"]["reward"]})
+    tags = {"best_arch": final["best"]["arch"], "strategy": final["strategy"], "selection_rule": final["selection"]["rule"]}
+    if "greedy" in final:
+        tags["greedy_arch"] = final["greedy"]["arch"]
+    tracker.set_tags(tags)
+    metrics = {"best_reward": final["best"]["reward"], "best_search_reward": final["best"]["search_reward"]}
+    if "policy_vs_uniform" in final:
+        comparison = final["policy_vs_uniform"]
+        metrics.update(
+            {"final.policy_mean_reward": comparison["policy_mean"], "final.uniform_mean_reward": comparison["uniform_mean"],
+             "final.policy_vs_uniform_p": comparison["mannwhitney_p"]}
+        )
+    tracker.log_metrics(metrics)
     tracker.finish()
