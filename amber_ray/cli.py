@@ -183,7 +183,16 @@ def comparison_table(comparison: dict[str, Any]) -> Any:
             cells = [f"{values[role]['mean']:.4f} ± {values[role]['std']:.4f} (n={values[role]['n']})" for role in ("searched", "sampled")]
             table.add_row(category, metric, *cells, f"{values['t_test']['p']:.3g}")
     rho = comparison["params_vs_auroc"]
-    table.caption = f"parameters vs test AUROC: Spearman rho {rho['spearman_rho']:.3f} (p {rho['p']:.3g}, n={rho['n']})"
+    caption = [f"parameters vs test AUROC: Spearman rho {rho['spearman_rho']:.3f} (p {rho['p']:.3g}, n={rho['n']})"]
+    per_arch = comparison.get("architecture_level", {}).get("auroc")
+    if per_arch:
+        difference = per_arch["difference"]
+        caption.insert(0, (
+            f"per architecture (replicates averaged; {per_arch['searched']['n']} searched, {per_arch['sampled']['n']} sampled): "
+            f"test AUROC difference {difference['mean']:+.4f} (95% CI {difference['low']:+.4f} to {difference['high']:+.4f}), "
+            f"median percentile {per_arch['median_percentile']:.0f}, one-sided Mann-Whitney p {per_arch['mannwhitney']['p']:.3g}"
+        ))
+    table.caption = "\n".join(caption)
     return table
 
 

@@ -43,9 +43,18 @@ TUNE_NAME = "grid"
 def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) -> list[dict[str, Any]]:
     """Searched architecture(s) from ``final_architectures.json`` + sampled ones, each with replicates."""
     searched = searched_architectures(search_dir / "final_architectures.json", space, config.retrain.include_greedy)
+    archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled_architectures(config, space)]
+    return replicate_grid(config, archs)
+
+
+def sampled_architectures(config: ExperimentConfig, space: ModelSpace) -> list[str]:
+    """``retrain.sampled`` uniformly sampled architectures (skips with ``retrain.skip_probability``), seeded by ``seed``."""
     rng = np.random.default_rng([config.seed, 2021])
-    sampled = [space.sample(rng, config.retrain.skip_probability).to_text() for _ in range(config.retrain.sampled)]
-    archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled]
+    return [space.sample(rng, config.retrain.skip_probability).to_text() for _ in range(config.retrain.sampled)]
+
+
+def replicate_grid(config: ExperimentConfig, archs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One trial per ``(role, arch)`` and replicate seed."""
     return [
         {"role": role, "arch": arch, "replicate": replicate, "seed": config.seed * 1000 + replicate}
         for role, arch in archs
@@ -223,9 +232,17 @@ def results_table(result_grid: tune.ResultGrid) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["role", "arch", "replicate"], ascending=[False, True, True]).reset_index(drop=True)
 
 
-def run_retrain(config: ExperimentConfig, search_dir: str | Path, out_dir: str | Path, resume: bool = False) -> pd.DataFrame:
+def run_retrain(
+    config: ExperimentConfig,
+    search_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    archs: list[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
 
+    The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
+    pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
     Ray must already be initialised.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
@@ -236,7 +253,7 @@ def run_retrain(config: ExperimentConfig, search_dir: str | Path, out_dir: str |
         raise AmberInputError("a retraining grid already ran here; pass --resume or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-    grid = build_grid(config, search_dir, space)
+    grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
     gpus = resolve_gpus(config.retrain.gpus_per_trial, "retrain.gpus_per_trial")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amber_ray.config import SimulatorConfig
+from amber_ray.config import SimulatorConfig, parse_config
 from amber_ray.data import SequenceDataset, reference_workload, simulate_dataset
 from amber_ray.data.simulate import jaspar_motif, reverse_complement
 from amber_ray.errors import AmberInputError
@@ -105,3 +105,153 @@ def test_unknown_or_too_long_motifs_are_input_errors() -> None:
         simulate_dataset(SimulatorConfig(num_sequences=5, motifs=["MA0079.5", "MA9999.1"]), seed=0)
     with pytest.raises(AmberInputError, match="motif MA0139.1 is 19 bp, longer than the 10 bp sequences"):
         simulate_dataset(SimulatorConfig(num_sequences=5, length=10, motifs=["MA0139.1"]), seed=0)
+
+
+PRESENCE_SHA256 = "b05d92f81c665bab614b53d6c2e306dbc66f713d441eac11a1a965c96f5bf5db"
+
+
+def test_presence_task_is_unchanged_bit_for_bit(simulated: tuple[SequenceDataset, pd.DataFrame]) -> None:
+    """The digest was taken before ``task: grammar`` existed: the default task draws exactly as it did."""
+    data, truth = simulated
+    assert CONFIG.task == "presence"
+    digest = hashlib.sha256(data.x.tobytes() + data.y.tobytes() + truth.to_csv(index=False).encode()).hexdigest()
+    assert digest == PRESENCE_SHA256
+
+
+# --- task: grammar ---------------------------------------------------------------------------------
+
+GRAMMAR = SimulatorConfig(
+    task="grammar", num_sequences=600, length=100, motifs=["MA0079.5", "MA0114.4"], prevalence=0.4,
+    spacing=30, spacing_tolerance=2, decoy_min_shift=5, decoy_max_shift=10,
+    wrong_spacing_fraction=0.5, wrong_orientation_fraction=0.25,
+)  # fmt: skip
+# 600 sequences: 240 positive; of the 360 negatives 180 wrong spacing, 90 wrong orientation, 30 + 30 + 30.
+GRAMMAR_COUNTS = {"positive": 240, "wrong_spacing": 180, "wrong_orientation": 90, "only_a": 30, "only_b": 30, "neither": 30}
+
+
+@pytest.fixture(scope="module")
+def grammar() -> tuple[SequenceDataset, pd.DataFrame]:
+    return simulate_dataset(GRAMMAR, seed=3)
+
+
+def _pair_spacing(a: pd.Series, b: pd.Series) -> int:
+    """Start-to-start distance of B after A, read on A's strand."""
+    return int(b["start"] - a["start"]) if a["strand"] == "+" else int(a["end"] - b["end"])
+
+
+def _classify(truth: pd.DataFrame, config: SimulatorConfig) -> dict[int, str]:
+    """Each sequence's kind, read off the ground truth alone (the rule restated independently)."""
+    id_a, id_b = config.motifs
+    kinds = {}
+    for i in range(config.num_sequences):
+        rows = truth[truth["sequence"] == i]
+        a, b = rows[rows["motif_id"] == id_a], rows[rows["motif_id"] == id_b]
+        assert len(a) <= 1 and len(b) <= 1 and len(rows) == len(a) + len(b)
+        if a.empty or b.empty:
+            kinds[i] = "only_a" if len(a) else "only_b" if len(b) else "neither"
+            continue
+        a, b = a.iloc[0], b.iloc[0]
+        off = abs(_pair_spacing(a, b) - config.spacing)
+        if a["strand"] == b["strand"] and off <= config.spacing_tolerance:
+            kinds[i] = "positive"
+        elif a["strand"] == b["strand"]:
+            assert config.decoy_min_shift <= off <= config.decoy_max_shift, (i, off)
+            kinds[i] = "wrong_spacing"
+        else:
+            # One motif flipped in place: the pair still sits at a right start-to-start distance in
+            # the frame it was laid out in, which is one of the two strands.
+            forward, reverse = int(b["start"] - a["start"]), int(a["end"] - b["end"])
+            assert min(abs(forward - config.spacing), abs(reverse - config.spacing)) <= config.spacing_tolerance, i
+            kinds[i] = "wrong_orientation"
+    return kinds
+
+
+def test_grammar_labels_follow_the_rule_and_the_kinds_have_the_configured_counts(
+    grammar: tuple[SequenceDataset, pd.DataFrame],
+) -> None:
+    data, truth = grammar
+    assert data.label_names == ["grammar_SP1_HNF4A"] and data.y.shape == (600, 1)
+    kinds = _classify(truth, GRAMMAR)
+    np.testing.assert_array_equal(data.y[:, 0], [float(kinds[i] == "positive") for i in range(600)])
+    assert pd.Series(kinds).value_counts().to_dict() == GRAMMAR_COUNTS
+    assert data.y.mean() == pytest.approx(GRAMMAR.prevalence)
+
+
+def test_grammar_pairs_cover_the_tolerance_both_strands_and_both_decoy_sides(
+    grammar: tuple[SequenceDataset, pd.DataFrame],
+) -> None:
+    data, truth = grammar
+    kinds = _classify(truth, GRAMMAR)
+    spacings: dict[str, set[int]] = {"positive": set(), "wrong_spacing": set()}
+    strands: dict[str, set[str]] = {"positive": set(), "wrong_orientation": set()}
+    flipped = set()
+    for i, rows in truth.groupby("sequence"):
+        if len(rows) < 2:
+            continue
+        a, b = rows.iloc[0], rows.iloc[1]
+        assert (a["motif_id"], b["motif_id"]) == tuple(GRAMMAR.motifs)  # A listed before B
+        assert b["start"] >= a["end"] or a["start"] >= b["end"]  # never overlapping
+        if kinds[i] in spacings:
+            spacings[kinds[i]].add(_pair_spacing(a, b) - GRAMMAR.spacing)
+        if kinds[i] in strands:
+            strands[kinds[i]].add(a["strand"] + b["strand"])
+        if kinds[i] == "wrong_orientation":  # B at the right distance on A's strand: B was flipped, else A
+            flipped.add("B" if abs(_pair_spacing(a, b) - GRAMMAR.spacing) <= GRAMMAR.spacing_tolerance else "A")
+    assert spacings["positive"] == set(range(-2, 3))
+    assert spacings["wrong_spacing"] == set(range(-10, -4)) | set(range(5, 11))
+    assert strands["positive"] == {"++", "--"}
+    assert strands["wrong_orientation"] == {"+-", "-+"} and flipped == {"A", "B"}
+    assert truth["start"].min() >= 0 and truth["end"].max() <= GRAMMAR.length
+
+
+def test_grammar_instances_read_as_their_motif_on_their_strand(grammar: tuple[SequenceDataset, pd.DataFrame]) -> None:
+    data, truth = grammar
+    codes = _codes(data)
+    for motif_id, rows in truth.groupby("motif_id"):
+        ppm = jaspar_motif(motif_id)[1]
+        on_strand, other_strand = [], []
+        for row in rows.itertuples():
+            instance = codes[row.sequence, row.start : row.end]
+            flipped = reverse_complement(instance)
+            on_strand.append(_consensus_match(instance if row.strand == "+" else flipped, ppm))
+            other_strand.append(_consensus_match(flipped if row.strand == "+" else instance, ppm))
+        assert np.mean(on_strand) > 0.6, motif_id
+        assert np.mean(other_strand) < 0.4, motif_id  # neither motif is palindromic
+
+
+def test_grammar_is_seeded() -> None:
+    config = SimulatorConfig(**{**GRAMMAR.model_dump(), "num_sequences": 60})
+    first, truth = simulate_dataset(config, seed=5)
+    second, truth_again = simulate_dataset(config, seed=5)
+    np.testing.assert_array_equal(first.x, second.x)
+    pd.testing.assert_frame_equal(truth, truth_again)
+    assert not truth.equals(simulate_dataset(config, seed=6)[1])
+
+
+@pytest.mark.parametrize(
+    ("update", "key"),
+    [
+        ({"motifs": ["MA0079.5"]}, "motifs"),
+        ({"motifs": ["MA0079.5", "MA0114.4", "MA0139.1"]}, "motifs"),
+        ({"decoy_min_shift": 2}, "decoy_min_shift"),
+        ({"decoy_max_shift": 4}, "decoy_max_shift"),
+        ({"decoy_max_shift": 30}, "decoy_max_shift"),
+        ({"length": 40}, "length"),
+        ({"wrong_spacing_fraction": 0.8, "wrong_orientation_fraction": 0.3}, "wrong_orientation_fraction"),
+    ],
+)
+def test_bad_grammar_configs_name_the_key(update: dict[str, object], key: str) -> None:
+    raw = {"data": {"simulate": {**GRAMMAR.model_dump(), **update}}}
+    with pytest.raises(AmberInputError, match=rf"data\.simulate.*\b{key}\b"):
+        parse_config(raw)
+    # The same settings are fine for the presence task, which ignores the grammar keys.
+    parse_config({"data": {"simulate": {**raw["data"]["simulate"], "task": "presence"}}})
+
+
+def test_grammar_pairs_that_do_not_fit_the_motifs_are_input_errors() -> None:
+    # B (HNF4A) is 13 bp: the farthest pair, 30 + 10 + 13 bp, does not fit in 45 bp.
+    with pytest.raises(AmberInputError, match=r"data\.simulate\.length.*53 bp, longer than the 45 bp"):
+        simulate_dataset(SimulatorConfig(**{**GRAMMAR.model_dump(), "length": 45}), seed=0)
+    # A (SP1) is 9 bp: a pair 12 - 10 = 2 bp apart would overlap.
+    with pytest.raises(AmberInputError, match=r"data\.simulate\.spacing.*shorter than motif MA0079\.5"):
+        simulate_dataset(SimulatorConfig(**{**GRAMMAR.model_dump(), "spacing": 12, "decoy_min_shift": 3}), seed=0)

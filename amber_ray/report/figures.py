@@ -139,7 +139,7 @@ def iteration_rewards(search: SearchPart) -> pd.DataFrame:
 
 
 def controller_curves(run: Run) -> Figure:
-    """Reward (every sampled architecture, mean, max, EMA baseline), entropy, skip fraction and supernet loss."""
+    """Reward (every sampled architecture, mean, max, baseline), entropy, skip fraction and supernet loss."""
     search = need_search(run)
     table = iteration_rewards(search)
     panels = [("entropy", "policy entropy"), ("skip_fraction", "skip fraction"), ("supernet_loss", "supernet training loss")]
@@ -153,7 +153,7 @@ def controller_curves(run: Run) -> Figure:
     ax.plot(table.index, table.mean_reward, color="black", label="mean")
     ax.plot(table.index, table.max_reward, color=ROLE_COLORS["searched"], label="max")
     if "baseline" in table:
-        ax.plot(table.index, table.baseline, color=ROLE_COLORS["sampled"], ls="--", label="baseline (EMA)")
+        ax.plot(table.index, table.baseline, color=ROLE_COLORS["sampled"], ls="--", label="baseline")
     ax.set_ylabel("reward (validation AUROC)")
     ax.legend(fontsize=8, loc="lower right")
     for ax, (column, label) in zip(axes[1:], panels):
@@ -419,7 +419,7 @@ FIGURES = (
                embedding_pca),
     FigureSpec("controller_curves", "search", "Search progress",
                "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max and the "
-               "controller's moving-average baseline; policy entropy; fraction of skip connections; supernet loss.",
+               "controller's baseline (the iteration's mean reward by default); policy entropy; fraction of skip connections; supernet loss.",
                controller_curves),
     FigureSpec("split_half", "search", "Split-half reliability of the rewards",
                "Per iteration, over its distinct architectures: Spearman rank correlation between each architecture's reward on two fixed "
