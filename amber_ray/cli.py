@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from amber_ray.config import ExperimentConfig, demo_config, load_config, parse_overrides
+from amber_ray.config import ExperimentConfig, demo_config, load_config, override_config, parse_overrides
 from amber_ray.errors import AmberInputError
+from amber_ray.outputs import METRICS, MLFLOW_STORE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
 console = Console(stderr=True)
@@ -64,27 +65,14 @@ def progress_bar(*fields: str) -> Progress:
     return Progress(*columns, console=console)
 
 
-@contextmanager
-def ray_session() -> Iterator[None]:
-    import ray
-
-    from amber_ray.cluster import connect
-
-    connect()
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
-    from amber_ray.training import train_architecture
+    from amber_ray.training import FitState, train_architecture
 
     with progress_bar("valid_auroc") as progress:
         task = progress.add_task("train", total=config.train.max_epochs, valid_auroc="-")
 
-        def on_epoch(record: dict[str, float]) -> None:
-            progress.update(task, advance=1, valid_auroc=f"{record['valid_auroc']:.4f}")
+        def on_epoch(state: FitState) -> None:
+            progress.update(task, advance=1, valid_auroc=f"{state.record['valid_auroc']:.4f}")
 
         return train_architecture(config, arch_text, out, on_epoch)
 
@@ -101,12 +89,12 @@ def train(
     metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
-    console.print(f"test {summary}; wrote {out / 'metrics.json'}")
+    console.print(f"test {summary}; wrote {out / METRICS}")
 
 
-def search_with_progress(config: ExperimentConfig, out: Path, resume: bool) -> dict[str, Any]:
-    from amber_ray.search.loop import run_search
-
+@contextmanager
+def search_progress(config: ExperimentConfig) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A progress bar of the search's iterations; yields the ``on_iteration`` hook that advances it."""
     with progress_bar("mean", "max", "entropy", "skip") as progress:
         task = progress.add_task("search", total=config.search.iterations, mean="-", max="-", entropy="-", skip="-")
 
@@ -120,8 +108,7 @@ def search_with_progress(config: ExperimentConfig, out: Path, resume: bool) -> d
                 skip=f"{stats['skip_fraction']:.2f}",
             )
 
-        with ray_session():
-            return run_search(config, out, resume, on_iteration)
+        yield on_iteration
 
 
 @app.command()
@@ -133,16 +120,14 @@ def search(
     overrides: SetOption = None,
 ) -> None:
     """ENAS search: controller + shared-weight supernet on Ray, tracked in MLflow."""
-    final = search_with_progress(load_config(config, parse_overrides(overrides or [])), out, resume)
+    from amber_ray import cluster, outputs
+    from amber_ray.search.loop import run_search
+
+    experiment = load_config(config, parse_overrides(overrides or []))
+    with search_progress(experiment) as on_iteration, cluster.ray_session():
+        final = run_search(experiment, out, resume, on_iteration)
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
-    console.print(f"wrote {out / 'history.parquet'} and {out / 'final_architectures.json'}")
-
-
-def retrain_grid(config: ExperimentConfig, search_dir: Path, out: Path, resume: bool) -> Any:
-    from amber_ray.retrain import run_retrain
-
-    with ray_session():
-        return run_retrain(config, search_dir, out, resume)
+    console.print(f"wrote {out / outputs.HISTORY} and {out / outputs.FINAL_ARCHITECTURES}")
 
 
 @app.command()
@@ -157,19 +142,16 @@ def retrain(
     overrides: SetOption = None,
 ) -> None:
     """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
+    from amber_ray import cluster, outputs
+    from amber_ray.retrain import run_retrain
+
     values = parse_overrides(overrides or [])
     values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
-    results = retrain_grid(load_config(config, values), search_dir, out, resume)
+
+    with cluster.ray_session():
+        results = run_retrain(load_config(config, values), search_dir, out, resume)
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
-    console.print(f"wrote {out / 'results.parquet'}")
-
-
-def compare_and_report(run_dir: Path, annotation: Path | None) -> dict[str, Any]:
-    from amber_ray.compare import compare_run
-
-    comparison = compare_run(run_dir, annotation)
-    console.print(comparison_table(comparison))
-    return comparison
+    console.print(f"wrote {out / outputs.RESULTS}")
 
 
 def comparison_table(comparison: dict[str, Any]) -> Any:
@@ -203,8 +185,11 @@ def compare(
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category (e.g. TF, Pol, DNase, Histone).")] = None,
 ) -> None:
     """Per-label and per-category statistics of searched vs sampled; writes compare.json."""
-    compare_and_report(run_dir, annotation)
-    console.print(f"wrote {run_dir / 'compare.json'}")
+    from amber_ray import outputs
+    from amber_ray.pipeline import compare_retrain
+
+    console.print(comparison_table(compare_retrain(run_dir, annotation)))
+    console.print(f"wrote {run_dir / outputs.COMPARISON}")
 
 
 @app.command()
@@ -228,19 +213,19 @@ def report(
 
 @app.command()
 @user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo")) -> None:
-    """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs."""
-    from amber_ray.report import report_run
-    from amber_ray.tracking import use_store_in
+def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
+    """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs.
 
-    config = demo_config()
-    out.mkdir(parents=True, exist_ok=True)
-    use_store_in(out)
-    final = search_with_progress(config, out / "search", resume=(out / "search" / "checkpoints").exists())
-    console.print(f"searched architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
-    retrain_grid(config, out / "search", out / "retrain", resume=(out / "retrain" / "tune").exists())
-    compare_and_report(out / "retrain", None)
-    console.print(f"outputs in {out}; report: {report_run(out)}")
+    A step whose outputs are already in --out continues from them.
+    """
+    from amber_ray.pipeline import run_pipeline
+
+    config = override_config(demo_config(), parse_overrides(overrides or []))
+    with search_progress(config) as on_iteration:
+        result = run_pipeline(config, out, resume=True, on_iteration=on_iteration)
+    console.print(f"searched architecture (reward {result.final['best']['reward']:.4f}): {result.final['best']['arch']}")
+    console.print(comparison_table(result.comparison))
+    console.print(f"outputs in {out}; report: {result.report}")
 
 
 @app.command()
@@ -253,7 +238,7 @@ def ui(
     """Start the MLflow UI for a run's tracking store and print its address."""
     from amber_ray.tracking import serve_ui
 
-    store = run_dir / "mlflow.db"
+    store = run_dir / MLFLOW_STORE
     if not store.is_file():
         raise AmberInputError("no MLflow store (mlflow.db) here", run_dir)
     server = serve_ui(store, host, port)

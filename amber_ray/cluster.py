@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 
@@ -24,6 +26,18 @@ def connect() -> None:
         ray.init()
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """:func:`connect` for the duration of a command; a Ray connection it made is shut down after it."""
+    started = not ray.is_initialized()
+    connect()
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def resolve_gpus(requested: float, key: str) -> float:

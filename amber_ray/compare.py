@@ -1,5 +1,6 @@
 """Searched vs sampled: per-label and per-category AUROC/AUPR, t-tests, parameters vs performance.
 
+Pure statistics: the caller reads and writes the files (:func:`amber_ray.pipeline.compare_retrain`).
 Input is ``results.parquet`` from :mod:`amber_ray.retrain` (one row per trial, per-label test
 metrics in ``auroc.<label>`` / ``aupr.<label>`` columns). Each trial's score in a category is its
 mean over the category's labels; the two roles are compared with a two-sided Welch t-test over
@@ -15,7 +16,6 @@ among the sampled ones, one-sided Mann-Whitney U, bootstrap interval of the diff
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,8 @@ def t_test(searched: np.ndarray, sampled: np.ndarray) -> dict[str, float]:
     return {"t": float(result.statistic), "p": float(result.pvalue)}
 
 
-def summarize(values: np.ndarray) -> dict[str, float]:
+def mean_sd_n(values: np.ndarray) -> dict[str, float]:
+    """Mean, sample standard deviation and count of ``values`` (NaN ignored in the mean and sd)."""
     if len(values) == 0 or np.isnan(values).all():
         return {"mean": math.nan, "std": math.nan, "n": int(len(values))}
     return {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values))}
@@ -77,14 +78,14 @@ def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = Non
         for category in scores.columns:
             values = scores[category].to_numpy()
             entry = out["categories"].setdefault(category, {})
-            entry[metric] = {role: summarize(values[mask]) for role, mask in is_role.items()}
+            entry[metric] = {role: mean_sd_n(values[mask]) for role, mask in is_role.items()}
             entry[metric]["t_test"] = t_test(values[is_role["searched"]], values[is_role["sampled"]])
         for column in per_label_columns(results, metric):
             label = column.split(".", 1)[1]
             out["per_label"].setdefault(label, {})[metric] = {role: float(np.nanmean(results.loc[mask, column])) for role, mask in is_role.items()}
     overall = {}
     for key in [c for c in results.columns if c.startswith("test_")]:
-        overall[key.removeprefix("test_")] = {role: summarize(results.loc[mask, key].to_numpy(dtype=float)) for role, mask in is_role.items()}
+        overall[key.removeprefix("test_")] = {role: mean_sd_n(results.loc[mask, key].to_numpy(dtype=float)) for role, mask in is_role.items()}
         overall[key.removeprefix("test_")]["t_test"] = t_test(
             results.loc[is_role["searched"], key].to_numpy(dtype=float), results.loc[is_role["sampled"], key].to_numpy(dtype=float)
         )
@@ -135,8 +136,8 @@ def architecture_level(results: pd.DataFrame, metric: str = "test_auroc", seed: 
             role: [{"arch": row.arch, "mean": float(row.mean), "replicates": int(row.size)} for row in by_role[role].itertuples()]
             for role in ROLES
         },
-        "searched": summarize(searched),
-        "sampled": summarize(sampled),
+        "searched": mean_sd_n(searched),
+        "sampled": mean_sd_n(sampled),
     }
     out["percentiles"] = [
         {"arch": row.arch, "mean": float(row.mean), "percentile": percentile_among(float(row.mean), sampled)}
@@ -170,7 +171,8 @@ def split_half_reliability(history: pd.DataFrame) -> pd.DataFrame:
     iteration, over its distinct architectures (a repeated sample counts once) with both halves
     finite: ``architectures``, ``spearman_r`` between the halves and the Spearman-Brown reliability
     of the full-length reward ``2r / (1 + r)``. Both are NaN when the iteration has fewer than 3
-    such architectures, when either half is constant, or (reliability) when r = -1.
+    such architectures or when either half is constant; the reliability is 0 when r <= 0 (the
+    formula's negative values have no meaning as a reliability).
     """
     missing = [column for column in ("iteration", "arch", *HALF_COLUMNS) if column not in history.columns]
     if missing:
@@ -183,29 +185,10 @@ def split_half_reliability(history: pd.DataFrame) -> pd.DataFrame:
         r = math.nan
         if len(halves) >= MIN_SPLIT_HALF_ARCHITECTURES and all(len(np.unique(halves[:, i])) > 1 for i in range(2)):
             r = float(stats.spearmanr(halves[:, 0], halves[:, 1]).statistic)
-        reliability = 2 * r / (1 + r) if not math.isnan(r) and r > -1 else math.nan
+        reliability = math.nan if math.isnan(r) else 2 * max(r, 0.0) / (1 + max(r, 0.0))
         rows.append({"iteration": int(iteration), "architectures": len(halves), "spearman_r": r, "spearman_brown": reliability})
     table = pd.DataFrame(rows, columns=["iteration", "architectures", "spearman_r", "spearman_brown"])
     return table.astype({"iteration": "int64", "architectures": "int64", "spearman_r": "float64", "spearman_brown": "float64"})
-
-
-def compare_run(run_dir: Path, annotation: Path | None = None) -> dict[str, Any]:
-    """Compare the trials of a retrain directory; write ``compare.json`` and log it to the run's MLflow run."""
-    from amber_ray.atomic import atomic_write_json
-    from amber_ray.data import read_label_annotation
-    from amber_ray.tracking import RunTracker
-
-    results_path = run_dir / "results.parquet"
-    if not results_path.is_file():
-        raise AmberInputError("no results.parquet; run `amber-ray retrain` first", results_path)
-    comparison = compare_results(pd.read_parquet(results_path), read_label_annotation(annotation) if annotation else None)
-    atomic_write_json(comparison, run_dir / "compare.json")
-    id_file = run_dir / "mlflow_run_id"
-    if id_file.is_file():
-        tracker = RunTracker.attach(run_dir, id_file.read_text().strip())
-        tracker.log_artifact(run_dir / "compare.json")
-        tracker.log_metrics(comparison_metrics(comparison))
-    return comparison
 
 
 def comparison_metrics(comparison: dict[str, Any]) -> dict[str, float]:

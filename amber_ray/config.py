@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from amber_ray.errors import AmberInputError
 
+# The candidate ops, in the order of ops.OPS (which checks it on import); kept here so that
+# configs are validated without importing torch.
 OP_NAMES = ("conv8", "conv4", "dconv8", "dconv4", "maxpool", "avgpool", "identity")
 
 SPACE_PROFILES: dict[str, dict[str, Any]] = {
@@ -277,24 +279,29 @@ class ExperimentConfig(_Strict):
 
 
 def demo_config() -> ExperimentConfig:
-    """The embedded default: simulated sequences with planted JASPAR motifs, minutes on a laptop CPU.
+    """The embedded default: a simulated task where the architecture matters, minutes on a laptop CPU.
 
-    Two motifs (SP1, NFKB1) in 100 bp: a task the weight-shared supernet learns within the demo's
-    passes, so its rewards rise visibly (three motifs in 200 bp take it many more).
+    The motif grammar of ``jobs/configs/grammar.yaml`` (SP1 then HNF4A, 30 +- 2 bp apart on one
+    strand): architectures without a receptive field across the pair stay near test AUROC 0.7,
+    those with one reach 0.95-0.99, so searched vs sampled can differ. The supernet needs about 30
+    iterations to learn the pair.
     """
     return ExperimentConfig(
         name="demo",
         seed=0,
         data=DataConfig(
             kind="simulate",
-            simulate=SimulatorConfig(num_sequences=3000, length=100, motifs=["MA0079.5", "MA0105.4"], prevalence=0.4),
+            simulate=SimulatorConfig(
+                task="grammar", num_sequences=8000, length=100, motifs=["MA0079.5", "MA0114.4"], prevalence=0.4
+            ),
         ),
         space=SpaceConfig(profile="small"),
-        train=TrainConfig(batch_size=100, max_epochs=8, patience=3),
+        train=TrainConfig(batch_size=100, max_epochs=20, patience=5),
         search=SearchConfig(
-            iterations=15, archs_per_iteration=10, warmup_batch_size=50, batch_size=50, top_k=3, valid_max_sequences=400
+            iterations=40, archs_per_iteration=10, warmup_batch_size=50, batch_size=50, top_k=3, valid_max_sequences=400,
+            final_samples=50,
         ),
-        retrain=RetrainConfig(replicates=2, sampled=2),
+        retrain=RetrainConfig(replicates=2, sampled=4),
     )
 
 
@@ -330,6 +337,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     raw = _deep_merge(raw or {}, overrides or {})
     config = parse_config(raw, str(path))
     return resolve_data_paths(config, path.parent)
+
+
+def override_config(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """``config`` with ``--set`` overrides (:func:`parse_overrides`) applied, validated as a config file is."""
+    if not overrides:
+        return config
+    return parse_config(_deep_merge(config.model_dump(mode="json"), overrides), "--set")
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, Any]:

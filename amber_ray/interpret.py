@@ -32,7 +32,8 @@ from torch.nn import functional as F
 
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
-from amber_ray.predict import held, label_index, load_model, resolve_device
+from amber_ray.jaspar import jaspar_collection
+from amber_ray.predict import eval_mode_on, label_index, load_model, predict, resolve_device
 from amber_ray.training import minibatch_indices
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,6 @@ def check_one_hot(x: np.ndarray, names: Sequence[str], source: str | Path) -> No
         raise AmberInputError("has a base other than A, C, G, T; interpretation needs fully known sequences", source, names[bad[0]])
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> np.ndarray:
-    """Logits ``(N,)`` of a :class:`LabelLogit` (the caller holds the model in eval mode on ``device``)."""
-    return np.concatenate([model(x[part].to(device)).cpu().numpy()[:, 0] for part in minibatch_indices(len(x), batch_size, None)])
-
-
 @dataclass
 class Attributions:
     """DeepLIFT/SHAP on one label's logit for ``N`` sequences of length ``L``.
@@ -138,7 +133,7 @@ def deeplift_shap(
 
     device = resolve_device(device)
     scores, logits, reference_logits = [], [], []
-    with held(model, device):
+    with eval_mode_on(model, device):
         target = LabelLogit(model, index)
         for part in minibatch_indices(len(x), batch_size, None):
             batch = torch.from_numpy(np.ascontiguousarray(x[part]))
@@ -150,8 +145,8 @@ def deeplift_shap(
                 )
             references = result.references.reshape(-1, *batch.shape[1:]).float()
             scores.append(result.attributions.numpy())
-            logits.append(predict_logits(target, batch, device))
-            reference_logits.append(predict_logits(target, references, device).reshape(len(batch), n_shuffles).mean(axis=1))
+            logits.append(predict(target, batch, device=device)[:, 0])
+            reference_logits.append(predict(target, references, device=device)[:, 0].reshape(len(batch), n_shuffles).mean(axis=1))
             if on_batch:
                 on_batch(len(part))
     all_scores, all_logits, all_reference_logits = map(np.concatenate, (scores, logits, reference_logits))
@@ -186,7 +181,7 @@ def saturation_mutagenesis(
 
     device = resolve_device(device)
     effects = []
-    with held(model, device), warnings.catch_warnings():
+    with eval_mode_on(model, device), warnings.catch_warnings():
         target = LabelLogit(model, index)
         warnings.simplefilter("ignore")  # tangermeme notes when its fast path does not apply and falls back
         for i in range(len(x)):
@@ -215,19 +210,9 @@ def call_seqlets(scores: np.ndarray, threshold: float = 0.01, min_length: int = 
 
 @functools.lru_cache(maxsize=4)
 def jaspar_motifs(tax_group: str) -> tuple[list[str], list[str], list[np.ndarray]]:
-    """IDs, names and ``(4, width)`` probability matrices of the JASPAR CORE collection of ``tax_group`` (offline, pyjaspar)."""
-    from pyjaspar import jaspardb
-
-    from amber_ray.data.simulate import JASPAR_RELEASE
-
-    motifs = jaspardb(release=JASPAR_RELEASE).fetch_motifs(collection="CORE", tax_group=[tax_group])
-    if not motifs:
-        raise AmberInputError(f"{JASPAR_RELEASE} CORE has no motifs for taxonomic group {tax_group!r}", "--jaspar")
-    matrices = []
-    for motif in motifs:
-        counts = np.array([motif.counts[base] for base in "ACGT"], dtype=np.float64)
-        matrices.append(counts / counts.sum(axis=0, keepdims=True))
-    return [m.matrix_id for m in motifs], [str(m.name) for m in motifs], matrices
+    """IDs, names and ``(4, width)`` probability matrices (TOMTOM's layout) of the JASPAR CORE collection of ``tax_group``."""
+    ids, names, matrices = jaspar_collection(tax_group)
+    return ids, names, [np.ascontiguousarray(ppm.T) for ppm in matrices]
 
 
 def match_seqlets(x: np.ndarray, seqlets: pd.DataFrame, tax_group: str, n_nearest: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,9 @@
 """The op library: every candidate op maps (N, C, L) to (N, C, L) ("same" length, stride 1).
 
-One registry from op name to builder; nothing else in the package dispatches on op names.
+One registry from op name to builder (:data:`OPS`). Its names are ``config.OP_NAMES``, which
+the configuration checks without importing torch (the command line starts without it); the
+registry must hold exactly those names, in that order, or this module does not import.
+``report/figures.py`` colours ops by family (name prefix); nothing else dispatches on op names.
 Every op also takes ``(N, C, 1, L)`` tensors, which the supernet keeps in channels-last memory
 (see :func:`to_channels_last`).
 """
@@ -12,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from amber_ray.config import OP_NAMES
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +145,8 @@ OPS: dict[str, OpBuilder] = {
     "avgpool": lambda c, d, t: SamePool(4, "avg"),
     "identity": lambda c, d, t: nn.Identity(),
 }
+if tuple(OPS) != OP_NAMES:
+    raise ImportError(f"amber_ray.ops.OPS has ops {list(OPS)} but config.OP_NAMES lists {list(OP_NAMES)}")
 
 
 def build_op(name: str, channels: int, dilation: int = 10, track_running_stats: bool = True) -> nn.Module:

@@ -1,15 +1,18 @@
-"""A trained model put to use: loaded with its label names, a label chosen, held in eval mode on a device.
+"""A trained model put to use: loaded with its label names, a label chosen, run in eval mode on a device.
 
-Variant scoring and interpretation both start here, so a model file, a label name and a device
-are checked the same way (and fail with the same one-line errors) whichever command reads them.
+:func:`predict` is the one batched prediction loop: training's validation, variant scoring and
+interpretation all run through it. Variant scoring and interpretation both start here, so a model
+file, a label name and a device are checked the same way (and fail with the same one-line errors)
+whichever command reads them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -48,12 +51,67 @@ def label_index(label_names: Sequence[str], label: str | None, source: str | Pat
 
 
 @contextlib.contextmanager
-def held(model: nn.Module, device: str | torch.device | None = None) -> Iterator[nn.Module]:
-    """The model in eval mode on ``device`` (default: where it is); its mode and device are restored afterwards, also on error."""
-    was_training = model.training
-    original = next(model.parameters()).device
+def eval_mode_on(model: nn.Module, device: str | torch.device | None = None) -> Iterator[nn.Module]:
+    """The model in eval mode on ``device`` (default: where it is).
+
+    Afterwards, also on error, the model is back on its device and every submodule back in the
+    train/eval mode it had (a wrapper such as a label selector leaves the wrapped model as it was).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    original = model_device(model)
     model.to(original if device is None else resolve_device(device)).eval()
     try:
         yield model
     finally:
-        model.to(original).train(was_training)
+        model.to(original)
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    X: np.ndarray | torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    func: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    prepare: Callable[[np.ndarray], np.ndarray | torch.Tensor] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """``model`` (or ``func`` of its output) on every row of ``X``, in batches, stacked as a NumPy array on the CPU.
+
+    As tangermeme's ``predict``: the model runs in eval mode without gradients on ``device``
+    (default: where it is), each batch's output is moved to the CPU, and the model's train/eval
+    mode and device are restored afterwards (:func:`eval_mode_on`). ``prepare`` turns each batch
+    of ``X`` into the model's input (e.g. base codes into one-hot) so that only one batch is ever
+    expanded; ``on_batch`` gets the number of rows after each batch (a progress bar's advance).
+    An empty ``X`` still goes through the model once, as an empty batch, so the result has the
+    output's shape.
+    """
+    if not isinstance(X, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"X must be a NumPy array or a torch tensor, not {type(X).__name__}")
+    if X.ndim < 1:
+        raise ValueError("X must have a batch axis")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    outputs = []
+    with eval_mode_on(model, device):
+        target = model_device(model)
+        for start in range(0, max(len(X), 1), batch_size):
+            batch = X[start : start + batch_size]
+            rows = len(batch)
+            if prepare is not None:
+                batch = prepare(batch)
+            if isinstance(batch, np.ndarray):  # arrays from Ray's object store are read-only: torch wants a copy
+                batch = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
+            y = model(batch.to(target))
+            outputs.append((func(y) if func is not None else y).cpu())
+            if on_batch is not None and rows:
+                on_batch(rows)
+    return torch.cat(outputs).numpy()

@@ -9,7 +9,6 @@ unfinished ones continue from their last checkpoint. MLflow logging happens in t
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import tempfile
@@ -22,27 +21,23 @@ import pandas as pd
 import torch
 from ray import tune
 
+from amber_ray import outputs
 from amber_ray.atomic import atomic_write_table
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import resolve_gpus
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
-from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker
-from amber_ray.training import EarlyStopping, evaluate, make_optimizer, predict_proba, train_epoch
+from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
 
 logger = logging.getLogger(__name__)
-
-TRIAL_STATE = "trial.pt"
-BEST_MODEL = "best_model.pt"
-TUNE_NAME = "grid"
 
 
 def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) -> list[dict[str, Any]]:
     """Searched architecture(s) from ``final_architectures.json`` + sampled ones, each with replicates."""
-    searched = searched_architectures(search_dir / "final_architectures.json", space, config.retrain.include_greedy)
+    searched = searched_architectures(search_dir / outputs.FINAL_ARCHITECTURES, space, config.retrain.include_greedy)
     archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled_architectures(config, space)]
     return replicate_grid(config, archs)
 
@@ -56,7 +51,7 @@ def sampled_architectures(config: ExperimentConfig, space: ModelSpace) -> list[s
 def replicate_grid(config: ExperimentConfig, archs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """One trial per ``(role, arch)`` and replicate seed."""
     return [
-        {"role": role, "arch": arch, "replicate": replicate, "seed": config.seed * 1000 + replicate}
+        {"role": role, "arch": arch, "replicate": replicate, "seed": replicate_seed(config.seed, replicate)}
         for role, arch in archs
         for replicate in range(config.retrain.replicates)
     ]
@@ -85,59 +80,35 @@ def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool) 
 
 
 def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace, config: ExperimentConfig) -> None:
-    """The Tune trainable: one (architecture, replicate) to convergence, one report per epoch."""
+    """The Tune trainable: :func:`amber_ray.training.fit` of one (architecture, replicate), one report per epoch.
+
+    Each report carries a checkpoint of the fit (resumed from ``tune.get_checkpoint()`` after a
+    failure) and every epoch so far; the last one also the test metrics and the best model.
+    """
     trial = trial_config["trial"]
     torch.set_num_threads(max(1, int(config.retrain.cpus_per_trial)))
-    seed = trial["seed"]
-    torch.manual_seed(seed)
-    model = ChildNet(space, Architecture.from_text(trial["arch"]), config.train.width)
-    optimizer = make_optimizer(model, config.train)
-    stopper = EarlyStopping(config.train.patience)
-    best_state = copy.deepcopy(model.state_dict())
-    start_epoch = 0
-    history: list[dict[str, float]] = []
+    model = initial_model(space, Architecture.from_text(trial["arch"]), config.train.width, trial["seed"])
+    resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / TRIAL_STATE, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        best_state = state["best_model"]
-        stopper = EarlyStopping(config.train.patience, **state["stopper"])
-        start_epoch = state["epoch"] + 1
-        history = state.get("history", [])
+            resume = torch.load(Path(directory) / outputs.TRIAL_STATE, weights_only=True)
     started = time.perf_counter()
-    for epoch in range(start_epoch, config.train.max_epochs):
-        torch.manual_seed(seed * 10_000 + epoch)
-        loss = train_epoch(model, optimizer, splits.train, config.train.batch_size, np.random.default_rng([seed, epoch]))
-        auroc = mean_auroc(splits.valid.y, predict_proba(model, splits.valid.x))
-        if stopper.step(epoch, auroc):
-            best_state = copy.deepcopy(model.state_dict())
-        done = stopper.should_stop or epoch == config.train.max_epochs - 1
-        history.append({"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": stopper.best_score})
+
+    def report(state: FitState) -> None:
         # Every epoch so far goes with each report: Tune can drop the result reported just before a
         # failure, and the tracking callback then logs that epoch with the next one.
-        metrics: dict[str, Any] = {**history[-1], "done": done, "history": list(history)}
+        metrics: dict[str, Any] = {**state.record, "done": state.done, "history": list(state.history)}
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "best_model": best_state,
-                    "stopper": {"best_score": stopper.best_score, "best_epoch": stopper.best_epoch, "epochs_without_improvement": stopper.epochs_without_improvement},
-                    "epoch": epoch,
-                    "history": history,
-                },
-                Path(directory) / TRIAL_STATE,
-            )
-            if done:
+            torch.save(state.state_dict(), Path(directory) / outputs.TRIAL_STATE)
+            if state.done:
                 best = ChildNet(space, model.arch, config.train.width)
-                best.load_state_dict(best_state)
-                metrics.update(final_metrics(best, splits, stopper, epoch + 1, time.perf_counter() - started))
-                save_child(best, Path(directory) / BEST_MODEL, {"label_names": splits.train.label_names, **trial})
+                best.load_state_dict(state.best_model)
+                metrics.update(final_metrics(best, splits, state.stopper, state.epoch + 1, time.perf_counter() - started))
+                save_child(best, Path(directory) / outputs.BEST_MODEL, {"label_names": splits.train.label_names, **trial})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        if done:
-            return
+
+    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume)
 
 
 def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epochs: int, seconds: float) -> dict[str, Any]:
@@ -209,27 +180,20 @@ class MlflowTrialCallback(tune.Callback):
         )
         run = self._run_for(trial)
         if trial.checkpoint is not None:
-            run.log_artifact(Path(trial.checkpoint.path) / BEST_MODEL, "model")
+            run.log_artifact(Path(trial.checkpoint.path) / outputs.BEST_MODEL, "model")
         run.finish()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run_for(trial).finish("FAILED")
 
 
-def results_table(result_grid: tune.ResultGrid) -> pd.DataFrame:
-    """One row per trial: role, arch, replicate, parameters, test metrics (mean and per label), epochs, time."""
-    rows = []
-    for result in result_grid:
-        if result.error is not None or not result.metrics.get("done"):
-            continue
-        metrics = result.metrics
-        row = {**{k: result.config["trial"][k] for k in ("role", "arch", "replicate")}, "num_params": metrics["num_params"]}
-        row.update({key: value for key, value in metrics.items() if key.startswith("test_") and isinstance(value, (int, float))})
-        row.update({f"auroc.{label}": value for label, value in metrics["test_per_label_auroc"].items()})
-        row.update({f"aupr.{label}": value for label, value in metrics["test_per_label_aupr"].items()})
-        row.update({"epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "wall_seconds": metrics["train_seconds"]})
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(["role", "arch", "replicate"], ascending=[False, True, True]).reset_index(drop=True)
+def grid_results(result_grid: tune.ResultGrid) -> pd.DataFrame:
+    """One row per finished trial (:func:`amber_ray.outputs.trial_row`): role, arch, replicate, parameters, test metrics, epochs, time."""
+    return outputs.results_table(
+        outputs.trial_row(result.config["trial"], result.metrics)
+        for result in result_grid
+        if result.error is None and result.metrics.get("done")
+    )
 
 
 def run_retrain(
@@ -246,10 +210,10 @@ def run_retrain(
     Ray must already be initialised.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
-    tune_dir = out_dir / "tune"
-    if resume and not tune.Tuner.can_restore(str(tune_dir / TUNE_NAME)):
+    tune_dir = out_dir / outputs.TUNE_DIR
+    if resume and not tune.Tuner.can_restore(str(outputs.tune_grid(out_dir))):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
-    if not resume and (tune_dir / TUNE_NAME).exists():
+    if not resume and outputs.tune_grid(out_dir).exists():
         raise AmberInputError("a retraining grid already ran here; pass --resume or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
@@ -262,13 +226,13 @@ def run_retrain(
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
     if resume:
-        tuner = tune.Tuner.restore(str(tune_dir / TUNE_NAME), trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(str(outputs.tune_grid(out_dir)), trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(grid)},
             run_config=tune.RunConfig(
-                name=TUNE_NAME,
+                name=outputs.TUNE_NAME,
                 storage_path=str(tune_dir),
                 failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -278,9 +242,9 @@ def run_retrain(
         )
     result_grid = tuner.fit()
     errors = [result for result in result_grid if result.error is not None]
-    table = results_table(result_grid)
-    atomic_write_table(table, out_dir / "results.parquet")
-    parent.log_artifact(out_dir / "results.parquet")
+    table = grid_results(result_grid)
+    atomic_write_table(table, out_dir / outputs.RESULTS)
+    parent.log_artifact(out_dir / outputs.RESULTS)
     if errors:
         parent.finish("FAILED")
         raise RuntimeError(
@@ -292,7 +256,7 @@ def run_retrain(
 
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it."""
-    id_file = out_dir / "mlflow_run_id"
+    id_file = out_dir / outputs.RUN_ID
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
     parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"})

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from amber_ray.child import ChildNet, DagNet
+from amber_ray.child import DagNet
 from amber_ray.data import SequenceDataset
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
@@ -44,12 +44,6 @@ class Supernet(DagNet):
         }
 
 
-def child_from_supernet(supernet: Supernet, arch: Architecture) -> ChildNet:
-    child = ChildNet(supernet.space, arch, supernet.width)
-    child.load_state_dict(supernet.child_state_dict(arch), strict=False)
-    return child
-
-
 def scoring_subset(valid: SequenceDataset, max_sequences: int | None, seed: int) -> SequenceDataset:
     """A seeded random sample of the validation set, in random order.
 
@@ -78,8 +72,9 @@ def _half_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
 class SupernetTrainer:
     """A supernet with its optimizer and data: trains on sampled architectures, scores architectures.
 
-    Randomness (batch order, dropout) is derived from ``(seed, iteration)``, so a pass is
-    reproducible from the weights and the iteration alone, which makes resume exact.
+    The batch order and the torch generator are seeded from ``(seed, iteration)`` (the supernet has
+    no dropout), so a pass is reproducible from the weights and the iteration alone, which makes
+    resume exact.
     """
 
     def __init__(

@@ -23,6 +23,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from amber_ray.outputs import MLFLOW_STORE
+
 logger = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000
@@ -31,7 +33,7 @@ BATCH_LIMIT = 900
 
 
 def tracking_uri(out_dir: str | Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(out_dir).resolve()}/mlflow.db"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(out_dir).resolve()}/{MLFLOW_STORE}"
 
 
 def artifact_root(uri: str) -> str | None:
@@ -44,7 +46,7 @@ def artifact_root(uri: str) -> str | None:
 def use_store_in(directory: str | Path) -> None:
     """Make every later command of this process track into ``directory``/mlflow.db (one store per pipeline),
     unless ``MLFLOW_TRACKING_URI`` is already set."""
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/mlflow.db")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/{MLFLOW_STORE}")
 
 
 class RunTracker:
@@ -135,7 +137,7 @@ def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
     Only existing stores are opened (opening a SQLite URI would create an empty store).
     """
     uris = [os.environ["MLFLOW_TRACKING_URI"]] if os.environ.get("MLFLOW_TRACKING_URI") else []
-    uris += [f"sqlite:///{Path(d).resolve()}/mlflow.db" for d in directories if (Path(d) / "mlflow.db").is_file()]
+    uris += [f"sqlite:///{Path(d).resolve()}/{MLFLOW_STORE}" for d in directories if (Path(d) / MLFLOW_STORE).is_file()]
     for uri in dict.fromkeys(uris):
         client = MlflowClient(tracking_uri=uri)
         try:

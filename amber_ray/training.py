@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
-from amber_ray.predict import held
+from amber_ray.predict import predict
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -56,12 +57,9 @@ def train_epoch(
     return total / max(seen, 1)
 
 
-@torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Sigmoid outputs ``(N, labels)`` in eval mode; the model's train/eval mode is restored."""
-    with held(model):
-        outputs = [torch.sigmoid(model(as_tensor(x[i]))).numpy() for i in minibatch_indices(len(x), batch_size, None)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+    return predict(model, x, batch_size, func=torch.sigmoid)
 
 
 @dataclass
@@ -94,8 +92,61 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass
+class FitState:
+    """Where a :func:`fit` stands after an epoch; :meth:`state_dict` is enough to resume it.
+
+    ``on_epoch`` hooks get it after every epoch (``done`` on the last one, before the model is
+    given its best weights): ``amber-ray train`` shows progress, a Ray Tune trial reports and
+    checkpoints it.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    stopper: EarlyStopping
+    best_model: dict[str, torch.Tensor]
+    epoch: int = -1  # the last epoch finished
+    history: list[dict[str, float]] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def record(self) -> dict[str, float]:
+        """The last epoch: epoch, train_loss, valid_auroc, best_valid_auroc."""
+        return self.history[-1]
+
+    def state_dict(self) -> dict[str, Any]:
+        stopper = self.stopper
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_model": self.best_model,
+            "stopper": {"best_score": stopper.best_score, "best_epoch": stopper.best_epoch, "epochs_without_improvement": stopper.epochs_without_improvement},
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.best_model = state["best_model"]
+        self.stopper = EarlyStopping(self.stopper.patience, **state["stopper"])
+        self.epoch = state["epoch"]
+        self.history = list(state.get("history", []))
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The training seed of replicate ``replicate`` of an experiment seeded ``seed`` (``amber-ray train`` is replicate 0)."""
+    return seed * 1000 + replicate
+
+
+def initial_model(space: ModelSpace, arch: Architecture, width: float, seed: int) -> ChildNet:
+    """The untrained model: its initial weights are drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return ChildNet(space, arch, width)
 
 
 def fit(
@@ -104,28 +155,33 @@ def fit(
     valid: SequenceDataset,
     config: TrainConfig,
     seed: int,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[FitState], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train with early stopping on validation AUROC; the model ends with its best weights."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    """Train with early stopping on validation AUROC; the model ends with its best weights.
+
+    Each epoch is seeded from ``(seed, epoch)`` alone, so a fit resumed from the
+    :meth:`FitState.state_dict` of an epoch (``resume``) continues exactly as the uninterrupted one.
+    """
     optimizer = make_optimizer(model, config)
-    stopper = EarlyStopping(config.patience)
-    best_state = copy.deepcopy(model.state_dict())
-    history = []
-    for epoch in range(config.max_epochs):
-        loss = train_epoch(model, optimizer, train, config.batch_size, rng)
+    state = FitState(model, optimizer, EarlyStopping(config.patience), copy.deepcopy(model.state_dict()))
+    if resume is not None:
+        state.load_state_dict(resume)
+    for epoch in range(state.epoch + 1, config.max_epochs):
+        torch.manual_seed(seed * 10_000 + epoch)
+        loss = train_epoch(model, optimizer, train, config.batch_size, np.random.default_rng([seed, epoch]))
         auroc = mean_auroc(valid.y, predict_proba(model, valid.x))
-        if stopper.step(epoch, auroc):
-            best_state = copy.deepcopy(model.state_dict())
-        record = {"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": stopper.best_score}
-        history.append(record)
+        if state.stopper.step(epoch, auroc):
+            state.best_model = copy.deepcopy(model.state_dict())
+        state.epoch = epoch
+        state.history.append({"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": state.stopper.best_score})
+        state.done = state.stopper.should_stop or epoch == config.max_epochs - 1
         if on_epoch:
-            on_epoch(record)
-        if stopper.should_stop:
+            on_epoch(state)
+        if state.done:
             break
-    model.load_state_dict(best_state)
-    return FitResult(stopper.best_epoch, stopper.best_score, len(history), history)
+    model.load_state_dict(state.best_model)
+    return FitResult(state.stopper.best_epoch, state.stopper.best_score, len(state.history), state.history)
 
 
 def evaluate(model: nn.Module, data: SequenceDataset, batch_size: int = 512) -> dict[str, object]:
@@ -145,21 +201,22 @@ def evaluate(model: nn.Module, data: SequenceDataset, batch_size: int = 512) -> 
 
 
 def train_architecture(
-    config: ExperimentConfig, arch_text: str, out: Path, on_epoch: Callable[[dict[str, float]], None] | None = None
+    config: ExperimentConfig, arch_text: str, out: Path, on_epoch: Callable[[FitState], None] | None = None
 ) -> dict[str, Any]:
     """``amber-ray train``: fit one architecture on the config's data; write ``model.pt`` and ``metrics.json``.
 
-    Input is read and checked before anything is written.
+    The model is replicate 0 of the architecture in a retraining grid of the same config: the same
+    initial weights, epochs and best weights. Input is read and checked before anything is written.
     """
     arch = Architecture.from_text(arch_text)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-    torch.manual_seed(config.seed)  # the initial weights, so that a run is reproducible from its config
-    model = ChildNet(space, arch, config.train.width)
+    seed = replicate_seed(config.seed, 0)
+    model = initial_model(space, arch, config.train.width, seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    result = fit(model, splits.train, splits.valid, config.train, config.seed, on_epoch)
+    result = fit(model, splits.train, splits.valid, config.train, seed, on_epoch)
     metrics = {
         "arch": arch.to_text(),
         "num_params": model.num_params(),
@@ -170,6 +227,6 @@ def train_architecture(
         "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
         "test": evaluate(model, splits.test),
     }
-    save_child(model, out / "model.pt", {"label_names": splits.train.label_names})
-    atomic_write_json(metrics, out / "metrics.json")
+    save_child(model, out / outputs.MODEL, {"label_names": splits.train.label_names})
+    atomic_write_json(metrics, out / outputs.METRICS)
     return metrics

@@ -22,9 +22,11 @@ of its replicates), never per replicate seed:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -139,14 +141,15 @@ def main() -> None:
     started = time.perf_counter()
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     try:
-        runs = run_searches(config, mode["searches"], out)
-        searched = time.perf_counter()
-        splits = load_splits(config.data, config.seed)
-        space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-        archs = [(run["strategy"], run["final"]["best"]["arch"]) for run in runs]
-        archs += [("sampled", arch) for arch in sampled_architectures(config, space)]
-        archs = list(dict.fromkeys(archs))  # an architecture chosen by two searches is one unit
-        results = run_retrain(config, out / "searches", out / "retrain", archs=archs)
+        with contextlib.redirect_stdout(sys.stderr):  # Tune prints tables; stdout carries only the JSON
+            runs = run_searches(config, mode["searches"], out)
+            searched = time.perf_counter()
+            splits = load_splits(config.data, config.seed)
+            space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+            archs = [(run["strategy"], run["final"]["best"]["arch"]) for run in runs]
+            archs += [("sampled", arch) for arch in sampled_architectures(config, space)]
+            archs = list(dict.fromkeys(archs))  # an architecture chosen by two searches is one unit
+            results = run_retrain(config, out / "searches", out / "retrain", archs=archs)
     finally:
         ray.shutdown()
     test_auroc = results.groupby("arch").test_auroc.mean()

@@ -1,25 +1,14 @@
 """Ray job: search -> retrain -> compare -> report, each step resuming if its outputs are already there."""
 
-import sys
+import logging
 
-from _entry import parse_args, set_flags
+from _entry import parse_args
 
-from amber_ray.cli import app
-from amber_ray.tracking import use_store_in
+from amber_ray.config import load_config, parse_overrides
+from amber_ray.pipeline import run_pipeline
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
-    search, retrain = args.out / "search", args.out / "retrain"
-    args.out.mkdir(parents=True, exist_ok=True)
-    use_store_in(args.out)
-    steps = [
-        ["search", str(args.config), "--out", str(search), *set_flags(args), *(["--resume"] if (search / "checkpoints").exists() else [])],
-        ["retrain", str(args.config), "--search", str(search), "--out", str(retrain), *set_flags(args)]
-        + (["--resume"] if (retrain / "tune").exists() else []),
-        ["compare", str(retrain)],
-        ["report", str(args.out)],
-    ]
-    for step in steps:
-        code = app(step, prog_name="amber-ray", standalone_mode=False)
-        if code:
-            sys.exit(code)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = run_pipeline(load_config(args.config, parse_overrides(args.set)), args.out, resume=True)
+    print(f"searched architecture: {result.final['best']['arch']}; report: {result.report}")

@@ -9,7 +9,11 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+PROMOTER_DATA = REPO / "data" / "promoters"  # in the repository (MIT; data/promoters/MANIFEST.md)
+# Real data under other licences (the dsQTL pairs, GPL-3.0) stays out of the repository: tests that
+# need it read it from ../shared/data when present and skip otherwise.
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +27,8 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def promoter_fastas() -> tuple[Path, Path]:
-    positives = SHARED_DATA / "promoters" / "arabidopsis_nontata_promoters.fa"
-    negatives = SHARED_DATA / "promoters" / "arabidopsis_nonpromoters.fa"
-    if not positives.is_file():
-        pytest.skip("shared promoter data not present")
+    """The Arabidopsis promoter set shipped in ``data/promoters/``; missing files fail, never skip."""
+    positives = PROMOTER_DATA / "arabidopsis_nontata_promoters.fa"
+    negatives = PROMOTER_DATA / "arabidopsis_nonpromoters.fa"
+    assert positives.is_file() and negatives.is_file(), f"promoter data missing from {PROMOTER_DATA}"
     return positives, negatives

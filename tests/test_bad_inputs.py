@@ -107,7 +107,7 @@ LABEL_CASES = [
     ("not_binary.tsv", ["not_binary.tsv", "record s5", "value '2' in column 'CTCF' is not 0 or 1"]),
     ("text_value.tsv", ["text_value.tsv", "record s3", "value 'yes'"]),
     ("missing_value.tsv", ["missing_value.tsv", "record s6", "column 'SP1'"]),
-    ("extra_column.tsv", ["extra_column.tsv"]),
+    ("extra_column.tsv", ["extra_column.tsv", "not a readable TSV", "line 4"]),  # record s2 has a fourth field
     ("unknown_sequence.tsv", ["unknown_sequence.tsv", "record ghost", "absent from"]),
     ("missing_row.tsv", ["missing_row.tsv", "record s4", "has no row"]),
     ("duplicate_row.tsv", ["duplicate_row.tsv", "record s2", "more than one row"]),

@@ -100,3 +100,25 @@ def test_train_learns_on_the_real_promoter_set(promoter_fastas, tmp_path):
     assert {"accuracy", "mcc", "sensitivity", "specificity"} <= set(metrics["test"])
     assert metrics["split"] == {"train": 13890, "valid": 1737, "test": 1737, "seed": 0}
     assert (out / "model.pt").is_file()
+
+
+def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
+    import amber_ray.pipeline
+    from amber_ray.config import demo_config
+    from amber_ray.errors import AmberInputError
+
+    out = tmp_path / "demo"
+    assert_clean_failure(invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key")
+    seen = {}
+
+    def pipeline(config, out, resume, on_iteration):
+        seen.update(config=config, out=out, resume=resume)
+        raise AmberInputError("stopped before the search")
+
+    monkeypatch.setattr(amber_ray.pipeline, "run_pipeline", pipeline)
+    result = invoke("demo", "--out", str(out), "--set", "search.iterations=2", "--set", "retrain.sampled=1")
+    assert result.exit_code == 2 and "stopped before the search" in result.output
+    expected = demo_config()
+    expected = expected.model_copy(update={"search": expected.search.model_copy(update={"iterations": 2}),
+                                           "retrain": expected.retrain.model_copy(update={"sampled": 1})})
+    assert seen == {"config": expected, "out": out, "resume": True}

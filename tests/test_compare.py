@@ -146,7 +146,7 @@ def test_split_half_reliability_is_spearman_between_halves_and_spearman_brown_pe
         (0, "a", 0.1, 0.1), (0, "b", 0.2, 0.2), (0, "c", 0.3, 0.3), (0, "d", 0.4, 0.5), (0, "e", 0.5, 0.4),
         (0, "a", 0.1, 0.1),  # the same architecture sampled twice counts once
         (0, "f", float("nan"), 0.9),  # not scored on one half: left out
-        (1, "a", 0.1, 0.3), (1, "b", 0.2, 0.2), (1, "c", 0.3, 0.1),  # reversed: r = -1, no reliability
+        (1, "a", 0.1, 0.3), (1, "b", 0.2, 0.2), (1, "c", 0.3, 0.1),  # reversed: r = -1, reliability 0
         (2, "a", 0.1, 0.1), (2, "b", 0.2, 0.2),  # two architectures
         (3, "a", 0.1, 0.5), (3, "b", 0.2, 0.5), (3, "c", 0.3, 0.5),  # one half constant
     ]
@@ -155,7 +155,7 @@ def test_split_half_reliability_is_spearman_between_halves_and_spearman_brown_pe
     assert list(table.architectures) == [5, 3, 2, 3]
     assert table.spearman_r[0] == pytest.approx(0.9)
     assert table.spearman_brown[0] == pytest.approx(2 * 0.9 / 1.9)
-    assert table.spearman_r[1] == pytest.approx(-1) and np.isnan(table.spearman_brown[1])
+    assert table.spearman_r[1] == pytest.approx(-1) and table.spearman_brown[1] == 0
     assert table[["spearman_r", "spearman_brown"]].loc[[2, 3]].isna().all().all()
     with pytest.raises(AmberInputError, match="reward_half1"):
         split_half_reliability(history.drop(columns="reward_half1"))

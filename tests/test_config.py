@@ -47,7 +47,16 @@ def test_paper_values_are_defaults():
     assert config.search.iterations == 300 and config.search.archs_per_iteration == 100
     assert config.search.warmup_batch_size == 1000
     controller = config.search.controller
-    assert (controller.hidden_size, controller.learning_rate, controller.skip_target) == (64, 1e-3, 0.4)
+    assert (controller.hidden_size, controller.skip_target) == (64, 0.4)
+
+
+def test_the_original_amber_update_is_one_override_away():
+    from amber_ray.config import AMBER_UPDATE
+
+    controller = parse_config({"search": {"controller": AMBER_UPDATE}}).search.controller
+    assert (controller.update, controller.policy_epochs, controller.policy_minibatches, controller.max_kl) == ("reinforce", 10, 5, 0.01)
+    assert (controller.baseline, controller.normalize_advantages, controller.loss_reduction) == ("previous", False, "sum")
+    assert controller.learning_rate == 1e-3
 
 
 def test_relative_data_paths_resolve_against_the_config_file(tmp_path):

@@ -26,7 +26,6 @@ from amber_ray.data import (
 )
 from amber_ray.errors import AmberInputError
 
-SHARED_DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 
 
 def _write(path: Path, content: str | bytes) -> Path:
@@ -414,13 +413,30 @@ def test_read_label_annotation(tmp_path: Path) -> None:
 # --- the real promoter data --------------------------------------------------------------------
 
 
-def test_reads_the_arabidopsis_promoter_set() -> None:
-    positives = SHARED_DATA / "promoters" / "arabidopsis_nontata_promoters.fa"
-    negatives = SHARED_DATA / "promoters" / "arabidopsis_nonpromoters.fa"
-    if not (positives.is_file() and negatives.is_file()):
-        pytest.skip("shared promoter data not present")
+def test_reads_the_arabidopsis_promoter_set(promoter_fastas: tuple[Path, Path]) -> None:
+    positives, negatives = promoter_fastas
     data = read_binary_fasta(positives, negatives)
     assert (data.num_sequences, data.length, data.num_labels) == (5905 + 11459, 251, 1)
     assert int(data.y.sum()) == 5905 and data.label_names == ["arabidopsis_nontata_promoters"]
     assert data.names[0] == "FP000001"
     np.testing.assert_allclose(data.x.sum(axis=1), 1.0)
+
+
+def test_promoter_job_config_reads_the_copy_in_the_repository(promoter_fastas: tuple[Path, Path]) -> None:
+    """jobs/configs/promoters.yaml names the shipped files, unchanged since MANIFEST.md recorded them."""
+    import hashlib
+    import re
+
+    from amber_ray.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "jobs" / "configs" / "promoters.yaml")
+    assert (config.data.positive_fasta, config.data.negative_fasta) == tuple(p.resolve() for p in promoter_fastas)
+    folder = promoter_fastas[0].parent
+    manifest = (folder / "MANIFEST.md").read_text()
+    recorded = dict(re.findall(r"^\| (\S+\.fa) \|.*\| ([0-9a-f]{64}) \|$", manifest, flags=re.M))
+    assert set(recorded) == {p.name for p in promoter_fastas}
+    for path in promoter_fastas:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded[path.name], path.name
+    assert {"LICENSE", "SOURCE_README"} <= {p.name for p in folder.iterdir()}
+    assert "MIT License" in (folder / "LICENSE").read_text()

@@ -240,7 +240,8 @@ def fail_once_at_epoch(monkeypatch, marker: Path, epoch: int) -> None:
     from amber_ray import retrain
 
     def flaky_trial(trial_config, **kwargs):
-        import amber_ray.retrain as module
+        import amber_ray.retrain as retrain_module
+        import amber_ray.training as module  # the one epoch loop, training.fit, runs the trial
 
         real_epoch, calls = module.train_epoch, []
 
@@ -253,7 +254,7 @@ def fail_once_at_epoch(monkeypatch, marker: Path, epoch: int) -> None:
 
         module.train_epoch = train_epoch
         try:
-            return module.train_trial(trial_config, **kwargs)
+            return retrain_module.train_trial(trial_config, **kwargs)
         finally:
             module.train_epoch = real_epoch
 

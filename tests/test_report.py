@@ -21,10 +21,12 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from amber_ray.cli import app
-from amber_ray.compare import compare_run, split_half_reliability
+from amber_ray.compare import split_half_reliability
 from amber_ray.config import parse_config
 from amber_ray.report import report_run
-from amber_ray.report.figures import FIGURES, render_figures
+from amber_ray.outputs import LEGACY_OPS_KEY, OPS_KEY, check_search_checkpoint, checkpoint_ops
+from amber_ray.pipeline import compare_retrain
+from amber_ray.report.figures import REPORT_FIGURES, render_figures
 from amber_ray.report.parts import load_run
 from amber_ray.retrain import run_retrain
 from amber_ray.search.loop import run_search
@@ -57,7 +59,7 @@ def small_run(ray_session, tmp_path_factory) -> Path:
     config = parse_config(RAW)
     run_search(config, out / "search")
     run_retrain(config, out / "search", out / "retrain")
-    compare_run(out / "retrain")
+    compare_retrain(out / "retrain")
     write_variant_outputs(out / "variants")
     write_interpret_outputs(out / "interpret")
     return out
@@ -122,7 +124,7 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
     page = report.read_text()
 
     images = decoded_images(page)
-    assert len(images) == len(FIGURES) + 2  # every figure, the architecture diagram, the interpretation PNG
+    assert len(images) == len(REPORT_FIGURES) + 2  # every figure, the architecture diagram, the interpretation PNG
     assert all(image.format == "PNG" and min(image.size) > 50 for image in images.values())
     assert "Skipped" not in page
 
@@ -143,13 +145,13 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
           for c in final["selection"]["candidates"]),
         f"<td>controller policy</td><td class=\"num\">{len(policy['policy']):,}</td><td class=\"num\">{policy['policy_mean']:.4f}",
         f"<td>uniform</td><td class=\"num\">{len(policy['uniform']):,}</td><td class=\"num\">{policy['uniform_mean']:.4f}",
-        f"Mann-Whitney p = {policy['mannwhitney_p']:.3f}",
+        f"Mann-Whitney p = {policy['mannwhitney_p']:.3g}",
         f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)",
-        f"{comparison['overall']['auroc']['t_test']['p']:.3f}",
+        f"{comparison['overall']['auroc']['t_test']['p']:.3g}",
         # architecture level beside it: one searched and one sampled architecture, each the mean of its two replicates
         f"{searched.test_auroc.mean():.4f} (n=1)",
         f"{level['difference']['mean']:.4f} [{level['difference']['low']:.4f}, {level['difference']['high']:.4f}]",
-        f"<td class=\"num\">{level['median_percentile']:.1f}</td><td class=\"num\">{level['mannwhitney']['p']:.3f}</td>",
+        f"<td class=\"num\">{level['median_percentile']:.1f}</td><td class=\"num\">{level['mannwhitney']['p']:.3g}</td>",
         f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
         "0.8123",  # variant evaluation, model AUROC
         "MA0139.1_CTCF",  # seqlets table
@@ -192,7 +194,7 @@ def test_the_architecture_level_statistics_and_split_half_reliability_of_the_rea
     assert reliability.spearman_r.notna().any()
     first = history[history.iteration == 0].drop_duplicates("arch")
     r = stats.spearmanr(first.reward_half1, first.reward_half2).statistic
-    assert reliability.spearman_r[0] == pytest.approx(r) and reliability.spearman_brown[0] == pytest.approx(2 * r / (1 + r))
+    assert reliability.spearman_r[0] == pytest.approx(r) and reliability.spearman_brown[0] == pytest.approx(2 * max(r, 0) / (1 + max(r, 0)))
 
 
 @pytest.mark.parametrize("era", ["before_strategies", "random"])
@@ -247,7 +249,7 @@ def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(s
     searched = pd.read_parquet(small_run / "retrain" / "results.parquet").query("role == 'searched'")
     assert f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)" in page  # from the trials' own reports
     assert "Skipped: no final_architectures.json (the search has not finished)" in page  # controller vs uniform samples
-    unfinished_figures = (spec.title for spec in FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform")
+    unfinished_figures = (spec.title for spec in REPORT_FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform")
     assert set(decoded_images(page)) == {"diagram of the best architecture", *unfinished_figures}
 
 
@@ -255,10 +257,23 @@ def test_a_damaged_checkpoint_costs_only_the_embedding_figure(small_run, tmp_pat
     search = tmp_path / "search"
     shutil.copytree(small_run / "search", search, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     (search / "checkpoints" / "search.pt").write_bytes(b"not a checkpoint")
+    run = load_run(search=search)  # the report reads checkpoints as a resume does: the previous one stands in
+    assert run.search.embeddings is not None and not any("unreadable" in note for note in run.notes)
+    (search / "checkpoints" / "search.prev.pt").write_bytes(b"not a checkpoint either")
     run = load_run(search=search)
     drawn = {figure.key for figure in render_figures(run) if figure.png is not None}
     assert drawn == {"op_probabilities", "controller_curves", "split_half", "policy_vs_uniform"}
     assert any("search.pt is unreadable" in note for note in run.notes)
+
+
+def test_search_checkpoints_name_their_ops_and_older_ones_still_read():
+    ops = ("conv8", "maxpool")
+    payload = {"iteration": 0, "history": [], "stats": [], "op_probs": [], "controller": {}}
+    check_search_checkpoint({**payload, OPS_KEY: ops})
+    check_search_checkpoint({**payload, LEGACY_OPS_KEY: list(ops)})  # written before the key was renamed
+    assert checkpoint_ops({OPS_KEY: ops}) == checkpoint_ops({LEGACY_OPS_KEY: list(ops)}) == ops
+    with pytest.raises(KeyError, match="ops"):
+        check_search_checkpoint(payload)
 
 
 def test_report_of_nothing_is_a_one_line_error(tmp_path):

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from amber_ray.compare import compare_results
 from amber_ray.config import parse_config
+from amber_ray.data import load_splits
 from amber_ray.retrain import run_retrain
 
 SEARCHED = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
@@ -49,23 +50,46 @@ def trial_runs(out: Path) -> list:
     return client, [run for run in runs if "role" in run.data.tags]
 
 
+def rescore(model_file: str, test) -> tuple[float, int]:
+    """Mean test AUROC over labels (sklearn) and parameter count of a saved model."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from amber_ray.child import load_child
+
+    net, _ = load_child(model_file)
+    net.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(net(torch.as_tensor(test.x, dtype=torch.float32))).numpy()
+    auroc = np.mean([roc_auc_score(test.y[:, label], probs[:, label]) for label in range(test.y.shape[1])])
+    return float(auroc), sum(p.numel() for p in net.parameters())
+
+
 def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
     out = tmp_path / "retrain"
     results = run_retrain(parse_config(RAW), search_dir(tmp_path), out)
     assert len(results) == 6 and results[["arch", "replicate"]].drop_duplicates().shape[0] == 6
     assert (results.role == "searched").sum() == 2 and set(results[results.role == "searched"].arch) == {SEARCHED}
-    assert results.test_auroc.between(0, 1).all() and (results.num_params > 0).all()
     assert {"auroc.MA0139.1_CTCF", "aupr.MA0079.5_SP1", "epochs", "wall_seconds"} <= set(results.columns)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), results)
 
     client, runs = trial_runs(out)
     assert len(runs) == 6
+    test = load_splits(parse_config(RAW).data, RAW["seed"]).test
     keys = sorted((run.data.tags["role"], run.data.tags["arch"], int(run.data.tags["replicate"])) for run in runs)
     assert keys == sorted(zip(results.role, results.arch, results.replicate))
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert "test_auroc" in run.data.metrics
         assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best_model.pt"]
+        # known answers: the logged model, scored here on the seeded test split, gives the reported figures
+        row = results[(results.role == run.data.tags["role"]) & (results.replicate == int(run.data.tags["replicate"]))
+                      & (results.arch == run.data.tags["arch"])].iloc[0]
+        model_file = client.download_artifacts(run.info.run_id, "model/best_model.pt", str(tmp_path / run.info.run_id))
+        expected_auroc, params = rescore(model_file, test)
+        assert row.test_auroc == pytest.approx(expected_auroc, abs=1e-6)
+        assert run.data.metrics["test_auroc"] == pytest.approx(expected_auroc, abs=1e-6)
+        assert row.num_params == params
     comparison = compare_results(results)
     assert comparison["trials"] == {"searched": 2, "sampled": 4}
 
@@ -118,3 +142,27 @@ def test_resume_without_a_grid_is_a_clear_error(ray_session, tmp_path):
 
     with pytest.raises(AmberInputError, match="no retraining grid to resume"):
         run_retrain(parse_config(RAW), search_dir(tmp_path), tmp_path / "none", resume=True)
+
+
+def test_train_command_and_a_one_replicate_trial_give_identical_weights(ray_session, tmp_path):
+    """`amber-ray train` and replicate 0 of a retraining trial run one epoch loop with one seeding."""
+    import torch
+
+    from amber_ray.outputs import BEST_MODEL, MODEL, tune_grid
+    from amber_ray.training import train_architecture
+
+    raw = {**RAW, "train": {**RAW["train"], "threads": 1}, "retrain": {"replicates": 1, "sampled": 0, "cpus_per_trial": 1}}
+    config = parse_config(raw)
+    results = run_retrain(config, search_dir(tmp_path), tmp_path / "retrain", archs=[("searched", SEARCHED)])
+    threads = torch.get_num_threads()
+    try:
+        metrics = train_architecture(config, SEARCHED, tmp_path / "train")
+    finally:
+        torch.set_num_threads(threads)
+    (trial_model,) = sorted(tune_grid(tmp_path / "retrain").glob(f"train_trial*/checkpoint_*/{BEST_MODEL}"))[-1:]
+    trained = torch.load(tmp_path / "train" / MODEL, weights_only=True)["state_dict"]
+    retrained = torch.load(trial_model, weights_only=True)["state_dict"]
+    assert trained.keys() == retrained.keys()
+    for key in trained:
+        assert torch.equal(trained[key], retrained[key]), key
+    assert results.test_auroc[0] == metrics["test"]["auroc"] and results.epochs[0] == metrics["epochs"]

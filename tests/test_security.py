@@ -6,6 +6,9 @@ import ast
 import json
 import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -114,22 +117,84 @@ def test_mlflow_ui_binds_loopback_unless_another_host_is_passed(tmp_path, monkey
     assert hosts == ["127.0.0.1", "0.0.0.0"]
 
 
-def test_a_local_ray_is_started_without_dashboard(monkeypatch):
-    import amber_ray.cluster as cluster
+LOCAL_RAY_SCRIPT = textwrap.dedent(
+    """
+    import json, os, time
+    from pathlib import Path
 
-    started: list[dict] = []
-    monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(cluster.ray, "init", lambda **kwargs: started.append(kwargs))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    import amber_ray.cli  # the command's module: importing it must leave RAY_AUTH_MODE alone too
+    import ray
+    from amber_ray import cluster
+
+    before = os.environ.get("RAY_AUTH_MODE")
     cluster.connect()
-    assert started == [{"include_dashboard": False, "log_to_driver": False, "configure_logging": False}]
+    after = os.environ.get("RAY_AUTH_MODE")
+
+    def descendants(pid):
+        children = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                pass
+        found, todo = [], [pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    commands = []
+    for pid in descendants(os.getpid()):
+        try:
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode().strip())
+        except OSError:
+            pass
+
+    @ray.remote
+    def shout():
+        print("PRINTED-BY-A-RAY-TASK", flush=True)
+        return 1
+
+    ray.get(shout.remote())
+    time.sleep(2)  # the log monitor forwards worker output within about a second when log_to_driver is on
+    token = (Path.home() / ".ray" / "auth_token").is_file()
+    print(json.dumps({"before": before, "after": after, "token": token, "commands": commands}))
+    ray.shutdown()
+    """
+)
 
 
-def test_the_command_leaves_ray_token_authentication_alone(tmp_path, monkeypatch):
-    """Ray's internal ports listen on every interface; its token authentication must stay as the user set it."""
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml"), "--arch", "conv8,skip:", "--out", str(tmp_path / "o")])
-    assert "RAY_AUTH_MODE" not in os.environ
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory) -> dict:
+    """``cluster.connect()`` for real in a fresh process with no RAY_ADDRESS and no RAY_AUTH_MODE (home in a
+    temporary folder, where Ray writes its token): the setting as Ray saw it, the processes it started, its output."""
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    result = subprocess.run([sys.executable, "-c", LOCAL_RAY_SCRIPT], capture_output=True, text=True, timeout=300,
+                            env={**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report["output"] = result.stdout + result.stderr
+    return report
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="lists processes through /proc (Linux)")
+def test_a_local_ray_is_started_without_dashboard(local_ray):
+    """The local Ray's dashboard process serves no web UI and loads no API modules (job submission, state),
+    and worker output stays in Ray's log files."""
+    dashboards = [c.split() for c in local_ray["commands"] if "dashboard/dashboard.py" in c]
+    assert len(dashboards) == 1, local_ray["commands"]
+    assert "--disable-frontend" in dashboards[0] and "--modules-to-load=UsageStatsHead" in dashboards[0], dashboards[0]
+    assert "--host=127.0.0.1" in dashboards[0]
+    assert "PRINTED-BY-A-RAY-TASK" not in local_ray["output"]
+
+
+def test_the_command_leaves_ray_token_authentication_alone(local_ray):
+    """Ray's internal ports listen on every interface: with RAY_AUTH_MODE unset, importing the command and
+    starting a local Ray through it ends with Ray's default, token authentication, and a token written."""
+    assert local_ray["before"] is None
+    assert local_ray["after"] == "token" and local_ray["token"]
 
 
 def test_documented_ray_and_mlflow_commands_bind_loopback():

@@ -1,10 +1,14 @@
 """`amber-ray ui` serves the MLflow UI of a run on 127.0.0.1."""
 
+import ipaddress
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from amber_ray.tracking import RunTracker
 
@@ -15,6 +19,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Local addresses of the TCP sockets in state LISTEN on ``port``, from /proc/net/tcp and tcp6
+    (addresses there are hex words in host byte order)."""
+    found = []
+    for name in ("tcp", "tcp6"):
+        table = Path("/proc/net") / name
+        if not table.is_file():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = b"".join(int(address[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(address), 8))
+            found.append(ipaddress.ip_address(raw))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads the listening sockets from /proc/net/tcp (Linux)")
 def test_ui_serves_the_runs_on_loopback(tmp_path):
     tracker = RunTracker.start(tmp_path, "ui-test", "search", {"command": "search"})
     tracker.log_metrics({"mean_reward": 0.7}, step=0)
@@ -42,8 +65,8 @@ def test_ui_serves_the_runs_on_loopback(tmp_path):
         assert body is not None and "ui-test" in body
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "<html" in page.lower()
-        with socket.socket() as sock:  # bound to loopback only
-            assert sock.connect_ex((socket.gethostbyname(socket.gethostname()), port)) != 0 or socket.gethostbyname(socket.gethostname()).startswith("127.")
+        addresses = listening_addresses(port)  # what the server bound: loopback only, not 0.0.0.0 or ::
+        assert addresses and all(address.is_loopback for address in addresses), addresses
     finally:
         import os
         import signal

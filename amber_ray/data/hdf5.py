@@ -1,4 +1,8 @@
-"""Our chunked HDF5 format, streamed batch by batch for data sets larger than memory.
+"""Our chunked HDF5 format.
+
+:meth:`HDF5SequenceFile.iter_batches` can read a file batch by batch, one chunk at a time, but
+nothing in training uses it yet: :func:`read_hdf5_dir` (``data.kind: hdf5``) loads all three
+splits into memory, so the data must fit in memory.
 
 Layout: ``x`` uint8 ``(N, 4, L)`` holding the one-hot values times 4 (0, 1 or 4; an unknown
 base's 0.25 becomes 1, so it survives exactly), ``y`` float32 ``(N, T)``, ``names`` UTF-8 strings

@@ -28,10 +28,7 @@ instance, A before B.
 
 from __future__ import annotations
 
-import functools
 import logging
-import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,38 +36,12 @@ import pandas as pd
 from amber_ray.config import SimulatorConfig
 from amber_ray.data.dataset import SequenceDataset, codes_to_one_hot
 from amber_ray.errors import AmberInputError
-
-if TYPE_CHECKING:
-    from pyjaspar import jaspardb
+from amber_ray.jaspar import jaspar_motif
 
 log = logging.getLogger(__name__)
 
-# Pinned so that a motif id means the same matrix whatever pyjaspar's default release is.
-JASPAR_RELEASE = "JASPAR2024"
 TRUTH_COLUMNS = ["sequence", "motif_id", "start", "end", "strand"]
 REFERENCE_MOTIFS = ("TGACTCAT", "GCCACGTGGC", "GGGGCGGGGC")
-
-
-@functools.lru_cache(maxsize=1)
-def _jaspar() -> jaspardb:
-    """Imported on first use: pyjaspar pulls in Biopython, which the other data paths do not need."""
-    from pyjaspar import jaspardb
-
-    return jaspardb(release=JASPAR_RELEASE)
-
-
-@functools.lru_cache(maxsize=None)
-def jaspar_motif(motif_id: str) -> tuple[str, np.ndarray]:
-    """Name and read-only position probability matrix ``(width, 4)`` (A, C, G, T) of a JASPAR matrix."""
-    with warnings.catch_warnings():  # pyjaspar warns, then returns None, for an unknown id
-        warnings.simplefilter("ignore")
-        motif = _jaspar().fetch_motif_by_id(motif_id)
-    if motif is None:
-        raise AmberInputError(f"{JASPAR_RELEASE} has no matrix {motif_id!r}", "data.simulate.motifs")
-    counts = np.array([motif.counts[base] for base in "ACGT"], dtype=np.float64).T
-    ppm = counts / counts.sum(axis=1, keepdims=True)
-    ppm.flags.writeable = False
-    return str(motif.name), ppm
 
 
 def sample_instance(rng: np.random.Generator, ppm: np.ndarray) -> np.ndarray:

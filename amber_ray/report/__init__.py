@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from amber_ray import outputs
 from amber_ray.data import read_label_annotation
 from amber_ray.errors import AmberInputError
 from amber_ray.report.html import write_report
-from amber_ray.report.parts import RETRAIN_RUN_ID, SEARCH_CHECKPOINT, load_run
-
-REPORT_NAME = "report.html"
+from amber_ray.report.parts import load_run
+from amber_ray.search.checkpoint import has_checkpoint
 
 
 def is_search_dir(directory: Path) -> bool:
-    return (directory / SEARCH_CHECKPOINT).is_file() or (directory / "history.parquet").is_file()
+    return has_checkpoint(outputs.search_checkpoint(directory)) or (directory / outputs.HISTORY).is_file()
 
 
 def is_retrain_dir(directory: Path) -> bool:
-    return (directory / "results.parquet").is_file() or (directory / RETRAIN_RUN_ID).is_file()
+    return (directory / outputs.RESULTS).is_file() or (directory / outputs.RUN_ID).is_file()
 
 
 def default_part(directory: Path, name: str, given: Path | None) -> Path | None:
@@ -30,7 +30,7 @@ def default_part(directory: Path, name: str, given: Path | None) -> Path | None:
         return given
     if (directory / name).is_dir():
         return directory / name
-    looks_like = {"search": is_search_dir, "retrain": is_retrain_dir}.get(name)
+    looks_like = {outputs.SEARCH_DIR: is_search_dir, outputs.RETRAIN_DIR: is_retrain_dir}.get(name)
     return directory if looks_like is not None and looks_like(directory) else None
 
 
@@ -46,12 +46,12 @@ def report_run(
 ) -> Path:
     """Write ``out`` (default ``directory/report.html``) from whatever parts of the run exist; returns its path."""
     parts = {
-        "search": default_part(directory, "search", search),
-        "retrain": default_part(directory, "retrain", retrain),
-        "variants": default_part(directory, "variants", variants),
-        "interpret": default_part(directory, "interpret", interpret),
+        "search": default_part(directory, outputs.SEARCH_DIR, search),
+        "retrain": default_part(directory, outputs.RETRAIN_DIR, retrain),
+        "variants": default_part(directory, outputs.VARIANTS_DIR, variants),
+        "interpret": default_part(directory, outputs.INTERPRET_DIR, interpret),
     }
     if not any(parts.values()):
         raise AmberInputError("no run outputs here (search/, retrain/, variants/ or interpret/); name them with --search, --retrain, ...", directory)
     run = load_run(**parts, annotation=read_label_annotation(annotation) if annotation else None)
-    return write_report(run, out or directory / REPORT_NAME, track)
+    return write_report(run, out or directory / outputs.REPORT, track)

@@ -2,7 +2,7 @@
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (the Agg canvas, no pyplot and no
 global state), rendered to PNG bytes and closed. Each figure function takes the loaded
-:class:`~amber_ray.report.parts.Run` and raises :class:`Skip` when the parts it draws from are
+:class:`~amber_ray.report.parts.RunParts` and raises :class:`Skip` when the parts it draws from are
 missing; :func:`render_figures` turns that into a note instead of an error.
 """
 
@@ -25,8 +25,9 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from amber_ray.report.parts import Run, SearchPart
+from amber_ray.report.parts import RunParts, SearchPart
 from amber_ray.space import Architecture
+from amber_ray.variants.evaluate import both_orientations
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def to_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def need_search(run: Run) -> SearchPart:
+def need_search(run: RunParts) -> SearchPart:
     if run.search is None:
         raise Skip("no search outputs")
     return run.search
@@ -74,7 +75,7 @@ def grid_shape(panels: int, max_columns: int = 4) -> tuple[int, int]:
 # --- search -------------------------------------------------------------------------------------
 
 
-def op_probabilities(run: Run) -> Figure:
+def op_probabilities(run: RunParts) -> Figure:
     """Paper Fig. 3A: per layer, the controller's probability of each op (rows) over iterations (columns).
 
     The colour scale is centred (white) on the uniform probability 1/ops, so the ops a controller
@@ -108,7 +109,7 @@ def op_probabilities(run: Run) -> Figure:
     return figure
 
 
-def embedding_pca(run: Run) -> Figure:
+def embedding_pca(run: RunParts) -> Figure:
     """Paper Fig. 3B: the controller's learned op embeddings projected on their first two principal components."""
     search = need_search(run)
     if search.embeddings is None or search.ops is None:
@@ -138,7 +139,7 @@ def iteration_rewards(search: SearchPart) -> pd.DataFrame:
     raise Skip("no controller statistics or search history")
 
 
-def controller_curves(run: Run) -> Figure:
+def controller_curves(run: RunParts) -> Figure:
     """Reward (every sampled architecture, mean, max, baseline), entropy, skip fraction and supernet loss."""
     search = need_search(run)
     table = iteration_rewards(search)
@@ -167,7 +168,7 @@ def controller_curves(run: Run) -> Figure:
     return figure
 
 
-def split_half(run: Run) -> Figure:
+def split_half(run: RunParts) -> Figure:
     """Per iteration, Spearman r between the rewards on the two validation halves and the Spearman-Brown reliability."""
     from amber_ray.compare import HALF_COLUMNS, split_half_reliability
 
@@ -204,7 +205,7 @@ def policy_rewards(search: SearchPart) -> dict:
     return comparison
 
 
-def policy_vs_uniform(run: Run) -> Figure:
+def policy_vs_uniform(run: RunParts) -> Figure:
     """Rewards of architectures from the final controller policy vs uniformly sampled ones, scored by the same supernet."""
     comparison = policy_rewards(need_search(run))
     figure = Figure(figsize=(5, 4.2), layout="constrained")
@@ -265,7 +266,7 @@ def architecture_diagram(arch_text: str, layers_per_block: int | None = None) ->
 # --- retraining ---------------------------------------------------------------------------------
 
 
-def searched_vs_sampled(run: Run) -> Figure:
+def searched_vs_sampled(run: RunParts) -> Figure:
     """Test AUROC and AUPR per category (each trial's mean over the category's labels), with Welch t-test p values."""
     retrain = run.retrain
     if retrain is None or retrain.comparison is None:
@@ -296,7 +297,7 @@ def searched_vs_sampled(run: Run) -> Figure:
     return figure
 
 
-def params_vs_auroc(run: Run) -> Figure:
+def params_vs_auroc(run: RunParts) -> Figure:
     """Parameter count vs test AUROC of every retrained trial, with Spearman's rho over all trials."""
     retrain = run.retrain
     if retrain is None or retrain.results is None or retrain.results.empty:
@@ -317,7 +318,7 @@ def params_vs_auroc(run: Run) -> Figure:
     return figure
 
 
-def retrain_curves(run: Run) -> Figure:
+def retrain_curves(run: RunParts) -> Figure:
     """Validation AUROC per epoch of every retraining trial (finished ones end in a dot), while or after the grid runs."""
     retrain = run.retrain
     if retrain is None or retrain.curves is None:
@@ -343,7 +344,7 @@ def retrain_curves(run: Run) -> Figure:
 # --- variants -----------------------------------------------------------------------------------
 
 
-def variant_ref_alt(run: Run) -> Figure:
+def variant_ref_alt(run: RunParts) -> Figure:
     """Predicted probability of the reference vs the alternative allele, one point per variant (and label)."""
     variants = run.variants
     if variants is None or variants.scores is None:
@@ -369,13 +370,7 @@ def variant_ref_alt(run: Run) -> Figure:
     return figure
 
 
-def both_orientations(preferred: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair with its label and, flipped, with the other allele's: as the allele-specific evaluation
-    counts them, so the ROC exists even when every pair prefers the first allele (``preferred`` 1: ref)."""
-    return np.concatenate([preferred, 1 - preferred]), np.concatenate([score, -score])
-
-
-def variant_roc(run: Run) -> Figure:
+def variant_roc(run: RunParts) -> Figure:
     """ROC of the predicted preferred allele: the model's score vs the PWM log-odds baseline."""
     variants = run.variants
     if variants is None or variants.evaluation is None:
@@ -406,10 +401,10 @@ class FigureSpec:
     part: str
     title: str
     caption: str
-    draw: Callable[[Run], Figure]
+    draw: Callable[[RunParts], Figure]
 
 
-FIGURES = (
+REPORT_FIGURES = (
     FigureSpec("op_probabilities", "search", "Op selection probability per layer",
                "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples); "
                "red: favoured over a uniform choice, blue: avoided.",
@@ -446,7 +441,7 @@ FIGURES = (
 )
 
 
-def render(spec: FigureSpec, run: Run) -> Rendered:
+def render(spec: FigureSpec, run: RunParts) -> Rendered:
     try:
         figure = spec.draw(run)
     except Skip as skipped:
@@ -458,6 +453,6 @@ def render(spec: FigureSpec, run: Run) -> Rendered:
         figure.clear()
 
 
-def render_figures(run: Run) -> list[Rendered]:
-    """Every figure of :data:`FIGURES` as PNG bytes, or a note saying why it was skipped."""
-    return [render(spec, run) for spec in FIGURES]
+def render_figures(run: RunParts) -> list[Rendered]:
+    """Every figure of :data:`REPORT_FIGURES` as PNG bytes, or a note saying why it was skipped."""
+    return [render(spec, run) for spec in REPORT_FIGURES]

@@ -19,8 +19,8 @@ from typing import Any
 
 from amber_ray.atomic import atomic_path
 from amber_ray.report.figures import Rendered, architecture_diagram, render_figures, to_png
-from amber_ray.report.parts import InterpretPart, Run, VariantsPart
-from amber_ray.report.summary import Summary, summarize, tracked_runs
+from amber_ray.report.parts import InterpretPart, RunParts, VariantsPart
+from amber_ray.report.summary import Summary, build_summary, tracked_runs
 from amber_ray.tracking import RunTracker
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,11 @@ def esc(value: Any) -> str:
 
 def number(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def p_value(value: float | None) -> str:
+    """Three significant digits, so a small p reads 5.73e-12 rather than 0.000."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
 def cell(value: Any) -> str:
@@ -148,7 +153,7 @@ def policy_section(summary: Summary, figures: list[Rendered]) -> str:
             for key, name in (("policy", "controller policy"), ("uniform", "uniform"))
         ]
         parts.append(table(["architectures from", "n", "mean reward"], rows))
-        parts.append(f"<p>Mann-Whitney p = {number(comparison.get('mannwhitney_p'), 3)}.</p>")
+        parts.append(f"<p>Mann-Whitney p = {p_value(comparison.get('mannwhitney_p'))}.</p>")
     if rendered.png is None:
         parts.append(f"<p class='note'>Skipped: {esc(rendered.note)}.</p>")
     else:
@@ -164,7 +169,7 @@ def architecture_level_cells(entry: dict[str, Any] | None) -> list[str]:
     difference = entry["difference"]
     cells.append(f"{number(difference['mean'])} [{number(difference['low'])}, {number(difference['high'])}]")
     cells.append(number(entry["median_percentile"], 1))
-    cells.append(number(entry["mannwhitney"]["p"], 3))
+    cells.append(p_value(entry["mannwhitney"]["p"]))
     return cells
 
 
@@ -181,7 +186,7 @@ def metrics_section(summary: Summary) -> str:
         metric_rows = []
         for metric, entry in summary.overall.items():
             cells = [f"{number(entry[role]['mean'])} ± {number(entry[role]['std'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
-            metric_rows.append([esc(metric), *cells, number(entry["t_test"]["p"], 3), *architecture_level_cells(summary.architecture_level.get(metric))])
+            metric_rows.append([esc(metric), *cells, p_value(entry["t_test"]["p"]), *architecture_level_cells(summary.architecture_level.get(metric))])
         parts += [
             "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one architecture are not "
             "independent samples, so the architecture columns first average each architecture's replicates: mean of the architecture "
@@ -193,7 +198,7 @@ def metrics_section(summary: Summary) -> str:
         ]
     if summary.params_vs_auroc:
         rho = summary.params_vs_auroc
-        parts.append(f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} (p = {number(rho['p'], 3)}, n = {rho['n']}).</p>")
+        parts.append(f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} (p = {p_value(rho['p'])}, n = {rho['n']}).</p>")
     return "".join(parts)
 
 
@@ -246,13 +251,13 @@ def interpret_section(interpret: InterpretPart, notes: list[str]) -> str:
     return "".join(parts)
 
 
-def sources(run: Run) -> str:
+def sources(run: RunParts) -> str:
     items = [(name, getattr(run, name)) for name in ("search", "retrain", "variants", "interpret")]
     rows = [[name, f"<code>{esc(part.directory)}</code>"] for name, part in items if part is not None]
     return table(["part", "directory"], rows) if rows else ""
 
 
-def build_html(run: Run, summary: Summary, figures: list[Rendered]) -> str:
+def build_html(run: RunParts, summary: Summary, figures: list[Rendered]) -> str:
     notes = list(run.notes)
     title = f"amber_ray report{': ' + summary.name if summary.name else ''}"
     body = [
@@ -294,10 +299,10 @@ def log_to_mlflow(trackers: dict[str, RunTracker], report: Path, figures: list[R
             logger.info("report logged to the MLflow run of the %s (%s)", name, tracker.run_id)
 
 
-def write_report(run: Run, out: Path, track: bool = True) -> Path:
+def write_report(run: RunParts, out: Path, track: bool = True) -> Path:
     """Render ``run`` into the self-contained HTML file ``out``; with ``track``, log it to the run's MLflow parent runs."""
     trackers = tracked_runs(run)
-    summary = summarize(run, trackers)
+    summary = build_summary(run, trackers)
     figures = render_figures(run)
     with atomic_path(out) as tmp:
         tmp.write_text(build_html(run, summary, figures), encoding="utf-8")

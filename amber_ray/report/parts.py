@@ -18,18 +18,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-import torch
 
+from amber_ray import outputs
 from amber_ray.errors import AmberInputError
+from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, previous_path
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError)
-SEARCH_CHECKPOINT = Path("checkpoints") / "search.pt"
-CHECKPOINT_KEYS = {"iteration", "history", "stats", "op_probs", "controller", "arch_space"}
-RETRAIN_RUN_ID = "mlflow_run_id"
-SCORE_COLUMNS = {"ref_prob", "alt_prob"}
 
 
 @dataclass
@@ -72,7 +69,9 @@ class InterpretPart:
 
 
 @dataclass
-class Run:
+class RunParts:
+    """The outputs of one run directory (not an MLflow run): each part ``None`` when absent."""
+
     search: SearchPart | None = None
     retrain: RetrainPart | None = None
     variants: VariantsPart | None = None
@@ -98,33 +97,26 @@ def read_json(path: Path) -> Any:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    missing = CHECKPOINT_KEYS - set(payload)
-    if missing:
-        raise KeyError(f"not a search checkpoint (no {sorted(missing)})")
+    """The search checkpoint as a resume reads it (the previous one when the newest is damaged), checked."""
+    payload = load_checkpoint(path)
+    outputs.check_search_checkpoint(payload)
     return payload
-
-
-def search_checkpoint(directory: Path) -> Path:
-    """The newest checkpoint, or the previous one while a save is swapping them."""
-    from amber_ray.search.checkpoint import previous_path
-
-    path = directory / SEARCH_CHECKPOINT
-    return path if path.is_file() or not previous_path(path).is_file() else previous_path(path)
 
 
 def load_search(directory: Path, notes: list[str]) -> SearchPart:
     part = SearchPart(directory)
-    checkpoint = read_optional(search_checkpoint(directory), read_checkpoint, notes)
+    path = outputs.search_checkpoint(directory)
+    shown = path if path.is_file() or not has_checkpoint(path) else previous_path(path)  # the newest one while a save swaps them
+    checkpoint = read_optional(shown, lambda _: read_checkpoint(path), notes)
     if checkpoint is not None:
         part.run_id = checkpoint.get("run_id")
-        part.ops = tuple(checkpoint["arch_space"])
+        part.ops = outputs.checkpoint_ops(checkpoint)
         part.embeddings = checkpoint["controller"]["model"]["op_embedding.weight"].numpy()
-    if (directory / "history.parquet").is_file() or checkpoint is None:
-        part.history = read_optional(directory / "history.parquet", pd.read_parquet, notes)
-        part.op_probs = read_optional(directory / "op_probs.parquet", pd.read_parquet, notes)
-        part.stats = read_optional(directory / "controller_stats.parquet", pd.read_parquet, notes)
-        part.final = read_optional(directory / "final_architectures.json", read_json, notes)
+    if (directory / outputs.HISTORY).is_file() or checkpoint is None:
+        part.history = read_optional(directory / outputs.HISTORY, pd.read_parquet, notes)
+        part.op_probs = read_optional(directory / outputs.OP_PROBS, pd.read_parquet, notes)
+        part.stats = read_optional(directory / outputs.CONTROLLER_STATS, pd.read_parquet, notes)
+        part.final = read_optional(directory / outputs.FINAL_ARCHITECTURES, read_json, notes)
     else:
         fill_from_checkpoint(part, checkpoint)
         notes.append(f"the search in {directory} has not finished: figures show its last checkpoint (iteration {checkpoint['iteration']})")
@@ -133,23 +125,21 @@ def load_search(directory: Path, notes: list[str]) -> SearchPart:
 
 def fill_from_checkpoint(part: SearchPart, checkpoint: dict[str, Any]) -> None:
     """History, statistics and op probabilities of an unfinished search, as the final tables would hold them."""
-    from amber_ray.search.loop import history_table, op_probs_table
-
-    part.history = history_table(checkpoint["history"])
+    part.history = outputs.history_table(checkpoint["history"])
     part.stats = pd.DataFrame(checkpoint["stats"]) if checkpoint["stats"] else None
-    part.op_probs = op_probs_table(checkpoint["op_probs"], part.ops) if checkpoint["op_probs"] else None
+    part.op_probs = outputs.op_probs_table(checkpoint["op_probs"], part.ops) if checkpoint["op_probs"] else None
 
 
 def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[str]) -> RetrainPart:
     from amber_ray.compare import METRICS, category_scores, compare_results
 
     part = RetrainPart(directory)
-    id_file = directory / RETRAIN_RUN_ID
+    id_file = directory / outputs.RUN_ID
     part.run_id = id_file.read_text().strip() if id_file.is_file() else None
     part.curves = read_trial_curves(directory)
-    part.planned_trials = sum(path.is_dir() for path in (directory / "tune").glob("*/*"))
-    if (directory / "results.parquet").is_file() or part.curves is None:
-        part.results = read_optional(directory / "results.parquet", pd.read_parquet, notes)
+    part.planned_trials = sum(path.is_dir() for path in (directory / outputs.TUNE_DIR).glob("*/*"))
+    if (directory / outputs.RESULTS).is_file() or part.curves is None:
+        part.results = read_optional(directory / outputs.RESULTS, pd.read_parquet, notes)
     else:
         finished = int(part.curves.groupby("trial_id").done.any().sum())
         notes.append(
@@ -172,20 +162,11 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
 
 def provisional_results(directory: Path, notes: list[str]) -> pd.DataFrame | None:
     """The finished trials of a running (or stopped) grid, as the retrain command will write them to results.parquet."""
-    from ray.tune import ExperimentAnalysis, ResultGrid
-
-    from amber_ray.retrain import TUNE_NAME, results_table
-
-    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")  # warns once per trial not started yet
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        return results_table(ResultGrid(ExperimentAnalysis(str(directory / "tune" / TUNE_NAME))))
+        return outputs.finished_trials_table(directory)
     except READ_ERRORS as error:
         notes.append(f"cannot read the retraining grid in {directory} ({type(error).__name__}: {error})")
         return None
-    finally:
-        quiet.setLevel(level)
 
 
 def read_trial_curves(directory: Path) -> pd.DataFrame | None:
@@ -195,19 +176,17 @@ def read_trial_curves(directory: Path) -> pd.DataFrame | None:
     written is skipped; an epoch reported again after a resume counts once.
     """
     rows = []
-    for path in sorted((directory / "tune").glob("*/*/result.json")):
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-                trial = record["config"]["trial"]
-                for entry in record.get("history", [record]):  # all epochs so far, also one whose own line is missing
-                    rows.append(
-                        {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
-                         "epoch": entry["epoch"], "valid_auroc": entry["valid_auroc"],
-                         "done": bool(record.get("done")) and entry["epoch"] == record["epoch"]}
-                    )
-            except (ValueError, KeyError, TypeError):
-                continue
+    for record in outputs.read_trial_reports(directory):
+        trial = record["config"]["trial"]
+        try:
+            for entry in record.get("history", [record]):  # all epochs so far, also one whose own line is missing
+                rows.append(
+                    {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
+                     "epoch": entry["epoch"], "valid_auroc": entry["valid_auroc"],
+                     "done": bool(record.get("done")) and entry["epoch"] == record["epoch"]}
+                )
+        except (KeyError, TypeError):
+            continue
     if not rows:
         return None
     return pd.DataFrame(rows).drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"], ignore_index=True)
@@ -215,7 +194,7 @@ def read_trial_curves(directory: Path) -> pd.DataFrame | None:
 
 def note_other_categories(directory: Path, comparison: dict[str, Any], notes: list[str]) -> None:
     """compare.json may have been written with a label annotation this report was not given."""
-    saved = read_optional(directory / "compare.json", read_json, [])
+    saved = read_optional(directory / outputs.COMPARISON, read_json, [])
     if saved is not None and set(saved.get("categories", {})) != set(comparison["categories"]):
         notes.append(
             f"compare.json in {directory} has categories {sorted(saved['categories'])}; "
@@ -227,7 +206,7 @@ def load_variants(directory: Path, notes: list[str]) -> VariantsPart:
     part = VariantsPart(directory)
     part.summary = read_optional(directory / "eval.json", read_json, notes)
     part.evaluation = read_optional(directory / "eval.parquet", pd.read_parquet, notes)
-    has_probs = part.evaluation is not None and SCORE_COLUMNS <= set(part.evaluation.columns)
+    has_probs = part.evaluation is not None and outputs.ALLELE_PROB_COLUMNS <= set(part.evaluation.columns)
     part.scores = part.evaluation if has_probs else find_score_table(directory)
     if part.scores is None:
         notes.append(f"no variant score table (with ref_prob and alt_prob columns) in {directory}")
@@ -242,7 +221,7 @@ def find_score_table(directory: Path) -> pd.DataFrame | None:
         if reader is None or not path.is_file():
             continue
         table = read_optional(path, reader, [])
-        if table is not None and SCORE_COLUMNS <= set(table.columns):
+        if table is not None and outputs.ALLELE_PROB_COLUMNS <= set(table.columns):
             return table
     return None
 
@@ -261,9 +240,9 @@ def load_run(
     variants: Path | None = None,
     interpret: Path | None = None,
     annotation: pd.DataFrame | None = None,
-) -> Run:
+) -> RunParts:
     """Every part that exists; a part given as a path that is not a directory is noted and skipped."""
-    run = Run()
+    run = RunParts()
     loaders: dict[str, Callable[[Path], Any]] = {
         "search": lambda d: load_search(d, run.notes),
         "retrain": lambda d: load_retrain(d, annotation, run.notes),

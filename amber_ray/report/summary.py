@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from amber_ray.report.parts import RetrainPart, Run, SearchPart
+from amber_ray.report.parts import RetrainPart, RunParts, SearchPart
 from amber_ray.tracking import RunTracker, find_run
 
 MS_PER_HOUR = 3_600_000
@@ -57,7 +57,7 @@ class Summary:
     costs: list[Cost] = field(default_factory=list)
 
 
-def tracked_runs(run: Run) -> dict[str, RunTracker]:
+def tracked_runs(run: RunParts) -> dict[str, RunTracker]:
     """The MLflow parent runs of the search and retrain commands that can be found (their store beside or above them)."""
     found: dict[str, RunTracker] = {}
     for name, part in (("search", run.search), ("retrain", run.retrain)):
@@ -123,7 +123,7 @@ def retrain_cost(details: dict[str, Any] | None, retrain: RetrainPart) -> Cost |
     return Cost("retraining", float(results.wall_seconds.sum()) / 3600, cpus, gpus, basis)
 
 
-def summarize(run: Run, trackers: dict[str, RunTracker]) -> Summary:
+def build_summary(run: RunParts, trackers: dict[str, RunTracker]) -> Summary:
     details = {name: tracker.details() for name, tracker in trackers.items()}
     summary = Summary(name=next((d["params"]["name"] for d in details.values() if "name" in d["params"]), None))
     search_params = details["search"]["params"] if "search" in details else {}

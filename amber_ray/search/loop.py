@@ -36,6 +36,7 @@ import pandas as pd
 import ray
 from scipy import stats as scipy_stats
 
+from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import resolve_gpus
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
@@ -48,7 +49,6 @@ from amber_ray.tracking import RunTracker
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoints/search.pt"
 WARMUP_ITERATION = -1
 ACTOR_LOST = ray.exceptions.RayActorError  # also covers ActorDiedError and ActorUnavailableError
 
@@ -67,7 +67,7 @@ class SearchState:
 
 
 def checkpoint_path(out_dir: Path) -> Path:
-    return out_dir / CHECKPOINT
+    return outputs.search_checkpoint(out_dir)
 
 
 def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
@@ -180,14 +180,14 @@ class SearchDriver:
                 "run_id": self.state.run_id,
                 "controller": controller_state,
                 "supernet": worker_state,
-                "arch_space": self.space.ops,
+                outputs.OPS_KEY: self.space.ops,
                 "strategy": self.search.strategy,
             },
             checkpoint_path(self.out_dir),
         )
 
     def restore(self, payload: dict[str, Any]) -> None:
-        if tuple(payload["arch_space"]) != self.space.ops:
+        if outputs.checkpoint_ops(payload) != self.space.ops:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
         if payload.get("strategy", "enas") != self.search.strategy:
             problem = f"checkpoint was written by a search.strategy {payload.get('strategy', 'enas')!r} search, not {self.search.strategy!r}"
@@ -231,7 +231,7 @@ class SearchDriver:
         return stats
 
     def iteration_rows(self, iteration: int) -> pd.DataFrame:
-        return history_table([row for row in self.state.history if row["iteration"] == iteration])
+        return outputs.history_table([row for row in self.state.history if row["iteration"] == iteration])
 
     def iteration_metrics(self, iteration: int) -> dict[str, float]:
         metrics = {key: value for key, value in self.state.stats[iteration].items() if key != "iteration"}
@@ -265,10 +265,10 @@ class SearchDriver:
             self.track_iteration(iteration)
 
     def write_outputs(self) -> dict[str, Any]:
-        history = history_table(self.state.history)
-        atomic_write_table(history, self.out_dir / "history.parquet")
-        atomic_write_table(op_probs_table(self.state.op_probs, self.space.ops), self.out_dir / "op_probs.parquet")
-        atomic_write_table(pd.DataFrame(self.state.stats), self.out_dir / "controller_stats.parquet")
+        history = outputs.history_table(self.state.history)
+        atomic_write_table(history, self.out_dir / outputs.HISTORY)
+        atomic_write_table(outputs.op_probs_table(self.state.op_probs, self.space.ops), self.out_dir / outputs.OP_PROBS)
+        atomic_write_table(pd.DataFrame(self.state.stats), self.out_dir / outputs.CONTROLLER_STATS)
         final = {"strategy": self.search.strategy, **self.select_final(history)}
         greedy = ray.get(self.controller.greedy.remote())
         if greedy is not None:
@@ -276,7 +276,7 @@ class SearchDriver:
         final["top_k"] = top_architectures(history, self.search.top_k)
         if self.search.final_samples:
             final["policy_vs_uniform"] = self.policy_vs_uniform(self.search.final_samples)
-        atomic_write_json(final, self.out_dir / "final_architectures.json")
+        atomic_write_json(final, self.out_dir / outputs.FINAL_ARCHITECTURES)
         return final
 
     def select_final(self, history: pd.DataFrame) -> dict[str, Any]:
@@ -326,26 +326,6 @@ class SearchDriver:
             "uniform_mean": float(np.mean(uniform_rewards)),
             "mannwhitney_p": float(test.pvalue),
         }
-
-
-HISTORY_COLUMNS = ["iteration", "sample", "arch", "reward", "num_params", "reward_half1", "reward_half2"]
-
-
-def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Every scored architecture; ``reward_half1``/``reward_half2`` are its rewards on the two halves of the scoring set."""
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    return table.astype(
-        {"iteration": "int64", "sample": "int64", "reward": "float64", "num_params": "int64", "reward_half1": "float64", "reward_half2": "float64"}
-    )
-
-
-def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> pd.DataFrame:
-    """Long table: iteration, layer, op, probability (mean over the iteration's samples)."""
-    array = np.asarray(op_probs, dtype=np.float64).reshape(len(op_probs), -1, len(ops))
-    iteration, layer, op = np.indices(array.shape)
-    return pd.DataFrame(
-        {"iteration": iteration.ravel(), "layer": layer.ravel(), "op": np.asarray(ops)[op.ravel()], "probability": array.ravel()}
-    )
 
 
 def top_architectures(history: pd.DataFrame, top_k: int) -> list[dict[str, Any]]:
@@ -404,9 +384,9 @@ def run_search(
 
 
 def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -> None:
-    for name in ("history.parquet", "op_probs.parquet", "controller_stats.parquet", "final_architectures.json"):
+    for name in outputs.SEARCH_OUTPUTS:
         tracker.log_artifact(out_dir / name)
-    tracker.log_artifact(checkpoint_path(out_dir), "checkpoints")
+    tracker.log_artifact(checkpoint_path(out_dir), outputs.CHECKPOINT_DIR)
     tags = {"best_arch": final["best"]["arch"], "strategy": final["strategy"], "selection_rule": final["selection"]["rule"]}
     if "greedy" in final:
         tags["greedy_arch"] = final["greedy"]["arch"]

@@ -1,0 +1,164 @@
+"""Scores of variants from the model's ref and alt probabilities, and the score table with its side file.
+
+Scores per variant and label, from probabilities clipped to ``[1e-6, 1 - 1e-6]`` for the logs:
+``diff = alt - ref``, ``log2fc = log2(alt / ref)``, ``logit_diff = logit(alt) - logit(ref)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from amber_ray.atomic import atomic_path, atomic_write_table
+from amber_ray.data.dataset import codes_to_one_hot
+from amber_ray.errors import AmberInputError
+from amber_ray.predict import predict
+from amber_ray.variants.ldsc import ldsc_annotations, ldsc_path
+from amber_ray.variants.vcf import SKIPPED_COLUMNS
+from amber_ray.variants.windows import Windows
+
+EPS = 1e-6
+SCORE_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "label", "ref_prob", "alt_prob", "diff", "log2fc", "logit_diff"]
+
+OnBatch = Callable[[int], None]
+
+
+def _clipped(probs: np.ndarray) -> np.ndarray:
+    return np.clip(probs, EPS, 1 - EPS)
+
+
+def _logit(probs: np.ndarray) -> np.ndarray:
+    return np.log(probs / (1 - probs))
+
+
+# Effect of a variant from ref and alt probabilities, per label.
+EFFECT_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "diff": lambda ref, alt: alt - ref,
+    "log2fc": lambda ref, alt: np.log2(_clipped(alt) / _clipped(ref)),
+    "logit_diff": lambda ref, alt: _logit(_clipped(alt)) - _logit(_clipped(ref)),
+}
+
+
+@dataclass
+class VariantEffects:
+    """Predictions ``(N, labels)`` for the ref and alt windows of each variant."""
+
+    windows: Windows
+    label_names: list[str]
+    ref_probs: np.ndarray
+    alt_probs: np.ndarray
+
+    def score(self, name: str) -> np.ndarray:
+        """``(N, labels)`` matrix of one of :data:`EFFECT_SCORES`."""
+        if name not in EFFECT_SCORES:
+            raise AmberInputError(f"unknown score {name!r}; one of {list(EFFECT_SCORES)}", "score")
+        return EFFECT_SCORES[name](self.ref_probs.astype(np.float64), self.alt_probs.astype(np.float64))
+
+    def table(self) -> pd.DataFrame:
+        """Long format: one row per variant and label, variant-major, columns :data:`SCORE_COLUMNS`."""
+        w, labels = self.windows, len(self.label_names)
+
+        def per_variant(values: Sequence[object], dtype: str) -> pd.Series:
+            return pd.Series(np.repeat(np.asarray(values, dtype=object), labels)).astype(dtype)
+
+        columns = {
+            "variant_id": per_variant(w.variant_id, "string"),
+            "chrom": per_variant(w.chrom, "string"),
+            "pos": per_variant([pd.NA if p is None else p for p in w.pos], "Int64"),
+            "ref": per_variant(w.ref, "string"),
+            "alt": per_variant(w.alt, "string"),
+            "label": pd.Series(np.tile(np.asarray(self.label_names, dtype=object), len(w))).astype("string"),
+            "ref_prob": self.ref_probs.ravel(),
+            "alt_prob": self.alt_probs.ravel(),
+        }
+        columns.update({name: self.score(name).ravel() for name in EFFECT_SCORES})
+        return pd.DataFrame(columns, columns=SCORE_COLUMNS)
+
+
+class StrandProbabilities(nn.Module):
+    """Sigmoid outputs of ``model``; with ``both_strands`` the mean of the forward and reverse-complement ones.
+
+    Starts in the wrapped model's mode, so that restoring the wrapper's mode restores the model's.
+    """
+
+    def __init__(self, model: nn.Module, both_strands: bool = False):
+        super().__init__()
+        self.model = model
+        self.both_strands = both_strands
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(self.model(x))
+        if self.both_strands:  # A, C, G, T order: complementing is reversing the channel axis
+            probs = (probs + torch.sigmoid(self.model(x.flip((1, 2))))) / 2
+        return probs.float()
+
+
+def score_windows(
+    model: nn.Module,
+    windows: Windows,
+    label_names: list[str],
+    batch_size: int = 64,
+    both_strands: bool = False,
+    on_batch: OnBatch | None = None,
+) -> VariantEffects:
+    """Predict ref and alt windows in batches of ``batch_size`` variants; the model's mode is restored.
+
+    Each batch holds the ref and the alt window of ``batch_size`` variants, one-hot encoded only
+    then; ``on_batch`` gets the number of variants after each batch.
+    """
+    length = windows.ref_codes.shape[1]
+    pairs = np.stack([windows.ref_codes, windows.alt_codes], axis=1)  # (N, 2, L): ref, alt of each variant
+
+    def one_hot(codes: np.ndarray) -> np.ndarray:
+        return codes_to_one_hot(codes.reshape(-1, length))
+
+    probs = predict(StrandProbabilities(model, both_strands), pairs, batch_size, prepare=one_hot, on_batch=on_batch)
+    probs = probs.reshape(len(windows), 2, probs.shape[-1])
+    return VariantEffects(windows, label_names, probs[:, 0], probs[:, 1])
+
+
+def side_file(out: str | Path) -> Path:
+    """Where the not-scored variants of ``out`` go: ``scores.parquet`` -> ``scores.skipped.tsv``."""
+    out = Path(out)
+    return out.with_name(f"{out.name.removesuffix('.tsv').removesuffix('.parquet')}.skipped.tsv")
+
+
+def check_score_output(out: Path, ldsc_score: str = "diff") -> None:
+    """Fail before any work when the table name or the LDSC score is not one we can write."""
+    if out.suffix not in (".parquet", ".tsv"):
+        raise AmberInputError("output must end in .parquet or .tsv", out)
+    if ldsc_score not in EFFECT_SCORES:
+        raise AmberInputError(f"unknown score {ldsc_score!r}; one of {list(EFFECT_SCORES)}", "--ldsc-score")
+
+
+def write_scores(
+    effects: VariantEffects,
+    skipped: list[dict[str, object]],
+    out: str | Path,
+    ldsc_prefix: str | Path | None = None,
+    ldsc_score: str = "diff",
+) -> list[Path]:
+    """Write the score table (parquet, or TSV by extension), its side file and LDSC files; returns the paths.
+
+    Everything is computed before the first file is written, and each file is written atomically.
+    """
+    out = Path(out)
+    check_score_output(out, ldsc_score)
+    annotations = ldsc_annotations(effects, ldsc_score) if ldsc_prefix is not None else {}
+    table = effects.table()
+    atomic_write_table(table, out)
+    atomic_write_table(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), side_file(out))
+    written = [out, side_file(out)]
+    for chrom, rows in annotations.items():
+        path = ldsc_path(ldsc_prefix, chrom)
+        with atomic_path(path) as tmp:
+            rows.to_csv(tmp, sep="\t", index=False, compression="gzip")
+        written.append(path)
+    return written
