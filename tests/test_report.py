@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from amber_ray.cli import app
 from amber_ray.compare import split_half_reliability
-from amber_ray.config import parse_config
+from amber_ray.config import SimulatorConfig, parse_config
+from amber_ray.data.simulate import simulate_dataset
 from amber_ray.report import report_run
 from amber_ray.outputs import LEGACY_OPS_KEY, OPS_KEY, check_search_checkpoint, checkpoint_ops
 from amber_ray.pipeline import compare_retrain
@@ -30,7 +31,9 @@ from amber_ray.report.figures import REPORT_FIGURES, render_figures
 from amber_ray.report.parts import load_run
 from amber_ray.retrain import run_retrain
 from amber_ray.search.loop import run_search
+from amber_ray.training import train_architecture
 
+CTCF = "MA0139.1_CTCF"
 RAW = {
     "name": "report-test",
     "seed": 2,
@@ -54,19 +57,44 @@ PROBE = """<script>addEventListener("load", () => {
 
 @pytest.fixture(scope="module")
 def small_run(ray_session, tmp_path_factory) -> Path:
-    """A demo-shaped run directory: search/ and retrain/ (each with its MLflow store), variants/ and interpret/."""
+    """A demo-shaped run directory: search/ and retrain/ (each with its MLflow store), then variants/
+    and interpret/ written by `amber-ray variants eval` and `amber-ray interpret` with a model
+    trained on the same data."""
     out = tmp_path_factory.mktemp("run")
     config = parse_config(RAW)
-    run_search(config, out / "search")
+    final = run_search(config, out / "search")
     run_retrain(config, out / "search", out / "retrain")
     compare_retrain(out / "retrain")
-    write_variant_outputs(out / "variants")
-    write_interpret_outputs(out / "interpret")
+    trained = config.model_copy(update={"train": config.train.model_copy(update={"max_epochs": 4})})
+    train_architecture(trained, final["best"]["arch"], out / "model")
+    ref, alt = write_ctcf_pairs(out / "pairs")
+    model = str(out / "model" / "model.pt")
+    for args in (
+        ["variants", "eval", model, "--ref-fasta", str(ref), "--alt-fasta", str(alt), "--out", str(out / "variants"), "--label", CTCF],
+        ["interpret", model, "--fasta", str(ref), "--label", CTCF, "--out", str(out / "interpret"), "--top", "2", "--shuffles", "4"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
     return out
 
 
+def write_ctcf_pairs(directory: Path) -> tuple[Path, Path]:
+    """40 simulated sequences with one CTCF site (first allele) and the same with the site's bases redrawn (second allele)."""
+    dataset, truth = simulate_dataset(SimulatorConfig(num_sequences=40, length=100, motifs=["MA0139.1"], prevalence=0.999), seed=5)
+    codes = dataset.x.argmax(axis=1)
+    rng = np.random.default_rng(5)
+    mutated = codes.copy()
+    for row in truth.itertuples():
+        mutated[row.sequence, row.start : row.end] = rng.integers(0, 4, row.end - row.start)
+    directory.mkdir()
+    paths = directory / "ref.fa", directory / "alt.fa"
+    for path, sequences in zip(paths, (codes, mutated)):
+        path.write_text("".join(f">{name}\n{''.join('ACGT'[c] for c in seq)}\n" for name, seq in zip(dataset.names, sequences)))
+    return paths
+
+
 def write_variant_outputs(directory: Path, probs_in_eval: bool = True, all_ref_preferred: bool = False) -> None:
-    """The files `amber-ray variants eval` writes (preferred 1: the reference allele), with made-up scores."""
+    """Files in the layouts `amber-ray variants eval` / `score` write, with random scores: for the layout test below."""
     directory.mkdir()
     rng = np.random.default_rng(0)
     ids = [f"v{i}" for i in range(60)]
@@ -85,14 +113,6 @@ def write_variant_outputs(directory: Path, probs_in_eval: bool = True, all_ref_p
         "model": {"auroc": 0.8123, "accuracy": 0.7}, "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "accuracy": 0.5},
     }
     (directory / "eval.json").write_text(json.dumps(summary))
-
-
-def write_interpret_outputs(directory: Path) -> None:
-    (directory / "figures").mkdir(parents=True)
-    figure = Figure(figsize=(3, 2))
-    figure.subplots().plot([0, 1], [1, 0])
-    figure.savefig(directory / "figures" / "attribution.png")
-    (directory / "seqlets.tsv").write_text("example\tstart\tend\tmotif\tq_value\n0\t10\t22\tMA0139.1_CTCF\t0.001\n")
 
 
 def decoded_images(page: str) -> dict[str, Image.Image]:
@@ -124,7 +144,9 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
     page = report.read_text()
 
     images = decoded_images(page)
-    assert len(images) == len(REPORT_FIGURES) + 2  # every figure, the architecture diagram, the interpretation PNG
+    interpretation_figures = list((small_run / "interpret" / "figures").glob("*.png"))
+    assert interpretation_figures
+    assert len(images) == len(REPORT_FIGURES) + 1 + len(interpretation_figures)  # every figure, the architecture diagram, interpretation
     assert all(image.format == "PNG" and min(image.size) > 50 for image in images.values())
     assert "Skipped" not in page
 
@@ -134,6 +156,8 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
     searched = results[results.role == "searched"]
     level = comparison["architecture_level"]["auroc"]
     policy = final["policy_vs_uniform"]
+    evaluation = json.loads((small_run / "variants" / "eval.json").read_text())
+    seqlets = pd.read_csv(small_run / "interpret" / "seqlets.tsv", sep="\t")
     for expected in (
         final["best"]["arch"],
         f"{final['best']['reward']:.4f}",
@@ -153,8 +177,9 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
         f"{level['difference']['mean']:.4f} [{level['difference']['low']:.4f}, {level['difference']['high']:.4f}]",
         f"<td class=\"num\">{level['median_percentile']:.1f}</td><td class=\"num\">{level['mannwhitney']['p']:.3g}</td>",
         f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
-        "0.8123",  # variant evaluation, model AUROC
-        "MA0139.1_CTCF",  # seqlets table
+        f"{evaluation['model']['auroc']:.4f}",  # variant evaluation: model and PWM AUROC
+        f"{evaluation['pwm']['auroc']:.4f}",
+        f"{min(len(seqlets), 20)} of {len(seqlets)} rows of seqlets.tsv",
         "CPU hours",
     ):
         assert expected in page, expected
