@@ -50,8 +50,21 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from amber_ray import __version__
+
+        console.print(f"amber-ray {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -284,7 +297,7 @@ def variants_score(
     batch_size: BatchOption = 64,
     device: DeviceOption = "cpu",
     ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
-    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="LDSC columns: |diff|, |log2fc| or |logit_diff|.")] = "diff",
+    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff.")] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
     from amber_ray.predict import load_model

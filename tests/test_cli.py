@@ -122,3 +122,10 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     expected = expected.model_copy(update={"search": expected.search.model_copy(update={"iterations": 2}),
                                            "retrain": expected.retrain.model_copy(update={"sampled": 1})})
     assert seen == {"config": expected, "out": out, "resume": True}
+
+
+def test_version_is_the_installed_package_version():
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"amber-ray {version('amber_ray')}"
