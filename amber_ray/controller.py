@@ -39,6 +39,23 @@ def _bernoulli_kl(p: torch.Tensor, target: float) -> torch.Tensor:
     return p * torch.log(p / target) + (1 - p) * torch.log((1 - p) / (1 - target))
 
 
+def finite_rewards(rewards: Sequence[float]) -> np.ndarray:
+    """Rewards as float64 (round-off between equal rewards stays far below any real difference); NaN or infinity refused."""
+    reward = np.asarray(rewards, dtype=np.float64)
+    if not np.isfinite(reward).all():
+        raise ValueError("rewards must be finite")
+    return reward
+
+
+def iteration_stats(archs: Sequence[Architecture], reward: np.ndarray) -> dict[str, float]:
+    """What every policy reports of an iteration: realised skip fraction, mean and max reward."""
+    return {
+        "skip_fraction": sum(a.skip_fraction() for a in archs) / len(archs),
+        "mean_reward": float(reward.mean()),
+        "max_reward": float(reward.max()),
+    }
+
+
 class Controller(nn.Module):
     def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int = 0):
         super().__init__()
@@ -181,7 +198,7 @@ class Controller(nn.Module):
         policy = policy.sum() if config.loss_reduction == "sum" else policy.mean()
         skip_kl = decisions.skip_kl
         if config.skip_kl_reduction == "mean":
-            skip_kl = skip_kl / max(1, self.space.num_layers * (self.space.num_layers - 1) // 2)
+            skip_kl = skip_kl / max(1, self.space.num_skip_choices)
         return policy - config.entropy_weight * decisions.entropy.mean() + config.skip_weight * skip_kl.mean()
 
     def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
@@ -191,9 +208,7 @@ class Controller(nn.Module):
         over the iteration, is measured; past ``max_kl`` the update stops (AMBER's rule), so a
         noisy iteration cannot drag the policy far.
         """
-        reward = torch.tensor(list(rewards), dtype=torch.float64)
-        if not torch.isfinite(reward).all():
-            raise ValueError("rewards must be finite")
+        reward = torch.from_numpy(finite_rewards(rewards))
         advantage = self.advantages(reward)
         ops, skips = self.encode(archs)
         with torch.no_grad():
@@ -222,9 +237,7 @@ class Controller(nn.Module):
             "kl": kl,
             "entropy": float(before.entropy.mean()),
             "skip_kl": float(before.skip_kl.mean()),
-            "skip_fraction": sum(a.skip_fraction() for a in archs) / len(archs),
-            "mean_reward": float(reward.mean()),
-            "max_reward": float(reward.max()),
+            **iteration_stats(archs, reward.numpy()),
         }
 
     def full_state(self) -> dict:
@@ -265,25 +278,17 @@ class UniformPolicy:
 
     def entropy(self) -> float:
         """Entropy of one architecture's decisions, in nats (the controller reports the same quantity)."""
-        p, layers = self.skip_probability, self.space.num_layers
+        p = self.skip_probability
         skip_entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
-        return float(layers * np.log(len(self.space.ops)) + layers * (layers - 1) / 2 * skip_entropy)
+        return float(self.space.num_layers * np.log(len(self.space.ops)) + self.space.num_skip_choices * skip_entropy)
 
     def greedy(self) -> None:
         """Uniform sampling has no mode."""
         return None
 
     def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        reward = np.asarray(rewards, dtype=np.float64)
-        if not np.isfinite(reward).all():
-            raise ValueError("rewards must be finite")
-        return {
-            "baseline": float(reward.mean()),
-            "entropy": self.entropy(),
-            "skip_fraction": sum(a.skip_fraction() for a in archs) / len(archs),
-            "mean_reward": float(reward.mean()),
-            "max_reward": float(reward.max()),
-        }
+        reward = finite_rewards(rewards)
+        return {"baseline": float(reward.mean()), "entropy": self.entropy(), **iteration_stats(archs, reward)}
 
     def full_state(self) -> dict:
         return {"rng": copy.deepcopy(self.rng.bit_generator.state)}

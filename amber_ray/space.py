@@ -85,10 +85,14 @@ class ModelSpace:
         """Sequence length inside ``block`` (``block == num_blocks`` gives the length after the last)."""
         return self.input_length // self.reduction**block
 
+    @property
+    def num_skip_choices(self) -> int:
+        """Possible skip connections: layer ``i`` may add any of the ``i`` layers before it."""
+        return self.num_layers * (self.num_layers - 1) // 2
+
     def size(self) -> int:
-        """Number of distinct architectures: ops^layers * 2^(skip choices), skip choices = sum of i."""
-        skip_choices = self.num_layers * (self.num_layers - 1) // 2
-        return len(self.ops) ** self.num_layers * 2**skip_choices
+        """Number of distinct architectures: ops^layers * 2^(skip choices)."""
+        return len(self.ops) ** self.num_layers * 2**self.num_skip_choices
 
     def sample(self, rng: np.random.Generator, skip_probability: float = 0.4) -> Architecture:
         """A uniformly random op per layer; each skip present with ``skip_probability``."""

@@ -45,13 +45,18 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
+def formatted(value: float | None, spec: str) -> str:
+    """``value`` in the format ``spec``; "n/a" when it is missing or NaN."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
 def number(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return formatted(value, f".{digits}f")
 
 
 def p_value(value: float | None) -> str:
     """Three significant digits, so a small p reads 5.73e-12 rather than 0.000."""
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+    return formatted(value, ".3g")
 
 
 def cell(value: Any) -> str:
