@@ -273,7 +273,7 @@ RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First 
 AltFastaOption = Annotated[Path | None, typer.Option("--alt-fasta", help="Second allele of each pair.")]
 StrandsOption = Annotated[bool, typer.Option("--both-strands", help="Average forward and reverse-complement predictions.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Variants per prediction batch.")]
-DeviceOption = Annotated[str, typer.Option("--device", help="Torch device for prediction, e.g. cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
 
 
 def score_with_progress(model: Any, windows: Any, labels: list[str], both_strands: bool, batch_size: int) -> Any:
@@ -295,7 +295,7 @@ def variants_score(
     alt_fasta: AltFastaOption = None,
     both_strands: StrandsOption = False,
     batch_size: BatchOption = 64,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
     ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff.")] = "diff",
 ) -> None:
@@ -327,7 +327,7 @@ def variants_eval(
     preferred: Annotated[Path | None, typer.Option("--preferred", help="TSV variant_id, preferred (1: first allele).")] = None,
     both_strands: StrandsOption = False,
     batch_size: BatchOption = 64,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
     from amber_ray.predict import label_index, load_model
@@ -358,7 +358,7 @@ def interpret_model(
     shuffles: Annotated[int, typer.Option("--shuffles", min=1, help="Dinucleotide-shuffled references per sequence.")] = 20,
     jaspar: Annotated[str, typer.Option("--jaspar", help="JASPAR CORE taxonomic group to match seqlets against (vertebrates, plants, insects, ...).")] = "vertebrates",
     seed: Annotated[int, typer.Option(help="Seed of the shuffled references.")] = 0,
-    device: Annotated[str | None, typer.Option(help="Device for the model (default: cuda when present, else cpu).")] = None,
+    device: DeviceOption = "auto",
 ) -> None:
     """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
     from amber_ray.interpret import interpret, load_inputs, write_outputs

@@ -33,7 +33,8 @@ from torch.nn import functional as F
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import SamePool
 from amber_ray.jaspar import jaspar_collection
-from amber_ray.predict import eval_mode_on, label_index, load_model, predict, resolve_device
+from amber_ray.device import resolve_device
+from amber_ray.predict import eval_mode_on, label_index, load_model, predict
 from amber_ray.training import minibatch_indices
 
 log = logging.getLogger(__name__)

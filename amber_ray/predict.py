@@ -17,17 +17,11 @@ import torch
 from torch import nn
 
 from amber_ray.child import ChildNet, load_child
+from amber_ray.device import resolve_device
 from amber_ray.errors import AmberInputError
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when there is one, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_model(path: str | Path, device: str | torch.device | None = "cpu") -> tuple[ChildNet, list[str]]:
+def load_model(path: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
     """A model written by ``amber-ray train`` or ``retrain`` on ``device``, and its label names."""
     model, extra = load_child(path)
     try:
