@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from amber_ray.config import ExperimentConfig, demo_config, load_config, override_config, parse_overrides
 from amber_ray.errors import AmberInputError
+from amber_ray.jaspar import TAX_GROUPS, check_tax_group
 from amber_ray.outputs import METRICS, MLFLOW_STORE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
@@ -30,15 +32,28 @@ OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages of amber_ray (not of the libraries it uses).")]
+
+
+def configure_logging(verbose: bool) -> None:
+    """amber_ray's messages at INFO (DEBUG with ``-v``); other libraries' only from WARNING up."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is first imported
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def user_errors(command: F) -> F:
-    """Turn :class:`AmberInputError` into one line on stderr and exit code 2.
+    """Every command's shared behaviour: ``-v`` after the command name, and :class:`AmberInputError`
+    turned into one line on stderr and exit code 2.
 
     An error that names no file (a resource the cluster lacks) comes from a config value, so the
     command's config file is named.
     """
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> Any:
+        if verbose:
+            configure_logging(verbose)
         try:
             return command(*args, **kwargs)
         except AmberInputError as error:
@@ -47,6 +62,10 @@ def user_errors(command: F) -> F:
             console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
             raise typer.Exit(2) from None
 
+    signature = inspect.signature(command, eval_str=True)
+    verbose = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=VerboseOption)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), verbose])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**command.__annotations__, "verbose": VerboseOption}
     return wrapper  # type: ignore[return-value]
 
 
@@ -60,32 +79,34 @@ def print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: VerboseOption = False,
     show_version: Annotated[
         bool, typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-    )
+    configure_logging(verbose)
 
 
-def progress_bar(*fields: str) -> Progress:
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    columns += [TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields]
-    return Progress(*columns, console=console)
+def progress_bar() -> Progress:
+    """One live display for a command; each task shows its own ``status`` text."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, TextColumn("{task.fields[status]}"), console=console)
+
+
+def add_task(progress: Progress, name: str, total: int | None) -> Callable[..., None]:
+    """A task on ``progress``; returns its ``update(**fields)`` (``status=...``, ``advance=...``)."""
+    task = progress.add_task(name, total=total, status="")
+    return functools.partial(progress.update, task)
 
 
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
     from amber_ray.training import FitState, train_architecture
 
-    with progress_bar("valid_auroc") as progress:
-        task = progress.add_task("train", total=config.train.max_epochs, valid_auroc="-")
+    with progress_bar() as progress:
+        update = add_task(progress, "train", config.train.max_epochs)
 
         def on_epoch(state: FitState) -> None:
-            progress.update(task, advance=1, valid_auroc=f"{state.record['valid_auroc']:.4f}")
+            update(advance=1, status=f"valid AUROC {state.record['valid_auroc']:.4f}")
 
         return train_architecture(config, arch_text, out, on_epoch)
 
@@ -105,23 +126,30 @@ def train(
     console.print(f"test {summary}; wrote {out / METRICS}")
 
 
-@contextmanager
-def search_progress(config: ExperimentConfig) -> Iterator[Callable[[dict[str, float]], None]]:
-    """A progress bar of the search's iterations; yields the ``on_iteration`` hook that advances it."""
-    with progress_bar("mean", "max", "entropy", "skip") as progress:
-        task = progress.add_task("search", total=config.search.iterations, mean="-", max="-", entropy="-", skip="-")
+def search_hook(progress: Progress, config: ExperimentConfig) -> Callable[[dict[str, float]], None]:
+    """A task of the search's iterations on ``progress``; returns the ``on_iteration`` hook that advances it."""
+    update = add_task(progress, "search", config.search.iterations)
 
-        def on_iteration(stats: dict[str, float]) -> None:
-            progress.update(
-                task,
-                completed=stats["iteration"] + 1,
-                mean=f"{stats['mean_reward']:.4f}",
-                max=f"{stats['max_reward']:.4f}",
-                entropy=f"{stats['entropy']:.2f}",
-                skip=f"{stats['skip_fraction']:.2f}",
-            )
+    def on_iteration(stats: dict[str, float]) -> None:
+        update(
+            completed=stats["iteration"] + 1,
+            status=(
+                f"reward {stats['mean_reward']:.3f} (max {stats['max_reward']:.3f}) "
+                f"entropy {stats['entropy']:.1f} skips {stats['skip_fraction']:.2f}"
+            ),
+        )
 
-        yield on_iteration
+    return on_iteration
+
+
+def trial_hook(progress: Progress) -> Callable[[int, int, float], None]:
+    """A task of the retraining's trials on ``progress``; returns the ``on_trial`` hook that advances it."""
+    update = add_task(progress, "retrain", None)
+
+    def on_trial(done: int, total: int, best_test_auroc: float) -> None:
+        update(total=total, completed=done, status=f"best test AUROC {best_test_auroc:.4f}")
+
+    return on_trial
 
 
 @app.command()
@@ -137,8 +165,8 @@ def search(
     from amber_ray.search.loop import run_search
 
     experiment = load_config(config, parse_overrides(overrides or []))
-    with search_progress(experiment) as on_iteration, cluster.ray_session():
-        final = run_search(experiment, out, resume, on_iteration)
+    with progress_bar() as progress, cluster.ray_session():
+        final = run_search(experiment, out, resume, search_hook(progress, experiment))
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     console.print(f"wrote {out / outputs.HISTORY} and {out / outputs.FINAL_ARCHITECTURES}")
 
@@ -161,8 +189,8 @@ def retrain(
     values = parse_overrides(overrides or [])
     values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
 
-    with cluster.ray_session():
-        results = run_retrain(load_config(config, values), search_dir, out, resume)
+    with progress_bar() as progress, cluster.ray_session():
+        results = run_retrain(load_config(config, values), search_dir, out, resume, on_trial=trial_hook(progress))
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
     console.print(f"wrote {out / outputs.RESULTS}")
 
@@ -214,7 +242,7 @@ def report(
     variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
     interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).")] = None,
+    out: Annotated[Path | None, typer.Option("--out-file", help="Report file (default: RUN_DIR/report.html).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
 ) -> None:
     """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
@@ -234,9 +262,8 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] =
     from amber_ray.pipeline import run_pipeline
 
     config = override_config(demo_config(), parse_overrides(overrides or []))
-    with search_progress(config) as on_iteration:
-        result = run_pipeline(config, out, resume=True, on_iteration=on_iteration)
-    console.print(f"searched architecture (reward {result.final['best']['reward']:.4f}): {result.final['best']['arch']}")
+    with progress_bar() as progress:
+        result = run_pipeline(config, out, True, search_hook(progress, config), on_trial=trial_hook(progress))
     console.print(comparison_table(result.comparison))
     console.print(f"outputs in {out}; report: {result.report}")
 
@@ -280,15 +307,15 @@ def score_with_progress(model: Any, windows: Any, labels: list[str], both_strand
     from amber_ray.variants import score_windows
 
     with progress_bar() as progress:
-        task = progress.add_task("variants", total=len(windows))
-        return score_windows(model, windows, labels, batch_size, both_strands, lambda n: progress.advance(task, n))
+        update = add_task(progress, "variants", len(windows))
+        return score_windows(model, windows, labels, batch_size, both_strands, lambda n: update(advance=n))
 
 
 @variants_app.command("score")
 @user_errors
 def variants_score(
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.")],
+    out: Annotated[Path, typer.Option("--out-file", help="Score table, .parquet or .tsv: one row per variant and label.")],
     vcf: VcfOption = None,
     fasta: GenomeOption = None,
     ref_fasta: RefFastaOption = None,
@@ -356,19 +383,22 @@ def interpret_model(
     out: OutOption,
     top: Annotated[int, typer.Option("--top", min=1, help="Highest-scoring sequences drawn as logos and mutated base by base (ISM).")] = 5,
     shuffles: Annotated[int, typer.Option("--shuffles", min=1, help="Dinucleotide-shuffled references per sequence.")] = 20,
-    jaspar: Annotated[str, typer.Option("--jaspar", help="JASPAR CORE taxonomic group to match seqlets against (vertebrates, plants, insects, ...).")] = "vertebrates",
+    jaspar: Annotated[
+        str, typer.Option("--jaspar", help="JASPAR CORE taxonomic group to match seqlets against: " + ", ".join(TAX_GROUPS) + ".")
+    ] = "vertebrates",
     seed: Annotated[int, typer.Option(help="Seed of the shuffled references.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
     """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
+    check_tax_group(jaspar)
     net, index, names, x = load_inputs(model, fasta, label)
     with progress_bar() as progress:
 
         def stage(name: str, total: int) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n: progress.advance(task, n)
+            update = add_task(progress, name, total)
+            return lambda n: update(advance=n)
 
         result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
     write_outputs(result, out)

@@ -52,10 +52,25 @@ def jaspar_motif(motif_id: str, source: str = "data.simulate.motifs") -> tuple[s
     return str(motif.name), ppm
 
 
+# The taxonomic groups of JASPAR 2024 (``tax_group`` annotations of its matrices).
+TAX_GROUPS = (
+    "cnidaria", "diatoms", "dictyostelium", "fungi", "insects", "nematodes", "oomycota", "plants", "trematodes", "urochordates", "vertebrates",
+)
+
+
+def check_tax_group(tax_group: str) -> None:
+    """Refuse a taxonomic group JASPAR does not have, listing those it has."""
+    if tax_group not in TAX_GROUPS:
+        raise AmberInputError(f"unknown taxonomic group {tax_group!r}; one of {', '.join(TAX_GROUPS)}", "--jaspar")
+
+
 @functools.lru_cache(maxsize=4)
 def jaspar_collection(tax_group: str, collection: str = "CORE") -> tuple[list[str], list[str], list[np.ndarray]]:
     """IDs, names and ``(width, 4)`` probability matrices of a JASPAR collection for one taxonomic group."""
-    motifs = database().fetch_motifs(collection=collection, tax_group=[tax_group])
+    check_tax_group(tax_group)
+    with warnings.catch_warnings():  # pyjaspar warns, then returns [], for an empty selection
+        warnings.simplefilter("ignore")
+        motifs = database().fetch_motifs(collection=collection, tax_group=[tax_group])
     if not motifs:
         raise AmberInputError(f"{JASPAR_RELEASE} {collection} has no motifs for taxonomic group {tax_group!r}", "--jaspar")
     return [m.matrix_id for m in motifs], [str(m.name) for m in motifs], [probabilities(m) for m in motifs]

@@ -60,13 +60,15 @@ def run_pipeline(
     resume: bool = True,
     on_iteration: Callable[[dict[str, float]], None] | None = None,
     annotation: Path | None = None,
+    on_trial: Callable[[int, int, float], None] | None = None,
 ) -> PipelineResult:
     """Search, retrain, compare and report into ``out`` (``search/``, ``retrain/``, ``report.html``, one MLflow store).
 
     With ``resume`` a step whose outputs are already there continues from them (a finished step
     is not run again); without it, a step that already ran is an error. Connects to Ray (the
     cluster in ``RAY_ADDRESS`` or a local one) unless it is already initialised, and shuts it
-    down afterwards.
+    down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
+    retraining's finished trials (progress bars).
     """
     out = Path(out)
     search_dir, retrain_dir = out / outputs.SEARCH_DIR, out / outputs.RETRAIN_DIR
@@ -75,6 +77,6 @@ def run_pipeline(
     with ray_session():
         final = run_search(config, search_dir, resume and has_checkpoint(outputs.search_checkpoint(search_dir)), on_iteration)
         logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
-        results = run_retrain(config, search_dir, retrain_dir, resume and (retrain_dir / outputs.TUNE_DIR).exists())
+        results = run_retrain(config, search_dir, retrain_dir, resume and (retrain_dir / outputs.TUNE_DIR).exists(), on_trial=on_trial)
     comparison = compare_retrain(retrain_dir, annotation)
     return PipelineResult(final, results, comparison, report_run(out))

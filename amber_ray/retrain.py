@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_table
@@ -113,7 +116,8 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
 
 def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epochs: int, seconds: float) -> dict[str, Any]:
     test = evaluate(model, splits.test)
-    scalars = {f"test_{key}": value for key, value in test.items() if isinstance(value, (int, float))}
+    # Labels without both classes in the test set are counted, not compared: they are no test metric.
+    scalars = {f"test_{key}": value for key, value in test.items() if isinstance(value, (int, float)) and key != "labels_skipped"}
     return {
         **scalars,
         "test_per_label_auroc": test["per_label_auroc"],
@@ -173,7 +177,7 @@ class MlflowTrialCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         finished = sum(t.status == "TERMINATED" or t is trial for t in trials)
         result = trial.last_result or {}
-        logger.info(
+        logger.debug(
             "trial %d/%d done: %s replicate %s, test AUROC %.4f after %s epochs",
             finished, len(trials), trial.config["trial"]["role"], trial.config["trial"]["replicate"],
             result.get("test_auroc", float("nan")), result.get("epochs", "?"),
@@ -187,6 +191,27 @@ class MlflowTrialCallback(tune.Callback):
         self._run_for(trial).finish("FAILED")
 
 
+class TrialProgress(tune.Callback):
+    """Calls ``on_trial(done, total, best_test_auroc)`` as trials finish (the CLI's progress bar).
+
+    Tune pickles its callbacks with the experiment state; the hook is a live object of this
+    process, so it is left out (a restored grid reports no progress through it).
+    """
+
+    def __init__(self, on_trial: Callable[[int, int, float], None] | None):
+        self.on_trial = on_trial
+        self.best = float("nan")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "on_trial": None}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        auroc = (trial.last_result or {}).get("test_auroc", float("nan"))
+        self.best = auroc if np.isnan(self.best) else max(self.best, auroc)
+        if self.on_trial:
+            self.on_trial(sum(t.status == "TERMINATED" or t is trial for t in trials), len(trials), self.best)
+
+
 def grid_results(result_grid: tune.ResultGrid) -> pd.DataFrame:
     """One row per finished trial (:func:`amber_ray.outputs.trial_row`): role, arch, replicate, parameters, test metrics, epochs, time."""
     return outputs.results_table(
@@ -196,18 +221,32 @@ def grid_results(result_grid: tune.ResultGrid) -> pd.DataFrame:
     )
 
 
+def quiet_tune() -> None:
+    """Silence Tune's notices that are no warning for this grid (a user's own setting wins).
+
+    Every trial checkpoints every epoch (so an interrupted grid resumes) and keeps two, which
+    makes Tune snapshot its state often and warn that this "may become a bottleneck"; its
+    TensorBoard logger warns about our list-valued results (MLflow holds every metric; the report
+    reads Tune's ``result.json``).
+    """
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the JSON and CSV loggers are passed explicitly
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its configuration box and paths print even at verbose=0
+
+
 def run_retrain(
     config: ExperimentConfig,
     search_dir: str | Path,
     out_dir: str | Path,
     resume: bool = False,
     archs: list[tuple[str, str]] | None = None,
+    on_trial: Callable[[int, int, float], None] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
 
     The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
     pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
-    Ray must already be initialised.
+    ``on_trial`` sees each finished trial (:class:`TrialProgress`). Ray must already be initialised.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
     tune_dir = out_dir / outputs.TUNE_DIR
@@ -223,6 +262,7 @@ def run_retrain(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
         {"cpu": config.retrain.cpus_per_trial, "gpu": gpus},
     )
+    quiet_tune()
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
     if resume:
@@ -236,7 +276,7 @@ def run_retrain(
                 storage_path=str(tune_dir),
                 failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[callback],
+                callbacks=[callback, TrialProgress(on_trial), JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
         )

@@ -33,8 +33,8 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
 
 def command_line(args: argparse.Namespace, rest: list[str]) -> list[str]:
     """The ``amber-ray variants`` arguments for this job."""
-    out = args.out / "scores.parquet" if args.command == "score" else args.out
-    command = ["variants", args.command, str(args.model.expanduser().resolve()), "--out", str(out), *rest]
+    out = ["--out-file", str(args.out / "scores.parquet")] if args.command == "score" else ["--out", str(args.out)]
+    command = ["variants", args.command, str(args.model.expanduser().resolve()), *out, *rest]
     if args.ldsc_annot:
         prefix = args.out / "ldsc" / "annot" if args.ldsc_annot == "auto" else Path(args.ldsc_annot).expanduser().resolve()
         command += ["--ldsc-annot", str(prefix)]

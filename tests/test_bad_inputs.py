@@ -262,7 +262,7 @@ def variant_inputs(tmp_path) -> tuple[Path, Path]:
 
 
 def score_variants(model: Path, genome: Path, vcf: str, out: Path):
-    return invoke("variants", "score", model, "--vcf", BAD / "vcf" / vcf, "--fasta", genome, "--out", out / "scores.parquet")
+    return invoke("variants", "score", model, "--vcf", BAD / "vcf" / vcf, "--fasta", genome, "--out-file", out / "scores.parquet")
 
 
 VCF_CASES = [

@@ -111,7 +111,7 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     assert_clean_failure(invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key")
     seen = {}
 
-    def pipeline(config, out, resume, on_iteration):
+    def pipeline(config, out, resume, on_iteration, on_trial=None):
         seen.update(config=config, out=out, resume=resume)
         raise AmberInputError("stopped before the search")
 
@@ -129,3 +129,21 @@ def test_version_is_the_installed_package_version():
 
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"amber-ray {version('amber_ray')}"
+
+
+def test_verbose_after_the_command_shows_our_debug_messages_only(tmp_path):
+    import logging
+
+    result = invoke("train", str(tmp_path / "missing.yaml"), "--arch", ARCH, "--out", str(tmp_path / "out"), "-v")
+    assert result.exit_code == 2 and "config file not found" in result.output
+    assert logging.getLogger("amber_ray").getEffectiveLevel() == logging.DEBUG
+    assert not any(logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in ("ray.tune", "mlflow", "urllib3", "matplotlib"))
+    invoke("train", str(tmp_path / "missing.yaml"), "--arch", ARCH, "--out", str(tmp_path / "out"))
+    assert logging.getLogger("amber_ray").getEffectiveLevel() == logging.INFO
+
+
+def test_unknown_jaspar_group_lists_the_valid_ones_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("interpret", str(tmp_path / "absent.pt"), "--fasta", str(tmp_path / "absent.fa"), "--label", "x",
+                    "--out", str(out), "--jaspar", "vertebrate")
+    assert_clean_failure(result, out, "--jaspar", "unknown taxonomic group 'vertebrate'", "one of cnidaria,", "plants,", "vertebrates")

@@ -119,7 +119,7 @@ def test_trained_model_sees_motif_breaking_variants_and_ignores_far_ones(trained
     ref, alt = motif_pairs(config_path)
     out = tmp_path / "scores.parquet"
     result = invoke("variants", "score", model, "--ref-fasta", write_fasta(tmp_path / "ref.fa", ref),
-                    "--alt-fasta", write_fasta(tmp_path / "alt.fa", alt), "--out", out)
+                    "--alt-fasta", write_fasta(tmp_path / "alt.fa", alt), "--out-file", out)
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out)
     assert list(table.columns) == SCORE_COLUMNS and len(table) == len(ref)
@@ -206,7 +206,7 @@ def test_score_cli_writes_table_side_file_and_ldsc(genome, tmp_path):
     fasta, chroms = genome
     vcf = write_vcf(tmp_path / "v.vcf", genome_rows(chroms))
     out = tmp_path / "out" / "scores.tsv"
-    result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--vcf", vcf, "--fasta", fasta, "--out", out,
+    result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--vcf", vcf, "--fasta", fasta, "--out-file", out,
                     "--both-strands", "--ldsc-annot", tmp_path / "out" / "annot")
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
@@ -268,7 +268,7 @@ def test_pairs_are_centre_padded_or_cropped_and_keep_their_alleles(tmp_path):
 def test_paired_scores_have_null_positions(tmp_path):
     out = tmp_path / "s.parquet"
     result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--ref-fasta", write_fasta(tmp_path / "a.fa", {"p": "ACGT" * 10}),
-                    "--alt-fasta", write_fasta(tmp_path / "b.fa", {"p": "ACGA" + "ACGT" * 9}), "--out", out)
+                    "--alt-fasta", write_fasta(tmp_path / "b.fa", {"p": "ACGA" + "ACGT" * 9}), "--out-file", out)
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out)
     assert table.chrom.isna().all() and table.pos.isna().all() and table.ref.tolist() == ["T", "T"]
@@ -413,7 +413,7 @@ def test_bad_vcf_is_one_line_and_writes_nothing(genome, tmp_path, rows, fragment
     fasta, _ = genome
     out = tmp_path / "out"
     result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--vcf", write_vcf(tmp_path / "v.vcf", rows),
-                    "--fasta", fasta, "--out", out / "s.parquet", "--ldsc-annot", out / "annot")
+                    "--fasta", fasta, "--out-file", out / "s.parquet", "--ldsc-annot", out / "annot")
     assert_clean_failure(result, out, *fragments)
 
 
@@ -425,15 +425,15 @@ def test_bad_inputs_of_other_kinds(genome, tmp_path):
     vcf = write_vcf(tmp_path / "v.vcf", genome_rows(chroms))
     a, b = write_fasta(tmp_path / "a.fa", {"p": "ACGT", "q": "ACGT"}), write_fasta(tmp_path / "b.fa", {"p": "ACGA"})
     cases = [
-        (["score", model, "--vcf", no_header, "--fasta", fasta, "--out", out / "s.parquet"], ["plain.txt", "not a VCF file"]),
-        (["score", model, "--vcf", vcf, "--out", out / "s.parquet"], ["give either --vcf with --fasta"]),
-        (["score", model, "--vcf", vcf, "--fasta", fasta, "--ref-fasta", a, "--out", out / "s.parquet"], ["give either"]),
-        (["score", model, "--vcf", vcf, "--fasta", fasta, "--out", out / "s.csv"], ["s.csv", ".parquet or .tsv"]),
-        (["score", model, "--ref-fasta", a, "--alt-fasta", b, "--out", out / "s.parquet"], ["a.fa", "record q", "no record of this name"]),
-        (["score", model, "--ref-fasta", a, "--alt-fasta", a, "--out", out / "s.parquet", "--ldsc-annot", out / "x"],
+        (["score", model, "--vcf", no_header, "--fasta", fasta, "--out-file", out / "s.parquet"], ["plain.txt", "not a VCF file"]),
+        (["score", model, "--vcf", vcf, "--out-file", out / "s.parquet"], ["give either --vcf with --fasta"]),
+        (["score", model, "--vcf", vcf, "--fasta", fasta, "--ref-fasta", a, "--out-file", out / "s.parquet"], ["give either"]),
+        (["score", model, "--vcf", vcf, "--fasta", fasta, "--out-file", out / "s.csv"], ["s.csv", ".parquet or .tsv"]),
+        (["score", model, "--ref-fasta", a, "--alt-fasta", b, "--out-file", out / "s.parquet"], ["a.fa", "record q", "no record of this name"]),
+        (["score", model, "--ref-fasta", a, "--alt-fasta", a, "--out-file", out / "s.parquet", "--ldsc-annot", out / "x"],
          ["LDSC annotations need genomic positions"]),
-        (["score", tmp_path / "none.pt", "--vcf", vcf, "--fasta", fasta, "--out", out / "s.parquet"], ["none.pt", "not found"]),
-        (["score", model, "--vcf", vcf, "--fasta", fasta, "--device", "nope", "--out", out / "s.parquet"], ["--device", "'nope'"]),
+        (["score", tmp_path / "none.pt", "--vcf", vcf, "--fasta", fasta, "--out-file", out / "s.parquet"], ["none.pt", "not found"]),
+        (["score", model, "--vcf", vcf, "--fasta", fasta, "--device", "nope", "--out-file", out / "s.parquet"], ["--device", "'nope'"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--out", out], ["--label", "2 labels"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--out", out], ["--motif", "names no JASPAR matrix"]),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--motif", "MA9999.9", "--out", out], ["MA9999.9"]),
@@ -466,5 +466,5 @@ def test_job_entrypoint_builds_the_cli_call_with_absolute_outputs(monkeypatch):
     assert isinstance(args, argparse.Namespace) and args.out.is_absolute() and rest == ["--vcf", "v.vcf"]
     command = job.command_line(args, rest)
     assert command[:3] == ["variants", "score", str(Path("m.pt").resolve())]
-    assert command[command.index("--out") + 1] == str(args.out / "scores.parquet")
+    assert command[command.index("--out-file") + 1] == str(args.out / "scores.parquet")
     assert command[-2:] == ["--ldsc-annot", str(args.out / "ldsc" / "annot")]

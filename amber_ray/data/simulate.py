@@ -156,7 +156,7 @@ def _simulate_grammar(config: SimulatorConfig, seed: int) -> tuple[SequenceDatas
             codes[i, start : start + len(ppm)] = instance if strand == "+" else reverse_complement(instance)
             truth.append((i, config.motifs[j], start, start + len(ppm), strand))
     names = [f"sim{i:06d}" for i in range(config.num_sequences)]
-    log.info("simulated %d grammar sequences (%s), %d planted instances", config.num_sequences, counts, len(truth))
+    log.debug("simulated %d grammar sequences (%s), %d planted instances", config.num_sequences, counts, len(truth))
     dataset = SequenceDataset(codes_to_one_hot(codes), labels, names, [f"grammar_{name_a}_{name_b}"])
     return dataset, pd.DataFrame(truth, columns=TRUTH_COLUMNS)
 
@@ -180,7 +180,7 @@ def simulate_dataset(config: SimulatorConfig, seed: int) -> tuple[SequenceDatase
             truth.extend((i, motif_id, start, end, strand) for start, end, strand in planted)
     names = [f"sim{i:06d}" for i in range(config.num_sequences)]
     label_names = [f"{motif_id}_{name}" for motif_id, (name, _) in zip(config.motifs, motifs, strict=True)]
-    log.info("simulated %d sequences, %d planted instances", config.num_sequences, len(truth))
+    log.debug("simulated %d sequences, %d planted instances", config.num_sequences, len(truth))
     dataset = SequenceDataset(codes_to_one_hot(codes), labels, names, label_names)
     return dataset, pd.DataFrame(truth, columns=TRUTH_COLUMNS)
 

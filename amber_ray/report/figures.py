@@ -445,7 +445,7 @@ def render(spec: FigureSpec, run: RunParts) -> Rendered:
     try:
         figure = spec.draw(run)
     except Skip as skipped:
-        logger.info("figure %s skipped: %s", spec.key, skipped)
+        logger.debug("figure %s skipped: %s", spec.key, skipped)
         return Rendered(spec.key, spec.part, spec.title, spec.caption, None, str(skipped))
     try:
         return Rendered(spec.key, spec.part, spec.title, spec.caption, to_png(figure))

@@ -301,7 +301,7 @@ def log_to_mlflow(trackers: dict[str, RunTracker], report: Path, figures: list[R
             tracker.log_artifact(report, ARTIFACT_DIR)
             for path in pngs:
                 tracker.log_artifact(path, f"{ARTIFACT_DIR}/figures")
-            logger.info("report logged to the MLflow run of the %s (%s)", name, tracker.run_id)
+            logger.debug("report logged to the MLflow run of the %s (%s)", name, tracker.run_id)
 
 
 def write_report(run: RunParts, out: Path, track: bool = True) -> Path:
