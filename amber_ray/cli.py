@@ -275,14 +275,15 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to bind; only loopback unless you ask.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
 ) -> None:
-    """Start the MLflow UI for a run's tracking store and print its address."""
-    from amber_ray.tracking import serve_ui
+    """Start the MLflow UI for a run's tracking store and print the address of its searched-vs-sampled view."""
+    from amber_ray.tracking import comparison_page, serve_ui
 
     store = run_dir / MLFLOW_STORE
     if not store.is_file():
         raise AmberInputError("no MLflow store (mlflow.db) here", run_dir)
+    page = comparison_page(store)
     server = serve_ui(store, host, port)
-    console.print(f"MLflow UI at http://{host}:{port} (Ctrl-C stops it)")
+    console.print(f"MLflow UI at http://{host}:{port}{page} (searched vs sampled trials; Ctrl-C stops it)", soft_wrap=True)
     try:
         server.wait()
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ per config name; one parent run per command; nested runs (retraining trials) car
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -49,6 +50,42 @@ def use_store_in(directory: str | Path) -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/{MLFLOW_STORE}")
 
 
+# MLflow 3 shows an experiment without this tag as a GenAI one (traces, token usage).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# A saved view of the runs page (the UI's "shared view", read from an experiment tag): the
+# retraining trials grouped by role (searched vs sampled, averaged), with their architecture,
+# test AUROC/AUPR and size as columns, best first.
+COMPARISON_VIEW_KEY = "amber-comparison"
+COMPARISON_VIEW = {
+    "searchFilter": "tags.role LIKE '%'",
+    "orderByKey": "metrics.`test_auroc`",
+    "orderByAsc": False,
+    "selectedColumns": ["tags.`role`", "tags.`arch`", "metrics.`test_auroc`", "metrics.`test_aupr`", "metrics.`num_params`"],
+    "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "role"}]},
+    "groupsExpanded": {},
+}
+
+
+def mark_for_model_training(client: MlflowClient, experiment_id: str) -> None:
+    """Tag an experiment so the UI opens it as model training, with the comparison view saved in it."""
+    for key, value in {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}": json.dumps(COMPARISON_VIEW)}.items():
+        client.set_experiment_tag(experiment_id, key, value)
+
+
+def comparison_page(store: Path) -> str:
+    """The UI's address (after host and port) of the comparison view of the store's latest experiment.
+
+    Experiments written before the view existed are tagged here, so any run directory opens on it.
+    """
+    client = MlflowClient(tracking_uri=f"sqlite:///{store.resolve()}")
+    experiments = [e for e in client.search_experiments(order_by=["last_update_time DESC"]) if e.name != "Default"]
+    if not experiments:
+        return "/"
+    for experiment in experiments:
+        mark_for_model_training(client, experiment.experiment_id)
+    return f"/#/experiments/{experiments[0].experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={COMPARISON_VIEW_KEY}"
+
+
 class RunTracker:
     """A handle on one MLflow run (created, or reopened by id when a command resumes)."""
 
@@ -72,7 +109,11 @@ class RunTracker:
             client.update_run(run_id, status="RUNNING")
             return cls(client, run_id)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(uri))
+        if found:
+            experiment_id = found.experiment_id
+        else:
+            experiment_id = client.create_experiment(experiment, artifact_root(uri))
+            mark_for_model_training(client, experiment_id)
         all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if parent is not None:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
