@@ -96,13 +96,19 @@ def train(
     config: ConfigArg,
     arch: Annotated[str, typer.Option("--arch", help="Architecture in text form, e.g. 'conv8,skip:;conv4,skip:0'.")],
     out: OutOption,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Torch device (sets train.device): auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = None,
     overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
-    metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
+    values = parse_overrides(overrides or [])
+    if device is not None:
+        values.setdefault("train", {})["device"] = device
+    metrics = train_model(load_config(config, values), arch, out)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
-    console.print(f"test {summary}; wrote {out / METRICS}")
+    console.print(f"test {summary} (trained on {metrics['device']}); wrote {out / METRICS}")
 
 
 @contextmanager

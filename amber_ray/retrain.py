@@ -24,9 +24,10 @@ from ray import tune
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_table
 from amber_ray.child import ChildNet, save_child
-from amber_ray.cluster import resolve_gpus
+from amber_ray.cluster import require
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
+from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker
@@ -83,16 +84,18 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
     """The Tune trainable: :func:`amber_ray.training.fit` of one (architecture, replicate), one report per epoch.
 
     Each report carries a checkpoint of the fit (resumed from ``tune.get_checkpoint()`` after a
-    failure) and every epoch so far; the last one also the test metrics and the best model.
+    failure) and every epoch so far; the last one also the test metrics and the best model. The
+    trial trains on the GPU Tune gave it (``retrain.gpus_per_trial`` > 0 and ``train.device``), else the CPU.
     """
     trial = trial_config["trial"]
     torch.set_num_threads(max(1, int(config.retrain.cpus_per_trial)))
+    device = worker_device(config.train.device, config.retrain.gpus_per_trial)
     model = initial_model(space, Architecture.from_text(trial["arch"]), config.train.width, trial["seed"])
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = torch.load(Path(directory) / outputs.TRIAL_STATE, weights_only=True)
+        with checkpoint.as_directory() as directory:  # written on any node: a GPU's tensors load on the CPU first
+            resume = torch.load(Path(directory) / outputs.TRIAL_STATE, map_location="cpu", weights_only=True)
     started = time.perf_counter()
 
     def report(state: FitState) -> None:
@@ -102,13 +105,13 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state.state_dict(), Path(directory) / outputs.TRIAL_STATE)
             if state.done:
-                best = ChildNet(space, model.arch, config.train.width)
+                best = ChildNet(space, model.arch, config.train.width).to(device)
                 best.load_state_dict(state.best_model)
                 metrics.update(final_metrics(best, splits, state.stopper, state.epoch + 1, time.perf_counter() - started))
                 save_child(best, Path(directory) / outputs.BEST_MODEL, {"label_names": splits.train.label_names, **trial})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume)
+    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume, device)
 
 
 def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epochs: int, seconds: float) -> dict[str, Any]:
@@ -218,10 +221,10 @@ def run_retrain(
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
-    gpus = resolve_gpus(config.retrain.gpus_per_trial, "retrain.gpus_per_trial")
+    require({"CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial), "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial)})
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
-        {"cpu": config.retrain.cpus_per_trial, "gpu": gpus},
+        {"cpu": config.retrain.cpus_per_trial, "gpu": config.retrain.gpus_per_trial},
     )
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)

@@ -38,7 +38,7 @@ from scipy import stats as scipy_stats
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
-from amber_ray.cluster import resolve_gpus
+from amber_ray.cluster import require
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
@@ -98,7 +98,12 @@ class SearchDriver:
         self.seed = config.search_seed
         self.out_dir = out_dir
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-        self.gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
+        require(
+            {"CPU": ("search.cpus_per_worker", self.search.cpus_per_worker), "GPU": ("search.gpus_per_worker", self.search.gpus_per_worker)},
+            self.search.workers,
+            "search.workers",
+        )
+        self.gpus = self.search.gpus_per_worker
         self.data_refs = (ray.put(splits.train), ray.put(splits.valid))
         self.failures = 0
         self.start_actors()
@@ -118,7 +123,9 @@ class SearchDriver:
         threads = max(1, int(self.search.cpus_per_worker))
         options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
         self.workers = [
-            SupernetWorker.options(**options).remote(self.space, *self.data_refs, self.search, self.seed, threads)
+            SupernetWorker.options(**options).remote(
+                self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device
+            )
             for _ in range(self.search.workers)
         ]
         if len(self.workers) > 1:
@@ -362,7 +369,11 @@ def run_search(
             driver.tracker.log_params(config_as_flat_dict(config))
             placements = ray.get([worker.placement.remote() for worker in driver.workers])
             driver.tracker.set_tags(
-                {"space_size": f"{driver.space.size():.3e}", "worker_nodes": ",".join(p["node_id"] for p in placements)}
+                {
+                    "space_size": f"{driver.space.size():.3e}",
+                    "worker_nodes": ",".join(p["node_id"] for p in placements),
+                    "worker_devices": ",".join(p["device"] for p in placements),
+                }
             )
             driver.with_recovery(driver.warm_up)
         driver.catch_up_tracking()
