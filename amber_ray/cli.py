@@ -230,21 +230,39 @@ def report(
     console.print(f"wrote {path}")
 
 
-@app.command()
-@user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
-    """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs.
-
-    A step whose outputs are already in --out continues from them.
-    """
+def run_whole_pipeline(config: ExperimentConfig, out: Path, annotation: Path | None = None) -> None:
     from amber_ray.pipeline import run_pipeline
 
-    config = override_config(demo_config(), parse_overrides(overrides or []))
     with search_progress(config) as on_iteration:
-        result = run_pipeline(config, out, resume=True, on_iteration=on_iteration)
+        result = run_pipeline(config, out, resume=True, on_iteration=on_iteration, annotation=annotation)
     console.print(f"searched architecture (reward {result.final['best']['reward']:.4f}): {result.final['best']['arch']}")
     console.print(comparison_table(result.comparison))
     console.print(f"outputs in {out}; report: {result.report}")
+
+
+@app.command()
+@user_errors
+def pipeline(
+    config: ConfigArg,
+    out: OutOption,
+    annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Search -> retrain (searched vs sampled) -> compare -> report for CONFIG, into --out.
+
+    A step whose outputs are already in --out continues from them.
+    """
+    run_whole_pipeline(load_config(config, parse_overrides(overrides or [])), out, annotation)
+
+
+@app.command()
+@user_errors
+def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
+    """`pipeline` on the embedded config: simulated sequences with planted JASPAR motifs.
+
+    A step whose outputs are already in --out continues from them.
+    """
+    run_whole_pipeline(override_config(demo_config(), parse_overrides(overrides or [])), out)
 
 
 @app.command()
