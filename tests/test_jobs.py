@@ -113,7 +113,7 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
         address = f"http://127.0.0.1:{dashboard}"
         command = [
             "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-            "python", "jobs/pipeline.py", "--config", "jobs/configs/demo.yaml", "--out", str(out),
+            "python", "jobs/pipeline.py", "jobs/configs/demo.yaml", "--out", str(out),
             "--set", "search.workers=2", "--set", "search.iterations=4", "--set", "retrain.sampled=1",
         ]
         for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
