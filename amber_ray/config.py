@@ -276,6 +276,10 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
+    # Shared storage of a cluster run (amber_ray.storage): Tune trials, search checkpoint copies and
+    # MLflow artifacts; an absolute path every node mounts or a URI such as s3://bucket/prefix.
+    # Default: everything under --out (one machine).
+    storage: str | None = Field(None, pattern=r"^(/|[a-z][a-z0-9+.-]*://).+")
 
     @property
     def search_seed(self) -> int:

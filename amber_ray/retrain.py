@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from ray import tune
 
-from amber_ray import outputs
+from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_table
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
@@ -183,7 +183,8 @@ class MlflowTrialCallback(tune.Callback):
         )
         run = self._run_for(trial)
         if trial.checkpoint is not None:
-            run.log_artifact(Path(trial.checkpoint.path) / outputs.BEST_MODEL, "model")
+            with trial.checkpoint.as_directory() as directory:  # a local copy when the trials' storage is remote
+                run.log_artifact(Path(directory) / outputs.BEST_MODEL, "model")
         run.finish()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -213,11 +214,12 @@ def run_retrain(
     Ray must already be initialised.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
-    tune_dir = out_dir / outputs.TUNE_DIR
-    if resume and not tune.Tuner.can_restore(str(outputs.tune_grid(out_dir))):
+    tune_dir = storage.location(config.storage, out_dir, outputs.TUNE_DIR)
+    grid = f"{tune_dir}/{outputs.TUNE_NAME}"
+    if resume and not tune.Tuner.can_restore(grid):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
-    if not resume and outputs.tune_grid(out_dir).exists():
-        raise AmberInputError("a retraining grid already ran here; pass --resume or choose another --out", out_dir)
+    if not resume and storage.exists(grid):
+        raise AmberInputError(f"a retraining grid already ran here ({grid}); pass --resume or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -229,14 +231,14 @@ def run_retrain(
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
     if resume:
-        tuner = tune.Tuner.restore(str(outputs.tune_grid(out_dir)), trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(grid, trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(grid)},
             run_config=tune.RunConfig(
                 name=outputs.TUNE_NAME,
-                storage_path=str(tune_dir),
+                storage_path=tune_dir,  # shared by every node: trials checkpoint from where they run
                 failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=[callback],
@@ -257,12 +259,17 @@ def run_retrain(
     return table
 
 
+def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether a retraining grid of ``out_dir`` exists (under ``storage`` when the config sets one)."""
+    return storage.exists(f"{storage.location(config.storage, out_dir, outputs.TUNE_DIR)}/{outputs.TUNE_NAME}")
+
+
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it."""
     id_file = out_dir / outputs.RUN_ID
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
-    parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"})
+    parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir))
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     id_file.write_text(parent.run_id)

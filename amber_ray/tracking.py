@@ -65,14 +65,17 @@ class RunTracker:
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
         parent: RunTracker | None = None,
+        artifacts: str | None = None,
     ) -> RunTracker:
+        """A new run (or ``run_id`` reopened); ``artifacts`` is the artifact location of an experiment it creates
+        (shared storage on a cluster; default: beside a SQLite store, or the tracking server's choice)."""
         uri = tracking_uri(out_dir)
         client = MlflowClient(tracking_uri=uri)
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")
             return cls(client, run_id)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(uri))
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifacts or artifact_root(uri))
         all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if parent is not None:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id

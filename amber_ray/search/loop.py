@@ -43,7 +43,8 @@ from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
-from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from amber_ray import storage
+from amber_ray.search.checkpoint import fetch_checkpoint, has_checkpoint, load_checkpoint, mirror_checkpoint, save_checkpoint
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
 
@@ -68,6 +69,13 @@ class SearchState:
 
 def checkpoint_path(out_dir: Path) -> Path:
     return outputs.search_checkpoint(out_dir)
+
+
+def has_search_checkpoint(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether a search in ``out_dir`` can resume; fetches its checkpoint from ``storage`` when only that has it."""
+    if config.storage is None:
+        return has_checkpoint(checkpoint_path(out_dir))
+    return fetch_checkpoint(checkpoint_path(out_dir), storage.location(config.storage, out_dir))
 
 
 def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
@@ -192,6 +200,8 @@ class SearchDriver:
             },
             checkpoint_path(self.out_dir),
         )
+        if self.config.storage is not None:
+            mirror_checkpoint(checkpoint_path(self.out_dir), storage.location(self.config.storage, self.out_dir))
 
     def restore(self, payload: dict[str, Any]) -> None:
         if outputs.checkpoint_ops(payload) != self.space.ops:
@@ -355,6 +365,8 @@ def run_search(
     Ray must already be initialised (``amber_ray.cluster.connect``).
     """
     out_dir = Path(out_dir).resolve()
+    if resume:
+        has_search_checkpoint(config, out_dir)  # fetches a mirrored checkpoint when the local one is gone
     payload = load_checkpoint(checkpoint_path(out_dir)) if resume else None
     if not resume and has_checkpoint(checkpoint_path(out_dir)):
         raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
@@ -363,7 +375,9 @@ def run_search(
     try:
         if payload is not None:
             driver.restore(payload)
-        driver.tracker = RunTracker.start(out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id)
+        driver.tracker = RunTracker.start(
+            out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id, artifacts=storage.artifacts(config.storage, out_dir)
+        )
         if payload is None:
             driver.state.run_id = driver.tracker.run_id
             driver.tracker.log_params(config_as_flat_dict(config))
