@@ -8,6 +8,7 @@ request no node type could hold fails at once naming its key.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -59,14 +60,37 @@ def fake_cluster_config(gcs_address: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def autoscaling_cluster():
-    """``RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...`` on its own ports and temp dir; yields the dashboard URL."""
+def s3():
+    """An S3-compatible server (moto) on 127.0.0.1 with the bucket ``amber``; yields the environment that reaches it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="amber")
+    yield env
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def autoscaling_cluster(s3):
+    """``RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...`` on its own ports and temp dir, every node
+    reaching the S3 server; yields the dashboard URL."""
     temp_dir = tempfile.mkdtemp(prefix="ra", dir="/tmp")
     gcs, dashboard, client_server, *agent_ports = free_ports(3 + len(NODE_PORT_FLAGS))
     config = Path(temp_dir) / "autoscaling.yaml"
     config.write_text(yaml.safe_dump(fake_cluster_config(f"127.0.0.1:{gcs}")))
     # The autoscaler starts the fake nodes from its own process: they inherit this environment.
-    env = {**ENV, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp_dir, "PYTHONPATH": str(ROOT)}
+    env = {**ENV, **s3, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp_dir, "PYTHONPATH": str(ROOT)}
     try:
         head = subprocess.run(
             [
@@ -118,10 +142,17 @@ def test_a_gpu_request_no_node_type_can_hold_fails_at_once(autoscaling_cluster, 
     assert gpu_nodes(autoscaling_cluster) == []  # and no GPU node started for it
 
 
-def test_gpu_pipeline_waits_for_the_autoscaler_and_completes(autoscaling_cluster, tmp_path):
+def s3_keys(prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket="amber", Prefix=prefix)
+    return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+
+def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autoscaling_cluster, tmp_path):
     assert gpu_nodes(autoscaling_cluster) == []  # none up before the job asks
     out = tmp_path / "runs"
-    gpu_sets = ["search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5"]
+    gpu_sets = ["search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5", "storage=s3://amber/cluster"]
     sets = [part for value in [*TINY, *gpu_sets] for part in ("--set", value)]
     # The repository in place (``local://``), not an uploaded copy: every fake node shares the head's
     # temp dir, and each node's runtime-env agent re-unpacks an uploaded working dir there, deleting
@@ -138,4 +169,18 @@ def test_gpu_pipeline_waits_for_the_autoscaler_and_completes(autoscaling_cluster
     assert search_run.data.tags["worker_devices"] == "cpu"  # fake GPUs: auto is the CPU, never a CUDA call
     assert sum(run.data.tags.get("role") in ("searched", "sampled") for run in runs) == 2  # (searched + 1 sampled) x 1 replicate
     assert (out / "retrain" / "compare.json").is_file() and (out / "report.html").is_file()
+
+    # Shared storage: trial checkpoints written from the GPU node, the search checkpoint, MLflow artifacts.
+    keys = s3_keys("cluster/" + out.relative_to("/").as_posix())
+    assert any("/retrain/tune/grid/" in key and key.endswith("best_model.pt") for key in keys), keys[:20]
+    assert any(key.endswith("/search/checkpoints/search.pt") for key in keys), keys[:20]
+    assert any("/mlartifacts/" in key and key.endswith("final_architectures.json") for key in keys), keys[:20]
+    # A replaced head (its disk lost) resumes from the mirrored search checkpoint.
+    from amber_ray.config import parse_config
+    from amber_ray.search.checkpoint import load_checkpoint
+    from amber_ray.search.loop import checkpoint_path, has_search_checkpoint
+
+    shutil.rmtree(checkpoint_path(out / "search").parent)
+    assert has_search_checkpoint(parse_config({"storage": "s3://amber/cluster"}), out / "search")
+    assert load_checkpoint(checkpoint_path(out / "search"))["iteration"] == 1
     print(f"autoscaled pipeline: {seconds:.0f} s, {len(started)} GPU node(s) started")

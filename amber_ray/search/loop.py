@@ -75,7 +75,8 @@ def has_search_checkpoint(config: ExperimentConfig, out_dir: Path) -> bool:
     """Whether a search in ``out_dir`` can resume; fetches its checkpoint from ``storage`` when only that has it."""
     if config.storage is None:
         return has_checkpoint(checkpoint_path(out_dir))
-    return fetch_checkpoint(checkpoint_path(out_dir), storage.location(config.storage, out_dir))
+    path = checkpoint_path(out_dir)
+    return fetch_checkpoint(path, storage.location(config.storage, path.parent))
 
 
 def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
@@ -201,7 +202,8 @@ class SearchDriver:
             checkpoint_path(self.out_dir),
         )
         if self.config.storage is not None:
-            mirror_checkpoint(checkpoint_path(self.out_dir), storage.location(self.config.storage, self.out_dir))
+            path = checkpoint_path(self.out_dir)
+            mirror_checkpoint(path, storage.location(self.config.storage, path.parent))
 
     def restore(self, payload: dict[str, Any]) -> None:
         if outputs.checkpoint_ops(payload) != self.space.ops:
