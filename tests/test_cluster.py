@@ -19,3 +19,6 @@ def test_cluster_yaml_matches_the_ray_autoscaler_schema():
     assert config["available_node_types"][config["head_node_type"]]["resources"].get("GPU", 0) == 0
     assert any("pip install" in command and "-e ~/amber_ray" in command for command in config["setup_commands"])
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+    # Shared storage: workers may reach the bucket the MLflow server keeps its artifacts in.
+    assert workers["node_config"]["IamInstanceProfile"]["Arn"].startswith("arn:aws:iam::")
+    assert "--artifacts-destination s3://" in " ".join(config["head_setup_commands"])
