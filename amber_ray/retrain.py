@@ -215,11 +215,11 @@ def run_retrain(
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
     tune_dir = storage.location(config.storage, out_dir, outputs.TUNE_DIR)
-    grid = f"{tune_dir}/{outputs.TUNE_NAME}"
-    if resume and not tune.Tuner.can_restore(grid):
+    grid_path = grid_location(config, out_dir)
+    if resume and not tune.Tuner.can_restore(grid_path):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
-    if not resume and storage.exists(grid):
-        raise AmberInputError(f"a retraining grid already ran here ({grid}); pass --resume or choose another --out", out_dir)
+    if not resume and storage.exists(grid_path):
+        raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -231,7 +231,7 @@ def run_retrain(
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
     if resume:
-        tuner = tune.Tuner.restore(grid, trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(grid_path, trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -259,9 +259,13 @@ def run_retrain(
     return table
 
 
+def grid_location(config: ExperimentConfig, out_dir: Path) -> str:
+    """Ray Tune's experiment directory of the retraining grid of ``out_dir``: under it, or under ``storage``."""
+    return storage.location(config.storage, out_dir, outputs.TUNE_DIR, outputs.TUNE_NAME)
+
+
 def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:
-    """Whether a retraining grid of ``out_dir`` exists (under ``storage`` when the config sets one)."""
-    return storage.exists(f"{storage.location(config.storage, out_dir, outputs.TUNE_DIR)}/{outputs.TUNE_NAME}")
+    return storage.exists(grid_location(config, out_dir))
 
 
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:

@@ -19,4 +19,4 @@ def run_command(*command: str) -> None:
     """``amber-ray COMMAND`` with this process's arguments; exits with its code (2 for bad input)."""
     from amber_ray.cli import app
 
-    app([*command, *sys.argv[1:]], prog_name=f"jobs/{command[0]}.py")
+    app([*command, *sys.argv[1:]], prog_name="amber-ray")

@@ -69,6 +69,19 @@ def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_pat
     assert report["seconds"] < 10, report  # checked up front, not after a wait for placement
 
 
+@pytest.mark.parametrize("job", ["pipeline", "search", "retrain"])
+def test_a_job_takes_the_arguments_of_its_command(job, tmp_path):
+    """``python jobs/X.py`` is ``amber-ray X``: positional CONFIG, same options, the same one-line errors."""
+    usage = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120)
+    assert usage.returncode == 0, usage.stderr
+    assert f"Usage: amber-ray {job} [OPTIONS]" in usage.stdout and "--out" in usage.stdout and "--set" in usage.stdout
+    missing = subprocess.run(
+        [sys.executable, f"jobs/{job}.py", "jobs/configs/missing.yaml", "--out", str(tmp_path), *(["--search", str(tmp_path)] if job == "retrain" else [])],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120,
+    )
+    assert missing.returncode == 2 and "missing.yaml: config file not found" in " ".join(missing.stderr.split()), missing.stderr
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free ports: all sockets stay bound until every port is drawn, so none repeats."""
     with contextlib.ExitStack() as stack:
