@@ -113,7 +113,7 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     assert_clean_failure(invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key")
     seen = {}
 
-    def pipeline(config, out, resume, on_iteration):
+    def pipeline(config, out, resume, on_iteration, annotation=None):
         seen.update(config=config, out=out, resume=resume)
         raise AmberInputError("stopped before the search")
 
