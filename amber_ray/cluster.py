@@ -140,7 +140,10 @@ def autoscaler_node_types(wait_s: float = 10.0) -> tuple[list[NodeKind], bool]:
         config_path = next((arg.partition("=")[2] for arg in arguments if arg.startswith("--autoscaling-config=")), None)
         if config_path is None:
             return [], True
-        node_types = node_types_from_config(yaml.safe_load(Path(config_path).expanduser().read_text()))
+        try:
+            node_types = node_types_from_config(yaml.safe_load(Path(config_path).expanduser().read_text()))
+        except (OSError, yaml.YAMLError, AttributeError):
+            return [], False
     return node_types, all(kind.resources for kind in node_types)
 
 
@@ -165,7 +168,7 @@ def monitor_arguments(pid: int | None) -> list[str] | None:
 
 
 def reported_cluster_config() -> list[NodeKind] | None:
-    """Node groups the autoscaler reported to the GCS (autoscaler v2, KubeRay), if any."""
+    """Node groups an autoscaler reported to the GCS (Ray's own v1 autoscaler does not), if any."""
     config = ray._private.state.state.get_cluster_config()
     if config is None or not config.node_group_configs:
         return None
