@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,11 @@ def autoscaling_cluster(s3):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def submit(address: str, working_dir: str, *arguments: str) -> tuple[JobStatus, str, float]:
-    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``; waits for the end: status, logs, seconds."""
+def submit(address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None) -> tuple[JobStatus, str, float]:
+    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``; waits for the end: status, logs, seconds.
+
+    ``during`` is called once while the job runs (e.g. to kill a node).
+    """
     command = ["job", "submit", "--address", address, "--working-dir", working_dir, "--no-wait", "--", "python", "jobs/pipeline.py", *arguments]
     started = time.monotonic()
     for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
@@ -120,6 +124,8 @@ def submit(address: str, working_dir: str, *arguments: str) -> tuple[JobStatus, 
     assert submitted.returncode == 0, submitted.stderr
     job_id = re.search(r"raysubmit_\w+", submitted.stdout + submitted.stderr).group()
     jobs = JobSubmissionClient(address)
+    if during is not None:
+        during()
     while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() - started < 280:
         time.sleep(2)
     return status, jobs.get_job_logs(job_id), time.monotonic() - started
@@ -184,3 +190,32 @@ def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autos
     assert has_search_checkpoint(parse_config({"storage": "s3://amber/cluster"}), out / "search")
     assert load_checkpoint(checkpoint_path(out / "search"))["iteration"] == 1
     print(f"autoscaled pipeline: {seconds:.0f} s, {len(started)} GPU node(s) started")
+
+
+def test_a_gpu_node_killed_mid_search_is_replaced_and_the_search_continues(autoscaling_cluster, tmp_path):
+    """The search's checkpoint reaches S3, then the GPU node of the supernet worker is killed: the
+    driver replaces the actors, the autoscaler starts another GPU node, and the job completes."""
+    out = tmp_path / "runs"
+    checkpoint_key = "cluster/" + (out / "search" / "checkpoints" / "search.pt").relative_to("/").as_posix()
+
+    def kill_the_worker_node() -> None:
+        deadline = time.monotonic() + 150
+        while checkpoint_key not in s3_keys(checkpoint_key) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert checkpoint_key in s3_keys(checkpoint_key), "no search checkpoint reached the bucket"
+        alive = [node for node in gpu_nodes(autoscaling_cluster) if node.state == "ALIVE"]
+        assert alive
+        killed.extend(alive)
+        for node in alive:  # the worker's node (and any idle one left from an earlier test)
+            stop_cluster(f"--node_id={node.node_id}")  # its raylet and every process under it
+
+    killed: list = []
+    sets = ["search.iterations=30", "search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5", "storage=s3://amber/cluster"]
+    arguments = [part for value in [*TINY, *sets] for part in ("--set", value)]
+    status, logs, _ = submit(
+        autoscaling_cluster, f"local://{ROOT}", "jobs/configs/demo.yaml", "--out", str(out), *arguments, during=kill_the_worker_node
+    )
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "an actor of the search died" in logs and "restarting all actors from the last checkpoint" in logs
+    replacements = [node for node in gpu_nodes(autoscaling_cluster) if node.node_id not in {k.node_id for k in killed}]
+    assert replacements, "the autoscaler started no GPU node after the kill"

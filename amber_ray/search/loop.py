@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from scipy import stats as scipy_stats
 
 from amber_ray import outputs
@@ -125,8 +126,13 @@ class SearchDriver:
         self.logged_tables: set[str] = set()
 
     def start_actors(self) -> None:
-        """The controller and W supernet workers; with several workers, their process group."""
-        self.controller = ControllerActor.options(num_cpus=0).remote(
+        """The controller and W supernet workers; with several workers, their process group.
+
+        The controller stays on the driver's node (the head on a cluster): losing a worker node
+        must not take the policy with it, nor may a replacement land on a node that is dying.
+        """
+        beside_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.controller = ControllerActor.options(num_cpus=0, scheduling_strategy=beside_driver).remote(
             self.space, self.search.controller, self.seed, self.search.strategy
         )
         threads = max(1, int(self.search.cpus_per_worker))
@@ -163,12 +169,22 @@ class SearchDriver:
             self.state = SearchState(run_id=self.state.run_id)
 
     def with_recovery(self, step: Callable[[], T]) -> T:
-        """Run ``step`` (which ends with a checkpoint); if an actor dies, recover and run it again."""
+        """Run ``step`` (which ends with a checkpoint); if an actor dies, recover and run it again.
+
+        A replacement can die too while it is reloaded (placed on a node whose death Ray has not
+        noticed yet): that is one more failure, and the recovery starts over.
+        """
         while True:
             try:
                 return step()
             except ACTOR_LOST as error:
-                self.recover(error)
+                lost: BaseException | None = error
+                while lost is not None:
+                    try:
+                        self.recover(lost)
+                        lost = None
+                    except ACTOR_LOST as again:
+                        lost = again
 
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         """Every worker takes its share of each global batch; returns the mean loss."""
