@@ -152,14 +152,26 @@ class SearchDriver:
             ray.kill(actor)
 
     def recover(self, error: BaseException) -> None:
-        """Replace every actor and reload the last checkpoint (a fresh search if none was written yet)."""
-        self.failures += 1
-        if self.failures > self.search.max_failures:
-            raise error
-        logger.warning(
-            "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
-            type(error).__name__, self.failures, self.search.max_failures,
-        )
+        """Replace every actor and reload the last checkpoint (a fresh search if none was written yet).
+
+        A replacement can die too while it is reloaded (placed on a node whose death Ray has not
+        noticed yet): that is one more failure, and the recovery starts over.
+        """
+        while True:
+            self.failures += 1
+            if self.failures > self.search.max_failures:
+                raise error
+            logger.warning(
+                "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
+                type(error).__name__, self.failures, self.search.max_failures,
+            )
+            try:
+                self.restart_actors()
+                return
+            except ACTOR_LOST as again:
+                error = again
+
+    def restart_actors(self) -> None:
         self.close()
         self.start_actors()
         path = checkpoint_path(self.out_dir)
@@ -169,22 +181,12 @@ class SearchDriver:
             self.state = SearchState(run_id=self.state.run_id)
 
     def with_recovery(self, step: Callable[[], T]) -> T:
-        """Run ``step`` (which ends with a checkpoint); if an actor dies, recover and run it again.
-
-        A replacement can die too while it is reloaded (placed on a node whose death Ray has not
-        noticed yet): that is one more failure, and the recovery starts over.
-        """
+        """Run ``step`` (which ends with a checkpoint); if an actor dies, recover and run it again."""
         while True:
             try:
                 return step()
             except ACTOR_LOST as error:
-                lost: BaseException | None = error
-                while lost is not None:
-                    try:
-                        self.recover(lost)
-                        lost = None
-                    except ACTOR_LOST as again:
-                        lost = again
+                self.recover(error)
 
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         """Every worker takes its share of each global batch; returns the mean loss."""
