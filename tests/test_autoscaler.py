@@ -1,9 +1,10 @@
 """On Ray's own autoscaler: the fake multi-node provider shipped in the ray wheel, with the node types of cluster.yaml.
 
 A CPU head without GPUs and a GPU worker type that scales from 0 (its GPUs are Ray resources
-only, so ``train.device: auto`` resolves to the CPU there). The pipeline is submitted with ``ray
-job submit --working-dir``: GPU requests wait for the GPU nodes the autoscaler starts, and a
-request no node type could hold fails at once naming its key.
+only, so ``train.device: auto`` resolves to the CPU there), and an S3 server (moto) as shared
+storage. The pipeline is submitted with ``ray job submit --working-dir``: GPU requests wait for
+the GPU nodes the autoscaler starts, a request no node type could hold fails at once naming its
+key, and a GPU node killed mid-search is replaced while the search goes on.
 """
 
 from __future__ import annotations
