@@ -117,13 +117,19 @@ def train(
     config: ConfigArg,
     arch: Annotated[str, typer.Option("--arch", help="Architecture in text form, e.g. 'conv8,skip:;conv4,skip:0'.")],
     out: OutOption,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Torch device (sets train.device): auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = None,
     overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
-    metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
+    values = parse_overrides(overrides or [])
+    if device is not None:
+        values.setdefault("train", {})["device"] = device
+    metrics = train_model(load_config(config, values), arch, out)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
-    console.print(f"test {summary}; wrote {out / METRICS}")
+    console.print(f"test {summary} (trained on {metrics['device']}); wrote {out / METRICS}")
 
 
 def search_hook(progress: Progress, config: ExperimentConfig) -> Callable[[dict[str, float]], None]:
@@ -252,20 +258,38 @@ def report(
     console.print(f"wrote {path}")
 
 
+def run_whole_pipeline(config: ExperimentConfig, out: Path, annotation: Path | None = None) -> None:
+    from amber_ray.pipeline import run_pipeline
+
+    with progress_bar() as progress:
+        result = run_pipeline(config, out, True, search_hook(progress, config), annotation, trial_hook(progress))
+    console.print(comparison_table(result.comparison))
+    console.print(f"outputs in {out}; report: {result.report}")
+
+
 @app.command()
 @user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
-    """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs.
+def pipeline(
+    config: ConfigArg,
+    out: OutOption,
+    annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Search -> retrain (searched vs sampled) -> compare -> report for CONFIG, into --out.
 
     A step whose outputs are already in --out continues from them.
     """
-    from amber_ray.pipeline import run_pipeline
+    run_whole_pipeline(load_config(config, parse_overrides(overrides or [])), out, annotation)
 
-    config = override_config(demo_config(), parse_overrides(overrides or []))
-    with progress_bar() as progress:
-        result = run_pipeline(config, out, True, search_hook(progress, config), on_trial=trial_hook(progress))
-    console.print(comparison_table(result.comparison))
-    console.print(f"outputs in {out}; report: {result.report}")
+
+@app.command()
+@user_errors
+def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
+    """`pipeline` on the embedded config: simulated sequences with planted JASPAR motifs.
+
+    A step whose outputs are already in --out continues from them.
+    """
+    run_whole_pipeline(override_config(demo_config(), parse_overrides(overrides or [])), out)
 
 
 @app.command()

@@ -176,6 +176,11 @@ class TrainConfig(_Strict):
     patience: PositiveInt = 10
     width: PositiveFloat = 1.0
     threads: PositiveInt | None = None
+    # auto: CUDA when present, else CPU (amber_ray.device). Ray workers and trials follow it on the
+    # GPUs Ray gave them (search.gpus_per_worker, retrain.gpus_per_trial) and use the CPU without one.
+    device: str = "auto"
+    # bfloat16 autocast of the forward pass (weights stay float32); pays on GPUs with bf16 units.
+    precision: Literal["float32", "bfloat16"] = "float32"
 
 
 class ControllerConfig(_Strict):
@@ -271,6 +276,10 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
+    # Shared storage of a cluster run (amber_ray.storage): Tune trials, search checkpoint copies and
+    # MLflow artifacts; an absolute path every node mounts or a URI such as s3://bucket/prefix.
+    # Default: everything under --out (one machine).
+    storage: str | None = Field(None, pattern=r"^(/|[a-z][a-z0-9+.-]*://).+")
 
     @property
     def search_seed(self) -> int:

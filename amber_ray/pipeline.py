@@ -23,9 +23,8 @@ from amber_ray.config import ExperimentConfig
 from amber_ray.data import read_label_annotation
 from amber_ray.errors import AmberInputError
 from amber_ray.report import report_run
-from amber_ray.retrain import run_retrain
-from amber_ray.search.checkpoint import has_checkpoint
-from amber_ray.search.loop import run_search
+from amber_ray.retrain import has_retrain_grid, run_retrain
+from amber_ray.search.loop import has_search_checkpoint, run_search
 from amber_ray.tracking import RunTracker, use_store_in
 
 logger = logging.getLogger(__name__)
@@ -75,8 +74,8 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     use_store_in(out)
     with ray_session():
-        final = run_search(config, search_dir, resume and has_checkpoint(outputs.search_checkpoint(search_dir)), on_iteration)
+        final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
         logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
-        results = run_retrain(config, search_dir, retrain_dir, resume and (retrain_dir / outputs.TUNE_DIR).exists(), on_trial=on_trial)
+        results = run_retrain(config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial)
     comparison = compare_retrain(retrain_dir, annotation)
     return PipelineResult(final, results, comparison, report_run(out))

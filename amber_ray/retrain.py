@@ -24,12 +24,13 @@ import torch
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from amber_ray import outputs
+from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_table
 from amber_ray.child import ChildNet, save_child
-from amber_ray.cluster import resolve_gpus
+from amber_ray.cluster import require
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
+from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker
@@ -86,16 +87,18 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
     """The Tune trainable: :func:`amber_ray.training.fit` of one (architecture, replicate), one report per epoch.
 
     Each report carries a checkpoint of the fit (resumed from ``tune.get_checkpoint()`` after a
-    failure) and every epoch so far; the last one also the test metrics and the best model.
+    failure) and every epoch so far; the last one also the test metrics and the best model. The
+    trial trains on the GPU Tune gave it (``retrain.gpus_per_trial`` > 0 and ``train.device``), else the CPU.
     """
     trial = trial_config["trial"]
     torch.set_num_threads(max(1, int(config.retrain.cpus_per_trial)))
+    device = worker_device(config.train.device, config.retrain.gpus_per_trial)
     model = initial_model(space, Architecture.from_text(trial["arch"]), config.train.width, trial["seed"])
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = torch.load(Path(directory) / outputs.TRIAL_STATE, weights_only=True)
+        with checkpoint.as_directory() as directory:  # written on any node: a GPU's tensors load on the CPU first
+            resume = torch.load(Path(directory) / outputs.TRIAL_STATE, map_location="cpu", weights_only=True)
     started = time.perf_counter()
 
     def report(state: FitState) -> None:
@@ -105,13 +108,13 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state.state_dict(), Path(directory) / outputs.TRIAL_STATE)
             if state.done:
-                best = ChildNet(space, model.arch, config.train.width)
+                best = ChildNet(space, model.arch, config.train.width).to(device)
                 best.load_state_dict(state.best_model)
                 metrics.update(final_metrics(best, splits, state.stopper, state.epoch + 1, time.perf_counter() - started))
                 save_child(best, Path(directory) / outputs.BEST_MODEL, {"label_names": splits.train.label_names, **trial})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume)
+    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume, device)
 
 
 def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epochs: int, seconds: float) -> dict[str, Any]:
@@ -184,7 +187,8 @@ class MlflowTrialCallback(tune.Callback):
         )
         run = self._run_for(trial)
         if trial.checkpoint is not None:
-            run.log_artifact(Path(trial.checkpoint.path) / outputs.BEST_MODEL, "model")
+            with trial.checkpoint.as_directory() as directory:  # a local copy when the trials' storage is remote
+                run.log_artifact(Path(directory) / outputs.BEST_MODEL, "model")
         run.finish()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -249,31 +253,32 @@ def run_retrain(
     ``on_trial`` sees each finished trial (:class:`TrialProgress`). Ray must already be initialised.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
-    tune_dir = out_dir / outputs.TUNE_DIR
-    if resume and not tune.Tuner.can_restore(str(outputs.tune_grid(out_dir))):
+    tune_dir = storage.location(config.storage, out_dir, outputs.TUNE_DIR)
+    grid_path = grid_location(config, out_dir)
+    if resume and not tune.Tuner.can_restore(grid_path):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
-    if not resume and outputs.tune_grid(out_dir).exists():
-        raise AmberInputError("a retraining grid already ran here; pass --resume or choose another --out", out_dir)
+    if not resume and storage.exists(grid_path):
+        raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
-    gpus = resolve_gpus(config.retrain.gpus_per_trial, "retrain.gpus_per_trial")
+    require({"CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial), "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial)})
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
-        {"cpu": config.retrain.cpus_per_trial, "gpu": gpus},
+        {"cpu": config.retrain.cpus_per_trial, "gpu": config.retrain.gpus_per_trial},
     )
     quiet_tune()
     parent = parent_run(out_dir, config, resume)
     callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
     if resume:
-        tuner = tune.Tuner.restore(str(outputs.tune_grid(out_dir)), trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(grid_path, trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(grid)},
             run_config=tune.RunConfig(
                 name=outputs.TUNE_NAME,
-                storage_path=str(tune_dir),
+                storage_path=tune_dir,  # shared by every node: trials checkpoint from where they run
                 failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=[callback, TrialProgress(on_trial), JsonLoggerCallback(), CSVLoggerCallback()],
@@ -294,12 +299,21 @@ def run_retrain(
     return table
 
 
+def grid_location(config: ExperimentConfig, out_dir: Path) -> str:
+    """Ray Tune's experiment directory of the retraining grid of ``out_dir``: under it, or under ``storage``."""
+    return storage.location(config.storage, out_dir, outputs.TUNE_DIR, outputs.TUNE_NAME)
+
+
+def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:
+    return storage.exists(grid_location(config, out_dir))
+
+
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it."""
     id_file = out_dir / outputs.RUN_ID
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
-    parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"})
+    parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir))
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     id_file.write_text(parent.run_id)

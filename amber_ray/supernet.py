@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from amber_ray.child import DagNet
 from amber_ray.data import SequenceDataset
+from amber_ray.device import autocast
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
@@ -109,8 +110,7 @@ class SupernetTrainer:
         return min(batches, max_batches) if max_batches else batches
 
     def _autocast(self) -> torch.autocast:
-        """bfloat16 autocast for convolutions and matmuls when asked (weights stay float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        return autocast(self.device, self.precision)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return as_tensor(array).to(self.device, non_blocking=True)

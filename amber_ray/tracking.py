@@ -102,7 +102,10 @@ class RunTracker:
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
         parent: RunTracker | None = None,
+        artifacts: str | None = None,
     ) -> RunTracker:
+        """A new run (or ``run_id`` reopened); ``artifacts`` is the artifact location of an experiment it creates
+        (shared storage on a cluster; default: beside a SQLite store, or the tracking server's choice)."""
         uri = tracking_uri(out_dir)
         client = MlflowClient(tracking_uri=uri)
         if run_id is not None:
@@ -112,7 +115,7 @@ class RunTracker:
         if found:
             experiment_id = found.experiment_id
         else:
-            experiment_id = client.create_experiment(experiment, artifact_root(uri))
+            experiment_id = client.create_experiment(experiment, artifacts or artifact_root(uri))
             mark_for_model_training(client, experiment_id)
         all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if parent is not None:

@@ -23,8 +23,9 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
+from amber_ray.device import autocast, resolve_device
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
-from amber_ray.predict import predict
+from amber_ray.predict import model_device, predict
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -41,14 +42,22 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def train_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, data: SequenceDataset, batch_size: int, rng: np.random.Generator
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: SequenceDataset,
+    batch_size: int,
+    rng: np.random.Generator,
+    precision: str = "float32",
 ) -> float:
-    """One pass over ``data``; returns the mean training loss."""
+    """One pass over ``data`` on the model's device; returns the mean training loss."""
     model.train()
+    device = model_device(model)
     total, seen = 0.0, 0
     for index in minibatch_indices(data.num_sequences, batch_size, rng):
-        x, y = as_tensor(data.x[index]), as_tensor(data.y[index])
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        x, y = as_tensor(data.x[index]).to(device, non_blocking=True), as_tensor(data.y[index]).to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -157,19 +166,23 @@ def fit(
     seed: int,
     on_epoch: Callable[[FitState], None] | None = None,
     resume: dict[str, Any] | None = None,
+    device: torch.device | None = None,
 ) -> FitResult:
     """Train with early stopping on validation AUROC; the model ends with its best weights.
 
-    Each epoch is seeded from ``(seed, epoch)`` alone, so a fit resumed from the
+    The model is moved to ``device`` (default: where it is) before its optimizer is made. Each
+    epoch is seeded from ``(seed, epoch)`` alone, so a fit resumed from the
     :meth:`FitState.state_dict` of an epoch (``resume``) continues exactly as the uninterrupted one.
     """
+    if device is not None:
+        model.to(device)
     optimizer = make_optimizer(model, config)
     state = FitState(model, optimizer, EarlyStopping(config.patience), copy.deepcopy(model.state_dict()))
     if resume is not None:
         state.load_state_dict(resume)
     for epoch in range(state.epoch + 1, config.max_epochs):
         torch.manual_seed(seed * 10_000 + epoch)
-        loss = train_epoch(model, optimizer, train, config.batch_size, np.random.default_rng([seed, epoch]))
+        loss = train_epoch(model, optimizer, train, config.batch_size, np.random.default_rng([seed, epoch]), config.precision)
         auroc = mean_auroc(valid.y, predict_proba(model, valid.x))
         if state.stopper.step(epoch, auroc):
             state.best_model = copy.deepcopy(model.state_dict())
@@ -212,11 +225,12 @@ def train_architecture(
     splits = load_splits(config.data, config.seed)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     seed = replicate_seed(config.seed, 0)
+    device = resolve_device(config.train.device, "train.device")
     model = initial_model(space, arch, config.train.width, seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    result = fit(model, splits.train, splits.valid, config.train, seed, on_epoch)
+    result = fit(model, splits.train, splits.valid, config.train, seed, on_epoch, device=device)
     metrics = {
         "arch": arch.to_text(),
         "num_params": model.num_params(),
@@ -224,6 +238,7 @@ def train_architecture(
         "best_epoch": result.best_epoch,
         "best_valid_auroc": result.best_valid_auroc,
         "train_seconds": time.perf_counter() - started,
+        "device": str(device),
         "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
         "test": evaluate(model, splits.test),
     }

@@ -1,33 +1,22 @@
-"""Shared argument handling of the Ray job entrypoints: ``--config`` and an absolute ``--out``.
+"""What the Ray job entrypoints share: the project on ``sys.path`` and the ``amber-ray`` command each one is.
 
-A Ray job runs in a temporary copy of the working dir, so outputs (and the MLflow store under
-them) default to an absolute directory outside it.
+A job takes exactly the arguments of its command (``python jobs/search.py CONFIG --out DIR`` is
+``amber-ray search CONFIG --out DIR``), so there is one way to call it. Under ``ray job submit
+--working-dir .`` the job runs in a temporary copy of the working dir: relative config paths (and
+the data paths inside a config, relative to its file) resolve in that copy; ``--out`` must be an
+absolute path that outlives the job (shared storage on a cluster).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clone that is not pip-installed
 
 
-def parse_args(description: str, extra: list[tuple[str, dict]] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, type=Path, help="experiment config (YAML)")
-    parser.add_argument(
-        "--out", type=Path, default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")), help="absolute output directory"
-    )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    for flag, options in extra or []:
-        parser.add_argument(flag, **options)
-    args = parser.parse_args()
-    args.out = args.out.expanduser().resolve()
-    return args
+def run_command(*command: str) -> None:
+    """``amber-ray COMMAND`` with this process's arguments; exits with its code (2 for bad input)."""
+    from amber_ray.cli import app
 
-
-def set_flags(args: argparse.Namespace) -> list[str]:
-    """The ``--set`` overrides, as CLI arguments."""
-    return [part for assignment in args.set for part in ("--set", assignment)]
+    app([*command, *sys.argv[1:]], prog_name="amber-ray")

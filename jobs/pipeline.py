@@ -1,14 +1,9 @@
-"""Ray job: search -> retrain -> compare -> report, each step resuming if its outputs are already there."""
+"""Ray job: ``amber-ray pipeline`` (search -> retrain -> compare -> report, each step resuming from its outputs).
 
-import logging
+``ray job submit --working-dir . -- python jobs/pipeline.py jobs/configs/demo.yaml --out /abs/dir [--set KEY=VALUE]``
+"""
 
-from _entry import parse_args
-
-from amber_ray.config import load_config, parse_overrides
-from amber_ray.pipeline import run_pipeline
+from _entry import run_command
 
 if __name__ == "__main__":
-    args = parse_args(__doc__)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = run_pipeline(load_config(args.config, parse_overrides(args.set)), args.out, resume=True)
-    print(f"searched architecture: {result.final['best']['arch']}; report: {result.report}")
+    run_command("pipeline")

@@ -1,10 +1,9 @@
-"""Ray job: retrain searched vs sampled architectures with Ray Tune (needs a finished search under --out)."""
+"""Ray job: ``amber-ray retrain``, same arguments.
 
-from _entry import parse_args, set_flags
+``ray job submit --working-dir . -- python jobs/retrain.py jobs/configs/demo.yaml --search /abs/dir/search --out /abs/dir/retrain``
+"""
 
-from amber_ray.cli import app
+from _entry import run_command
 
 if __name__ == "__main__":
-    args = parse_args(__doc__, [("--resume", {"action": "store_true"})])
-    command = ["retrain", str(args.config), "--search", str(args.out / "search"), "--out", str(args.out / "retrain"), *set_flags(args)]
-    app([*command, *(["--resume"] if args.resume else [])], prog_name="amber-ray")
+    run_command("retrain")

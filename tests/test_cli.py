@@ -72,12 +72,14 @@ def test_unknown_config_key_and_bad_architecture(tmp_path):
 
 
 def test_gpu_request_on_a_gpu_less_cluster_fails_at_once(ray_session, tmp_path):
-    from amber_ray.cluster import resolve_gpus
+    from amber_ray.cluster import require
     from amber_ray.errors import AmberInputError
 
-    with pytest.raises(AmberInputError, match="'search.gpus_per_worker' asks for 1 GPU"):
-        resolve_gpus(1, "search.gpus_per_worker")
-    assert resolve_gpus(0, "search.gpus_per_worker") == 0
+    with pytest.raises(AmberInputError, match="'search.gpus_per_worker' asks for 1 GPU per worker, more than any node"):
+        require({"GPU": ("search.gpus_per_worker", 1.0)})
+    with pytest.raises(AmberInputError, match="'search.workers' asks for 3 x {CPU: 1} but this cluster can hold at most 2"):
+        require({"CPU": ("search.cpus_per_worker", 1.0), "GPU": ("search.gpus_per_worker", 0.0)}, 3, "search.workers")
+    require({"CPU": ("search.cpus_per_worker", 1.0), "GPU": ("search.gpus_per_worker", 0.0)}, 2, "search.workers")
 
 
 def test_train_learns_on_the_real_promoter_set(promoter_fastas, tmp_path):
@@ -111,7 +113,7 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     assert_clean_failure(invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key")
     seen = {}
 
-    def pipeline(config, out, resume, on_iteration, on_trial=None):
+    def pipeline(config, out, resume, on_iteration, annotation=None, on_trial=None):
         seen.update(config=config, out=out, resume=resume)
         raise AmberInputError("stopped before the search")
 

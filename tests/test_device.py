@@ -30,3 +30,67 @@ def test_cuda_without_cuda_is_a_clear_error() -> None:
 def test_cuda_index_beyond_the_machine_is_a_clear_error() -> None:
     with pytest.raises(AmberInputError, match="requested but this machine has"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_ray_worker_without_a_gpu_uses_the_cpu_whatever_the_config_says() -> None:
+    from amber_ray.device import worker_device
+
+    assert worker_device("cuda", 0) == torch.device("cpu")  # GPUs Ray did not assign belong to other workers
+    assert worker_device("auto", 0.5) == resolve_device("auto")  # fake GPUs (no CUDA): the CPU
+    with pytest.raises(AmberInputError, match="unknown device 'gpu'"):
+        worker_device("gpu", 1, "train.device")
+
+
+def tiny_fit(device: str, precision: str = "float32"):
+    """Two epochs of a small child model on random data: (model, fit result, state after the last epoch)."""
+    import numpy as np
+
+    from amber_ray.config import TrainConfig
+    from amber_ray.data import SequenceDataset
+    from amber_ray.space import Architecture, ModelSpace
+    from amber_ray.training import fit, initial_model
+
+    rng = np.random.default_rng(0)
+    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (64, 32))].transpose(0, 2, 1).copy()
+    y = (rng.random((64, 1)) < 0.5).astype(np.float32)
+    data = SequenceDataset(x, y, [f"s{i}" for i in range(64)], ["label"])
+    space = ModelSpace(
+        input_length=32, num_labels=1, num_layers=2, layers_per_block=1, ops=("conv4", "maxpool"), first_filters=4, stem_channels=4, dense_units=8
+    )
+    model = initial_model(space, Architecture(("conv4", "maxpool"), ((), (0,))), 1.0, 0)
+    states = []
+    config = TrainConfig(batch_size=16, max_epochs=2, patience=2, precision=precision)
+    result = fit(model, data, data, config, 0, lambda state: states.append(state.state_dict()), device=torch.device(device))
+    return model, result, states[-1]
+
+
+def test_fit_trains_on_the_device_it_is_given() -> None:
+    model, result, _ = tiny_fit("cpu")
+    assert next(model.parameters()).device.type == "cpu" and result.epochs_run == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_in_bfloat16_keeps_float32_weights_and_resumes_on_the_cpu(tmp_path) -> None:
+    """A retraining trial's checkpoint written on a GPU node is loaded on any node (map_location cpu)."""
+    model, result, state = tiny_fit("cuda", "bfloat16")
+    parameter = next(model.parameters())
+    assert parameter.device.type == "cuda" and parameter.dtype == torch.float32
+    assert 0.0 <= result.best_valid_auroc <= 1.0
+    torch.save(state, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", map_location="cpu", weights_only=True)
+    assert all(tensor.device.type == "cpu" for tensor in loaded["model"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_with_cuda_on_a_machine_without_it_fails_naming_the_key(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from amber_ray.cli import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text("data: {simulate: {num_sequences: 100, length: 64}}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["train", str(config), "--arch", "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1", "--out", str(out), "--device", "cuda"])
+    assert result.exit_code == 2, result.output
+    assert "train.device" in result.output and "'cuda' requested but this machine has 0 CUDA device" in " ".join(result.output.split())
+    assert not out.exists()

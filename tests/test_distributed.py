@@ -3,12 +3,13 @@
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn import functional as F
 
-from amber_ray.distributed import sum_gradients, synchronise_batch_norm
+from amber_ray.distributed import init_group, sum_gradients, synchronise_batch_norm
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet
 
@@ -38,34 +39,41 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x.copy()), torch.from_numpy((rng.random((BATCH, 2)) < 0.4).astype(np.float32))
 
 
-def gradients(rank: int, world_size: int, port: int, sync_batch_norm: bool, queue) -> None:
-    """Rank ``rank``'s share of one step over ARCHS; rank 0 reports the summed gradients."""
+def gradients(rank: int, world_size: int, port: int, sync_batch_norm: bool, queue, cuda: bool = False) -> None:
+    """Rank ``rank``'s share of one step over ARCHS; rank 0 reports the summed gradients.
+
+    ``cuda``: on GPU ``rank`` with the NCCL group of :func:`amber_ray.distributed.init_group`
+    (formed even for one worker, so that its NCCL branch runs), else on the CPU with gloo.
+    """
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    net = Supernet(SPACE)
-    if world_size > 1:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # comparable with the CPU
+    net = Supernet(SPACE).to(device)
+    if world_size > 1 or cuda:
+        init_group(rank, world_size, "127.0.0.1", port, use_gpu=cuda)
         if sync_batch_norm:
             synchronise_batch_norm(net)
-    x, y = batch()
+    x, y = (tensor.to(device) for tensor in batch())
     rows = slice(rank, None, world_size)
     for arch in ARCHS:
         loss = F.binary_cross_entropy_with_logits(net(x[rows], arch), y[rows], reduction="sum") / BATCH
         loss.backward()
-    if world_size > 1:
+    if dist.is_initialized():
         sum_gradients(net)
         dist.destroy_process_group()
     if rank == 0:
-        queue.put({name: p.grad.numpy() for name, p in net.named_parameters() if p.grad is not None})
+        queue.put({name: p.grad.cpu().numpy() for name, p in net.named_parameters() if p.grad is not None})
 
 
-def run(world_size: int, sync_batch_norm: bool = True) -> dict[str, np.ndarray]:
+def run(world_size: int, sync_batch_norm: bool = True, cuda: bool = False) -> dict[str, np.ndarray]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     context = mp.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=gradients, args=(r, world_size, port, sync_batch_norm, queue)) for r in range(world_size)]
+    workers = [context.Process(target=gradients, args=(r, world_size, port, sync_batch_norm, queue, cuda)) for r in range(world_size)]
     for worker in workers:
         worker.start()
     result = queue.get(timeout=120)
@@ -85,3 +93,9 @@ def test_two_shards_give_the_gradients_of_the_whole_batch():
     one = run(1)
     assert worst_relative_difference(run(2), one) < 1e-4
     assert worst_relative_difference(run(2, sync_batch_norm=False), one) > 1e-2  # the check can fail
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the NCCL branch needs CUDA (one worker per GPU, up to 2)")
+def test_nccl_workers_on_gpus_give_the_gradients_of_the_whole_batch_on_the_cpu():
+    world_size = min(2, torch.cuda.device_count())
+    assert worst_relative_difference(run(world_size, cuda=True), run(1)) < 1e-3

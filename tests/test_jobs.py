@@ -64,8 +64,22 @@ def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert [len(p["gpu_ids"]) for p in report["placements"]] == [1, 1]
-    assert "'search.gpus_per_worker' asks for 3 GPU(s) but the Ray cluster has 2" in report["error"]
+    assert "'search.gpus_per_worker' asks for 3 GPU per worker, more than any node" in report["error"]
+    assert [p["device"] for p in report["placements"]] == ["cpu", "cpu"]  # the GPUs are Ray resources only: auto is the CPU
     assert report["seconds"] < 10, report  # checked up front, not after a wait for placement
+
+
+@pytest.mark.parametrize("job", ["pipeline", "search", "retrain"])
+def test_a_job_takes_the_arguments_of_its_command(job, tmp_path):
+    """``python jobs/X.py`` is ``amber-ray X``: positional CONFIG, same options, the same one-line errors."""
+    usage = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120)
+    assert usage.returncode == 0, usage.stderr
+    assert f"Usage: amber-ray {job} [OPTIONS]" in usage.stdout and "--out" in usage.stdout and "--set" in usage.stdout
+    missing = subprocess.run(
+        [sys.executable, f"jobs/{job}.py", "jobs/configs/missing.yaml", "--out", str(tmp_path), *(["--search", str(tmp_path)] if job == "retrain" else [])],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120,
+    )
+    assert missing.returncode == 2 and "missing.yaml: config file not found" in " ".join(missing.stderr.split()), missing.stderr
 
 
 def free_ports(count: int) -> list[int]:
@@ -112,7 +126,7 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
         address = f"http://127.0.0.1:{dashboard}"
         command = [
             "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-            "python", "jobs/pipeline.py", "--config", "jobs/configs/demo.yaml", "--out", str(out),
+            "python", "jobs/pipeline.py", "jobs/configs/demo.yaml", "--out", str(out),
             "--set", "search.workers=2", "--set", "search.iterations=4", "--set", "retrain.sampled=1",
         ]
         for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`

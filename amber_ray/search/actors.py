@@ -11,6 +11,7 @@ import torch
 from amber_ray.config import ControllerConfig, SearchConfig
 from amber_ray.controller import Controller, UniformPolicy
 from amber_ray.data import SequenceDataset
+from amber_ray.device import worker_device
 from amber_ray.distributed import init_group
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import SupernetTrainer
@@ -45,13 +46,24 @@ class ControllerActor:
 
 @ray.remote
 class SupernetWorker:
-    """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers."""
+    """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers.
+
+    It runs on the GPU Ray gave it when ``device`` (``train.device``) allows, else on the CPU.
+    """
 
     def __init__(
-        self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, config: SearchConfig, seed: int, threads: int
+        self,
+        space: ModelSpace,
+        train: SequenceDataset,
+        valid: SequenceDataset,
+        config: SearchConfig,
+        seed: int,
+        threads: int,
+        device: str = "auto",
     ):
         torch.set_num_threads(threads)
-        self.use_gpu = config.gpus_per_worker > 0 and torch.cuda.is_available()
+        self.device = worker_device(device, config.gpus_per_worker)
+        self.use_gpu = self.device.type == "cuda"
         self.trainer = SupernetTrainer(
             space,
             train,
@@ -59,7 +71,7 @@ class SupernetWorker:
             config.supernet_learning_rate,
             seed,
             valid_max_sequences=config.valid_max_sequences,
-            device="cuda" if self.use_gpu else "cpu",
+            device=str(self.device),
             precision=config.precision,
         )
 
@@ -74,8 +86,12 @@ class SupernetWorker:
         self.trainer.join_group(rank, world_size)
 
     def placement(self) -> dict[str, object]:
-        """Where Ray put this worker: node id and the GPU ids it was given."""
-        return {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+        """Where Ray put this worker: node id, the GPU ids it was given and the torch device it uses."""
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+            "device": str(self.device),
+        }
 
     def num_batches(self, batch_size: int, max_batches: int | None) -> int:
         return self.trainer.num_batches(batch_size, max_batches)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from amber_ray import storage
 from amber_ray.atomic import atomic_path, atomic_write_text, fsync_directory
 from amber_ray.errors import AmberInputError
 
@@ -115,3 +116,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def has_checkpoint(path: Path) -> bool:
     return path.is_file() or previous_path(path).is_file()
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The newest checkpoint, the previous one and the manifest that lists them."""
+    return [path, previous_path(path), manifest_path(path)]
+
+
+def mirror_checkpoint(path: Path, remote_dir: str) -> None:
+    """Copy the checkpoint files at ``path`` to ``remote_dir`` (shared storage); the manifest last,
+    so a reader there never finds it listing a file that is not there yet."""
+    for local in [*checkpoint_files(path)[:2], manifest_path(path)]:
+        if local.is_file():
+            storage.upload(local, f"{remote_dir}/{local.name}")
+
+
+def fetch_checkpoint(path: Path, remote_dir: str) -> bool:
+    """Copy the mirrored checkpoint files from ``remote_dir`` when there is none at ``path`` (a replaced head);
+    returns whether there is a checkpoint at ``path`` now."""
+    if not has_checkpoint(path):
+        for local in checkpoint_files(path):
+            if storage.exists(remote := f"{remote_dir}/{local.name}"):
+                storage.download(remote, local)
+                logger.info("fetched %s from %s", local.name, remote_dir)
+    return has_checkpoint(path)

@@ -34,16 +34,18 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from scipy import stats as scipy_stats
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
-from amber_ray.cluster import resolve_gpus
+from amber_ray.cluster import require
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
-from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from amber_ray import storage
+from amber_ray.search.checkpoint import fetch_checkpoint, has_checkpoint, load_checkpoint, mirror_checkpoint, save_checkpoint
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
 
@@ -68,6 +70,14 @@ class SearchState:
 
 def checkpoint_path(out_dir: Path) -> Path:
     return outputs.search_checkpoint(out_dir)
+
+
+def has_search_checkpoint(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether a search in ``out_dir`` can resume; fetches its checkpoint from ``storage`` when only that has it."""
+    if config.storage is None:
+        return has_checkpoint(checkpoint_path(out_dir))
+    path = checkpoint_path(out_dir)
+    return fetch_checkpoint(path, storage.location(config.storage, path.parent))
 
 
 def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
@@ -98,7 +108,12 @@ class SearchDriver:
         self.seed = config.search_seed
         self.out_dir = out_dir
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-        self.gpus = resolve_gpus(self.search.gpus_per_worker, "search.gpus_per_worker")
+        require(
+            {"CPU": ("search.cpus_per_worker", self.search.cpus_per_worker), "GPU": ("search.gpus_per_worker", self.search.gpus_per_worker)},
+            self.search.workers,
+            "search.workers",
+        )
+        self.gpus = self.search.gpus_per_worker
         self.data_refs = (ray.put(splits.train), ray.put(splits.valid))
         self.failures = 0
         self.start_actors()
@@ -111,14 +126,21 @@ class SearchDriver:
         self.logged_tables: set[str] = set()
 
     def start_actors(self) -> None:
-        """The controller and W supernet workers; with several workers, their process group."""
-        self.controller = ControllerActor.options(num_cpus=0).remote(
+        """The controller and W supernet workers; with several workers, their process group.
+
+        The controller stays on the driver's node (the head on a cluster): losing a worker node
+        must not take the policy with it, nor may a replacement land on a node that is dying.
+        """
+        beside_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.controller = ControllerActor.options(num_cpus=0, scheduling_strategy=beside_driver).remote(
             self.space, self.search.controller, self.seed, self.search.strategy
         )
         threads = max(1, int(self.search.cpus_per_worker))
         options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
         self.workers = [
-            SupernetWorker.options(**options).remote(self.space, *self.data_refs, self.search, self.seed, threads)
+            SupernetWorker.options(**options).remote(
+                self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device
+            )
             for _ in range(self.search.workers)
         ]
         if len(self.workers) > 1:
@@ -130,14 +152,26 @@ class SearchDriver:
             ray.kill(actor)
 
     def recover(self, error: BaseException) -> None:
-        """Replace every actor and reload the last checkpoint (a fresh search if none was written yet)."""
-        self.failures += 1
-        if self.failures > self.search.max_failures:
-            raise error
-        logger.warning(
-            "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
-            type(error).__name__, self.failures, self.search.max_failures,
-        )
+        """Replace every actor and reload the last checkpoint (a fresh search if none was written yet).
+
+        A replacement can die too while it is reloaded (placed on a node whose death Ray has not
+        noticed yet): that is one more failure, and the recovery starts over.
+        """
+        while True:
+            self.failures += 1
+            if self.failures > self.search.max_failures:
+                raise error
+            logger.warning(
+                "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
+                type(error).__name__, self.failures, self.search.max_failures,
+            )
+            try:
+                self.restart_actors()
+                return
+            except ACTOR_LOST as again:
+                error = again
+
+    def restart_actors(self) -> None:
         self.close()
         self.start_actors()
         path = checkpoint_path(self.out_dir)
@@ -185,6 +219,9 @@ class SearchDriver:
             },
             checkpoint_path(self.out_dir),
         )
+        if self.config.storage is not None:
+            path = checkpoint_path(self.out_dir)
+            mirror_checkpoint(path, storage.location(self.config.storage, path.parent))
 
     def restore(self, payload: dict[str, Any]) -> None:
         if outputs.checkpoint_ops(payload) != self.space.ops:
@@ -348,6 +385,8 @@ def run_search(
     Ray must already be initialised (``amber_ray.cluster.connect``).
     """
     out_dir = Path(out_dir).resolve()
+    if resume:
+        has_search_checkpoint(config, out_dir)  # fetches a mirrored checkpoint when the local one is gone
     payload = load_checkpoint(checkpoint_path(out_dir)) if resume else None
     if not resume and has_checkpoint(checkpoint_path(out_dir)):
         raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
@@ -356,13 +395,19 @@ def run_search(
     try:
         if payload is not None:
             driver.restore(payload)
-        driver.tracker = RunTracker.start(out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id)
+        driver.tracker = RunTracker.start(
+            out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id, artifacts=storage.artifacts(config.storage, out_dir)
+        )
         if payload is None:
             driver.state.run_id = driver.tracker.run_id
             driver.tracker.log_params(config_as_flat_dict(config))
             placements = ray.get([worker.placement.remote() for worker in driver.workers])
             driver.tracker.set_tags(
-                {"space_size": f"{driver.space.size():.3e}", "worker_nodes": ",".join(p["node_id"] for p in placements)}
+                {
+                    "space_size": f"{driver.space.size():.3e}",
+                    "worker_nodes": ",".join(p["node_id"] for p in placements),
+                    "worker_devices": ",".join(p["device"] for p in placements),
+                }
             )
             driver.with_recovery(driver.warm_up)
         driver.catch_up_tracking()

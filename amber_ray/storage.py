@@ -1,0 +1,55 @@
+"""Where the files that every node writes go: under ``--out`` by default, or under the config's ``storage``.
+
+Ray Tune trials write their checkpoints from whichever node runs them, and a replaced head must
+find the search checkpoint and the MLflow artifacts, so on a cluster they go to one shared
+location: ``storage: s3://bucket/prefix`` (any URI pyarrow reads: ``s3://``, ``gs://``, or an
+absolute path every node mounts). Credentials and endpoint come from each node's environment:
+the instance's IAM role on AWS, ``AWS_ENDPOINT_URL`` for an S3-compatible server. The run's
+local ``--out`` keeps its tables, reports and the MLflow store; under ``storage`` a run's files
+sit at the same relative place, ``<storage>/<absolute --out without its root>/...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pyarrow.fs as pafs
+
+
+def location(storage: str | None, out_dir: str | Path, *parts: str) -> str:
+    """``out_dir/parts`` (absolute) without ``storage``, else the same place under ``storage``."""
+    local = Path(out_dir).resolve().joinpath(*parts)
+    if storage is None:
+        return str(local)
+    return "/".join([storage.rstrip("/"), *PurePosixPath(local.as_posix()).parts[1:]])
+
+
+def artifacts(storage: str | None, out_dir: str | Path) -> str | None:
+    """The MLflow artifact location of experiments a command in ``out_dir`` creates: under ``storage``, else MLflow's default."""
+    return None if storage is None else location(storage, out_dir, "mlartifacts")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of ``uri`` and the path on it (a local path is its own filesystem)."""
+    return pafs.FileSystem.from_uri(uri)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def upload(local: Path, uri: str) -> None:
+    """Copy the file ``local`` to ``uri`` (a no-op when they are the same file)."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, pafs.LocalFileSystem) and Path(path).resolve() == local.resolve():
+        return
+    fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
+    pafs.copy_files(str(local), path, destination_filesystem=fs)
+
+
+def download(uri: str, local: Path) -> None:
+    """Copy ``uri`` to the file ``local``."""
+    fs, path = filesystem(uri)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(local), source_filesystem=fs)

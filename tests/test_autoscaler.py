@@ -1,0 +1,222 @@
+"""On Ray's own autoscaler: the fake multi-node provider shipped in the ray wheel, with the node types of cluster.yaml.
+
+A CPU head without GPUs and a GPU worker type that scales from 0 (its GPUs are Ray resources
+only, so ``train.device: auto`` resolves to the CPU there), and an S3 server (moto) as shared
+storage. The pipeline is submitted with ``ray job submit --working-dir``: GPU requests wait for
+the GPU nodes the autoscaler starts, a request no node type could hold fails at once naming its
+key, and a GPU node killed mid-search is replaced while the search goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from ray.job_submission import JobStatus, JobSubmissionClient
+from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, ray_cli, stop_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_NODE = {"resources": {"CPU": 2, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
+# A few seconds of work per stage: 2 search iterations, 2 retraining trials of 2 epochs.
+TINY = [
+    "data.simulate.num_sequences=600", "space.first_filters=8", "space.stem_channels=8", "space.dense_units=16",
+    "search.iterations=2", "search.archs_per_iteration=4", "search.valid_max_sequences=100", "search.final_samples=0",
+    "search.final_candidates=2", "search.final_iterations=1", "train.max_epochs=2", "train.patience=1",
+    "retrain.replicates=1", "retrain.sampled=1",
+]
+
+pytestmark = pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
+
+
+def fake_cluster_config(gcs_address: str) -> dict:
+    """cluster.yaml's node types on the fake provider: the head has no GPU (and, as there, no CPU for work)."""
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    head = cluster["available_node_types"][cluster["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0 and cluster["available_node_types"]["gpu_worker"]["min_workers"] == 0
+    return {
+        "cluster_name": "amber-fake",
+        "max_workers": GPU_NODE["max_workers"],
+        "provider": {
+            "type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+            "disable_launch_config_check": True, "gcs_address": gcs_address,
+        },
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0, "GPU": 0}, "node_config": {}, "max_workers": 0},
+            "gpu_worker": GPU_NODE,
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 5, "docker": {}, "file_mounts": {},
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [],
+        "head_start_ray_commands": [], "worker_start_ray_commands": [], "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+    }
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3-compatible server (moto) on 127.0.0.1 with the bucket ``amber``; yields the environment that reaches it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="amber")
+    yield env
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def autoscaling_cluster(s3):
+    """``RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...`` on its own ports and temp dir, every node
+    reaching the S3 server; yields the dashboard URL."""
+    temp_dir = tempfile.mkdtemp(prefix="ra", dir="/tmp")
+    gcs, dashboard, client_server, *agent_ports = free_ports(3 + len(NODE_PORT_FLAGS))
+    config = Path(temp_dir) / "autoscaling.yaml"
+    config.write_text(yaml.safe_dump(fake_cluster_config(f"127.0.0.1:{gcs}")))
+    # The autoscaler starts the fake nodes from its own process: they inherit this environment.
+    env = {**ENV, **s3, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp_dir, "PYTHONPATH": str(ROOT)}
+    try:
+        head = subprocess.run(
+            [
+                "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=0", "--num-gpus=0",
+                f"--autoscaling-config={config}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}", f"--temp-dir={temp_dir}",
+                "--disable-usage-stats", *node_ports(agent_ports),
+            ],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+        assert head.returncode == 0, head.stderr
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        stop_cluster(temp_dir, f"127.0.0.1:{gcs}")
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def submit(address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None) -> tuple[JobStatus, str, float]:
+    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``; waits for the end: status, logs, seconds.
+
+    ``during`` is called once while the job runs (e.g. to kill a node).
+    """
+    command = ["job", "submit", "--address", address, "--working-dir", working_dir, "--no-wait", "--", "python", "jobs/pipeline.py", *arguments]
+    started = time.monotonic()
+    for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
+        submitted = ray_cli(*command, temp_dir=tempfile.gettempdir())
+        if "No available agent" not in submitted.stderr:
+            break
+        time.sleep(2)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = re.search(r"raysubmit_\w+", submitted.stdout + submitted.stderr).group()
+    jobs = JobSubmissionClient(address)
+    if during is not None:
+        during()
+    while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() - started < 280:
+        time.sleep(2)
+    return status, jobs.get_job_logs(job_id), time.monotonic() - started
+
+
+def gpu_nodes(address: str) -> list:
+    from ray.util.state import list_nodes
+
+    return [node for node in list_nodes(address=address, detail=True) if node.resources_total.get("GPU", 0) > 0]
+
+
+def test_a_gpu_request_no_node_type_can_hold_fails_at_once(autoscaling_cluster, tmp_path):
+    out = tmp_path / "runs"
+    sets = [part for value in [*TINY, "search.gpus_per_worker=8"] for part in ("--set", value)]
+    status, logs, seconds = submit(autoscaling_cluster, str(ROOT), "jobs/configs/demo.yaml", "--out", str(out), *sets)
+    assert status == JobStatus.FAILED, logs[-3000:]
+    assert "config key 'search.gpus_per_worker' asks for 8 GPU per worker, more than any node" in " ".join(logs.split())
+    assert "gpu_worker (CPU 2, GPU 1, up to 2)" in " ".join(logs.split())
+    assert seconds < 90, seconds  # no wait for nodes that could never come
+    assert gpu_nodes(autoscaling_cluster) == []  # and no GPU node started for it
+
+
+def s3_keys(prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket="amber", Prefix=prefix)
+    return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+
+def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autoscaling_cluster, tmp_path):
+    assert gpu_nodes(autoscaling_cluster) == []  # none up before the job asks
+    out = tmp_path / "runs"
+    gpu_sets = ["search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5", "storage=s3://amber/cluster"]
+    sets = [part for value in [*TINY, *gpu_sets] for part in ("--set", value)]
+    # The repository in place (``local://``), not an uploaded copy: every fake node shares the head's
+    # temp dir, and each node's runtime-env agent re-unpacks an uploaded working dir there, deleting
+    # it under the processes already running in it. Real nodes have their own disks.
+    status, logs, seconds = submit(autoscaling_cluster, f"local://{ROOT}", "jobs/configs/demo.yaml", "--out", str(out), *sets)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "waiting for the autoscaler: 1 x {CPU: 1, GPU: 1}" in " ".join(logs.split()), logs[-3000:]
+    started = gpu_nodes(autoscaling_cluster)
+    assert 1 <= len(started) <= GPU_NODE["max_workers"]
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+    (search_run,) = [run for run in runs if run.data.tags.get("command") == "search"]
+    assert search_run.data.tags["worker_nodes"] in {node.node_id for node in started}  # the supernet worker ran on a started GPU node
+    assert search_run.data.tags["worker_devices"] == "cpu"  # fake GPUs: auto is the CPU, never a CUDA call
+    assert sum(run.data.tags.get("role") in ("searched", "sampled") for run in runs) == 2  # (searched + 1 sampled) x 1 replicate
+    assert (out / "retrain" / "compare.json").is_file() and (out / "report.html").is_file()
+
+    # Shared storage: trial checkpoints written from the GPU node, the search checkpoint, MLflow artifacts.
+    keys = s3_keys("cluster/" + out.relative_to("/").as_posix())
+    assert any("/retrain/tune/grid/" in key and key.endswith("best_model.pt") for key in keys), keys[:20]
+    assert any(key.endswith("/search/checkpoints/search.pt") for key in keys), keys[:20]
+    assert any("/mlartifacts/" in key and key.endswith("final_architectures.json") for key in keys), keys[:20]
+    # A replaced head (its disk lost) resumes from the mirrored search checkpoint.
+    from amber_ray.config import parse_config
+    from amber_ray.search.checkpoint import load_checkpoint
+    from amber_ray.search.loop import checkpoint_path, has_search_checkpoint
+
+    shutil.rmtree(checkpoint_path(out / "search").parent)
+    assert has_search_checkpoint(parse_config({"storage": "s3://amber/cluster"}), out / "search")
+    assert load_checkpoint(checkpoint_path(out / "search"))["iteration"] == 1
+    print(f"autoscaled pipeline: {seconds:.0f} s, {len(started)} GPU node(s) started")
+
+
+def test_a_gpu_node_killed_mid_search_is_replaced_and_the_search_continues(autoscaling_cluster, tmp_path):
+    """The search's checkpoint reaches S3, then the GPU node of the supernet worker is killed: the
+    driver replaces the actors, the autoscaler starts another GPU node, and the job completes."""
+    out = tmp_path / "runs"
+    checkpoint_key = "cluster/" + (out / "search" / "checkpoints" / "search.pt").relative_to("/").as_posix()
+
+    def kill_the_worker_node() -> None:
+        deadline = time.monotonic() + 150
+        while checkpoint_key not in s3_keys(checkpoint_key) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert checkpoint_key in s3_keys(checkpoint_key), "no search checkpoint reached the bucket"
+        alive = [node for node in gpu_nodes(autoscaling_cluster) if node.state == "ALIVE"]
+        assert alive
+        killed.extend(alive)
+        for node in alive:  # the worker's node (and any idle one left from an earlier test)
+            stop_cluster(f"--node_id={node.node_id}")  # its raylet and every process under it
+
+    killed: list = []
+    sets = ["search.iterations=30", "search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5", "storage=s3://amber/cluster"]
+    arguments = [part for value in [*TINY, *sets] for part in ("--set", value)]
+    status, logs, _ = submit(
+        autoscaling_cluster, f"local://{ROOT}", "jobs/configs/demo.yaml", "--out", str(out), *arguments, during=kill_the_worker_node
+    )
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "an actor of the search died" in logs and "restarting all actors from the last checkpoint" in logs
+    replacements = [node for node in gpu_nodes(autoscaling_cluster) if node.node_id not in {k.node_id for k in killed}]
+    assert replacements, "the autoscaler started no GPU node after the kill"
