@@ -19,11 +19,26 @@ from torch import nn
 from amber_ray.child import ChildNet, load_child
 from amber_ray.device import resolve_device
 from amber_ray.errors import AmberInputError
+from amber_ray.outputs import MODEL
 
 
-def load_model(path: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
-    """A model written by ``amber-ray train`` or ``retrain`` on ``device``, and its label names."""
-    model, extra = load_child(path)
+REGISTRY_SCHEME = "models:/"
+
+
+def model_file(source: str | Path) -> Path:
+    """The checkpoint a model source names: a ``model.pt``, a directory holding one (``retrain``'s ``final/``),
+    or a Model Registry URI ``models:/NAME/VERSION`` (fetched from the tracking store)."""
+    if str(source).startswith(REGISTRY_SCHEME):
+        from amber_ray.tracking import registered_model_file
+
+        return registered_model_file(str(source))
+    path = Path(source)
+    return path / MODEL if path.is_dir() else path
+
+
+def load_model(source: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
+    """A model written by ``amber-ray train`` or ``retrain`` (any source of :func:`model_file`) on ``device``, and its label names."""
+    model, extra = load_child(model_file(source))
     try:
         model = model.to(resolve_device(device))
     except (RuntimeError, AssertionError) as error:

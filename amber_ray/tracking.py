@@ -9,18 +9,26 @@ per config name; one parent run per command; nested runs (retraining trials) car
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
 import pandas as pd
+import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from amber_ray.outputs import MLFLOW_STORE
@@ -154,3 +162,105 @@ def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subproce
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]
     command += ["--host", host, "--port", str(port), "--workers", "1"]
     return subprocess.Popen(command, env=env)
+
+
+# --- commands that produce results ------------------------------------------------------------------
+COMMAND_EXPERIMENT = "amber-ray"  # the experiment of commands that take a model, not a config (predict, variants, interpret)
+
+
+def log_command_run(
+    out_dir: str | Path,
+    command: str,
+    experiment: str = COMMAND_EXPERIMENT,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    artifacts: Sequence[str | Path] = (),
+) -> str:
+    """One finished MLflow run (tagged ``command``) for a command's results; returns its id.
+
+    The store is :func:`tracking_uri` of ``out_dir``; metrics that are not finite numbers are left out.
+    """
+    run = RunTracker.start(out_dir, experiment, command, {"command": command})
+    try:
+        run.log_params(params or {})
+        finite = {key: float(value) for key, value in (metrics or {}).items() if isinstance(value, (int, float)) and math.isfinite(value)}
+        run.log_metrics(finite)
+        for path in artifacts:
+            run.log_artifact(path)
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    run.finish()
+    return run.run_id
+
+
+# --- the final model: pyfunc flavour, Model Registry -------------------------------------------------
+FINAL_MODEL_ARTIFACT = "final_model"
+
+
+class SequenceModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc face of a final model: sequences or one-hot arrays in, one probability column per label out.
+
+    Takes a list of strings, a Series, a DataFrame with a ``sequence`` column, or a one-hot array
+    ``(N, 4, L)``; sequences must have the model's input length and only A, C, G, T, N.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from amber_ray.predict import load_model
+
+        self.model, self.labels = load_model(context.artifacts["model"], "auto")
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow reads type hints as a schema)
+        from amber_ray.inference import as_model_input, probabilities
+
+        x = as_model_input(model_input, self.model.space.input_length)
+        return pd.DataFrame(probabilities(self.model, x), columns=self.labels)
+
+
+@contextmanager
+def _fluent_run(run: RunTracker) -> Iterator[None]:
+    """MLflow's fluent model API (``log_model``) inside ``run``, on ``run``'s store; the global URI is restored after."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(run.client.tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run.run_id):
+            yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]) -> str:
+    """Log ``model_file`` as a pyfunc model of ``run`` (signature: a probability column per label; an input
+    example of two sequences), register it as ``name`` and tag the new version with ``tags``; returns the version.
+
+    The signature leaves the inputs open: the model takes either sequences or one-hot arrays.
+    """
+    signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
+    example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
+    requirements = [f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "numpy", "pandas"]
+    with _fluent_run(run):
+        info = mlflow.pyfunc.log_model(
+            name=FINAL_MODEL_ARTIFACT, python_model=SequenceModel(), artifacts={"model": str(model_file)},
+            signature=signature, input_example=example, registered_model_name=name, pip_requirements=requirements,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        run.client.set_model_version_tag(name, version, key, str(value)[:MAX_TAG_LENGTH])
+    return version
+
+
+def registered_model_file(uri: str) -> Path:
+    """The ``model.pt`` of a registered final model ``models:/NAME/VERSION``, from ``MLFLOW_TRACKING_URI``'s store."""
+    from amber_ray.errors import AmberInputError
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise AmberInputError("set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri)
+    target = Path(tempfile.mkdtemp(prefix="amber_ray-model-"))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
+    except MlflowException as error:
+        raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
+    found = sorted(Path(local).rglob("model.pt"))
+    if not found:
+        raise AmberInputError("the registered model holds no model.pt (not an amber_ray final model)", uri)
+    return found[0]
