@@ -376,6 +376,51 @@ def interpret_model(
     console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
 
 
+ModelSourceArg = Annotated[str, typer.Argument(help="A model.pt, a directory holding one (retrain's final/) or models:/NAME/VERSION.")]
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    model: ModelSourceArg,
+    out: Annotated[Path, typer.Option("--out", help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.")],
+    fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of the model's input length (A, C, G, T, N).")] = None,
+    bed: Annotated[Path | None, typer.Option("--bed", help="Regions (with --genome); each predicted on the window centred on it.")] = None,
+    genome: Annotated[Path | None, typer.Option("--genome", help="Reference FASTA (indexed with pyfaidx) for --bed or --tile.")] = None,
+    tile: Annotated[int | None, typer.Option("--tile", min=1, help="Tile the genome in bins of STEP bp; one bigWig track per label.")] = None,
+    regions: Annotated[Path | None, typer.Option("--regions", help="BED of the stretches to tile (default: whole chromosomes).")] = None,
+    both_strands: StrandsOption = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per prediction batch.")] = 256,
+    device: DeviceOption = "auto",
+    tsv: Annotated[bool, typer.Option("--tsv", help="Write predictions.tsv instead of predictions.parquet.")] = False,
+) -> None:
+    """Probability per label of sequences (FASTA), regions (BED + genome) or genome tiles (bigWig tracks)."""
+    from amber_ray.inference import PredictInputs, run_predict, track_predict_run
+
+    with progress_bar() as progress:
+
+        def stage(name: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(name, total=total)
+            return lambda n: progress.advance(task, n)
+
+        summary = run_predict(model, out, PredictInputs(fasta, bed, genome, tile, regions), both_strands, batch_size, device, tsv, stage)
+    track_predict_run(out, summary)
+    console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    model: ModelSourceArg,
+    export_format: Annotated[str, typer.Option("--format", help="torchscript or onnx.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write (e.g. model.ts or model.onnx).")],
+) -> None:
+    """Write the model as TorchScript or ONNX: one-hot (N, 4, L) in, probability per label out."""
+    from amber_ray.export import export_model
+
+    console.print(f"wrote {export_model(model, export_format, out)}")
+
+
 def run() -> None:
     app(prog_name="amber-ray")
 

@@ -205,12 +205,15 @@ class SequenceModel(mlflow.pyfunc.PythonModel):
     ``(N, 4, L)``; sequences must have the model's input length and only A, C, G, T, N.
     """
 
+    # No type-hint schema: the model takes sequences or one-hot arrays, and a hint would refuse one of them.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         from amber_ray.predict import load_model
 
         self.model, self.labels = load_model(context.artifacts["model"], "auto")
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow reads type hints as a schema)
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         from amber_ray.inference import as_model_input, probabilities
 
         x = as_model_input(model_input, self.model.space.input_length)
