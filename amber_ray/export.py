@@ -9,6 +9,7 @@ The batch size is free; the length is the model's.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,7 +37,9 @@ def export_torchscript(model: nn.Module, path: Path) -> None:
 def export_onnx(model: nn.Module, path: Path, labels: list[str]) -> None:
     import onnx
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # torch notes that it cannot fold strided slices into constants: the graph is right, only not folded there
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(
             StrandProbabilities(model).eval(), (_example(model),), str(tmp), input_names=["one_hot"], output_names=["probabilities"],
             dynamic_axes={"one_hot": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=ONNX_OPSET, dynamo=False,
