@@ -221,35 +221,47 @@ class SequenceModel(mlflow.pyfunc.PythonModel):
 
 
 @contextmanager
-def _fluent_run(run: RunTracker) -> Iterator[None]:
-    """MLflow's fluent model API (``log_model``) inside ``run``, on ``run``'s store; the global URI is restored after."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(run.client.tracking_uri)
+def _quiet_model_saving() -> Iterator[None]:
+    """No download progress bar, and no notes on pickling or example validation, while a model is saved."""
+    saved_level = logging.getLogger("mlflow").level
+    saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        with mlflow.start_run(run_id=run.run_id):
-            yield
+        yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        logging.getLogger("mlflow").setLevel(saved_level)
+        if saved_bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar
 
 
 def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]) -> str:
-    """Log ``model_file`` as a pyfunc model of ``run`` (signature: a probability column per label; an input
-    example of two sequences), register it as ``name`` and tag the new version with ``tags``; returns the version.
+    """Log ``model_file`` as a pyfunc model (artifact ``final_model``) of ``run`` and register it as ``name``,
+    its new version tagged with ``tags``; returns the version.
 
-    The signature leaves the inputs open: the model takes either sequences or one-hot arrays.
+    The signature names the outputs (a probability column per label) and leaves the inputs open, since
+    the model takes sequences or one-hot arrays; the input example is two sequences. The model is saved
+    and registered through ``run``'s client, not MLflow's fluent API, whose store is process-global state.
     """
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
     example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
     requirements = [f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "numpy", "pandas"]
-    with _fluent_run(run):
-        info = mlflow.pyfunc.log_model(
-            name=FINAL_MODEL_ARTIFACT, python_model=SequenceModel(), artifacts={"model": str(model_file)},
-            signature=signature, input_example=example, registered_model_name=name, pip_requirements=requirements,
+    with tempfile.TemporaryDirectory() as tmp, _quiet_model_saving():
+        local = Path(tmp) / FINAL_MODEL_ARTIFACT
+        mlflow.pyfunc.save_model(
+            local, python_model=SequenceModel(), artifacts={"model": str(model_file)}, signature=signature,
+            input_example=example, pip_requirements=requirements,
         )
-    version = str(info.registered_model_version)
-    for key, value in tags.items():
-        run.client.set_model_version_tag(name, version, key, str(value)[:MAX_TAG_LENGTH])
-    return version
+        run.client.log_artifacts(run.run_id, str(local), FINAL_MODEL_ARTIFACT)
+    source = f"{run.client.get_run(run.run_id).info.artifact_uri}/{FINAL_MODEL_ARTIFACT}"
+    try:
+        run.client.get_registered_model(name)
+    except MlflowException:
+        run.client.create_registered_model(name)
+    version = run.client.create_model_version(name, source, run_id=run.run_id, tags={key: str(value)[:MAX_TAG_LENGTH] for key, value in tags.items()})
+    return str(version.version)
 
 
 def registered_model_file(uri: str) -> Path:
