@@ -99,7 +99,11 @@ def train(
     overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
-    metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
+    from amber_ray.command_runs import track_train
+
+    experiment = load_config(config, parse_overrides(overrides or []))
+    metrics = train_model(experiment, arch, out)
+    track_train(experiment, out, metrics)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
     console.print(f"test {summary}; wrote {out / METRICS}")
@@ -300,6 +304,7 @@ def variants_score(
     ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff.")] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
+    from amber_ray.command_runs import track_variants_score
     from amber_ray.predict import load_model
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
@@ -308,6 +313,8 @@ def variants_score(
     windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
+    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "both_strands": both_strands}
+    track_variants_score(out, options, len(effects.windows), len(skipped))
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
     counts = f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored"
     console.print(f"{counts}; wrote {out}, {written[1]}{ldsc}")
@@ -330,6 +337,7 @@ def variants_eval(
     device: DeviceOption = "auto",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
+    from amber_ray.command_runs import track_variants_eval
     from amber_ray.predict import label_index, load_model
     from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
@@ -340,6 +348,8 @@ def variants_eval(
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     summary, table = evaluate_pairs(effects, label, motif, wanted)
     write_eval(summary, table, out)
+    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "label": label, "motif": motif}
+    track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
         f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
@@ -361,6 +371,7 @@ def interpret_model(
     device: DeviceOption = "auto",
 ) -> None:
     """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
+    from amber_ray.command_runs import track_interpret
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
     net, index, names, x = load_inputs(model, fasta, label)
@@ -372,6 +383,8 @@ def interpret_model(
 
         result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
     write_outputs(result, out)
+    options = {"model": model, "fasta": fasta, "label": label, "top": top, "shuffles": shuffles, "jaspar": jaspar, "seed": seed}
+    track_interpret(out, options, len(result.seqlets), int((result.seqlets["p_value"] <= 0.05).sum()))
     recovered = ", ".join(f"{row.jaspar_name} ({row.seqlets})" for row in result.motifs.head(5).itertuples()) or "none"
     console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
 
@@ -395,7 +408,8 @@ def predict_command(
     tsv: Annotated[bool, typer.Option("--tsv", help="Write predictions.tsv instead of predictions.parquet.")] = False,
 ) -> None:
     """Probability per label of sequences (FASTA), regions (BED + genome) or genome tiles (bigWig tracks)."""
-    from amber_ray.inference import PredictInputs, run_predict, track_predict_run
+    from amber_ray.command_runs import track_predict
+    from amber_ray.inference import PredictInputs, run_predict
 
     with progress_bar() as progress:
 
@@ -404,7 +418,7 @@ def predict_command(
             return lambda n: progress.advance(task, n)
 
         summary = run_predict(model, out, PredictInputs(fasta, bed, genome, tile, regions), both_strands, batch_size, device, tsv, stage)
-    track_predict_run(out, summary)
+    track_predict(out, summary)
     console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
 
 

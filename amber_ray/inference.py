@@ -217,12 +217,3 @@ def run_predict(
     atomic_write_json(summary, out / outputs.PREDICT_SUMMARY)
     return summary
 
-
-def track_predict_run(out: Path, summary: dict[str, Any]) -> str:
-    """The MLflow run of ``amber-ray predict`` (store: :func:`amber_ray.tracking.tracking_uri` of ``out``)."""
-    from amber_ray.tracking import log_command_run
-
-    params = {"model": summary["model"], "arch": summary["arch"], "mode": summary["mode"], "both_strands": summary["both_strands"]}
-    params.update({f"input.{key}": value for key, value in summary["inputs"].items()})
-    metrics = {"predicted": summary["predicted"], **{f"mean_probability.{label}": value for label, value in summary["mean_probability"].items()}}
-    return log_command_run(out, "predict", params=params, metrics=metrics, artifacts=[out / outputs.PREDICT_SUMMARY])
