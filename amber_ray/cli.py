@@ -78,6 +78,16 @@ def progress_bar(*fields: str) -> Progress:
     return Progress(*columns, console=console)
 
 
+def progress_stages(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    """A factory of bars on ``progress``: ``stage(name, total)`` adds one and returns its ``advance(n)``."""
+
+    def stage(name: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(name, total=total)
+        return lambda n: progress.advance(task, n)
+
+    return stage
+
+
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
     from amber_ray.training import FitState, train_architecture
 
@@ -376,12 +386,7 @@ def interpret_model(
 
     net, index, names, x = load_inputs(model, fasta, label)
     with progress_bar() as progress:
-
-        def stage(name: str, total: int) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n: progress.advance(task, n)
-
-        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
+        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, progress_stages(progress))
     write_outputs(result, out)
     options = {"model": model, "fasta": fasta, "label": label, "top": top, "shuffles": shuffles, "jaspar": jaspar, "seed": seed}
     track_interpret(out, options, len(result.seqlets), int((result.seqlets["p_value"] <= 0.05).sum()))
@@ -411,13 +416,9 @@ def predict_command(
     from amber_ray.command_runs import track_predict
     from amber_ray.inference import PredictInputs, run_predict
 
+    inputs = PredictInputs(fasta, bed, genome, tile, regions)
     with progress_bar() as progress:
-
-        def stage(name: str, total: int) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n: progress.advance(task, n)
-
-        summary = run_predict(model, out, PredictInputs(fasta, bed, genome, tile, regions), both_strands, batch_size, device, tsv, stage)
+        summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
     track_predict(out, summary)
     console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
 

@@ -50,7 +50,7 @@ def export_onnx(model: nn.Module, path: Path, labels: list[str]) -> None:
 
 
 def export_model(source: str | Path, export_format: str, out: str | Path) -> Path:
-    """Write the model ``source`` (see :func:`amber_ray.predict.model_file`) to ``out`` as ``export_format``."""
+    """Write the model ``source`` (any source :func:`amber_ray.predict.load_model` takes) to ``out`` as ``export_format``."""
     if export_format not in FORMATS:
         raise AmberInputError(f"unknown format {export_format!r}; one of {', '.join(FORMATS)}", "--format")
     model, labels = load_model(source, "cpu")

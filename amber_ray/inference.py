@@ -178,7 +178,7 @@ def run_predict(
     tsv: bool = False,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """``amber-ray predict``: predictions of the model ``source`` (see :func:`amber_ray.predict.model_file`) into ``out``.
+    """``amber-ray predict``: predictions of the model ``source`` (any source :func:`amber_ray.predict.load_model` takes) into ``out``.
 
     Returns the summary that ``summary.json`` holds.
     """

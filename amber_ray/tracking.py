@@ -264,15 +264,15 @@ def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], in
     return str(version.version)
 
 
-def registered_model_file(uri: str) -> Path:
-    """The ``model.pt`` of a registered final model ``models:/NAME/VERSION``, from ``MLFLOW_TRACKING_URI``'s store."""
+def download_registered_model(uri: str, directory: Path) -> Path:
+    """The ``model.pt`` of a registered final model ``models:/NAME/VERSION`` (from ``MLFLOW_TRACKING_URI``'s
+    store), downloaded into ``directory``."""
     from amber_ray.errors import AmberInputError
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         raise AmberInputError("set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri)
-    target = Path(tempfile.mkdtemp(prefix="amber_ray-model-"))
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
     except MlflowException as error:
         raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
     found = sorted(Path(local).rglob("model.pt"))
