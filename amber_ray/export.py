@@ -35,7 +35,10 @@ def export_torchscript(model: nn.Module, path: Path) -> None:
 
 
 def export_onnx(model: nn.Module, path: Path, labels: list[str]) -> None:
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise AmberInputError("ONNX export needs the onnx package: pip install 'amber_ray[export]'", "--format") from None
 
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # torch notes that it cannot fold strided slices into constants: the graph is right, only not folded there
