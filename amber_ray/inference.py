@@ -30,7 +30,7 @@ from torch import nn
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
-from amber_ray.data.dataset import codes_to_one_hot, one_hot_encode
+from amber_ray.data.dataset import codes_to_one_hot, encode_codes, one_hot_encode
 from amber_ray.data.fasta import check_records, read_fasta
 from amber_ray.errors import AmberInputError
 from amber_ray.predict import load_model, predict
@@ -121,7 +121,7 @@ def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> Callab
 
 def predict_fasta(model: nn.Module, labels: list[str], fasta: Path, batch_size: int, both_strands: bool, progress: ProgressFactory | None) -> pd.DataFrame:
     names, seqs = read_fasta(fasta, length=model.space.input_length, unique_names=False)
-    probs = probabilities(model, one_hot_encode(seqs), batch_size, both_strands, _on_batch(progress, "predict", len(seqs)))
+    probs = probabilities(model, encode_codes(seqs), batch_size, both_strands, _on_batch(progress, "predict", len(seqs)))
     return prediction_table(names, labels, probs)
 
 

@@ -60,3 +60,22 @@ def test_variants_score_run_beside_the_table(tmp_path):
     _, run = only_run(out, "amber-ray")
     assert run.data.tags["command"] == "variants score" and run.data.metrics == {"scored": 3.0, "skipped": 0.0}
     assert run.data.params["ref_fasta"] == str(tmp_path / "ref.fa")
+
+
+def test_variants_eval_run_holds_the_eval_summary(tmp_path):
+    save_child(tiny_net(labels=1, length=40), tmp_path / "m.pt", {"label_names": ["MA0139.1_CTCF"]})
+    rng = np.random.default_rng(1)
+    ref = {f"v{i}": "".join(rng.choice(list("ACGT"), 40)) for i in range(6)}
+    alt = {name: seq[:20] + ("G" if seq[20] != "G" else "T") + seq[21:] for name, seq in ref.items()}
+    for path, records in ((tmp_path / "ref.fa", ref), (tmp_path / "alt.fa", alt)):
+        path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+    out = tmp_path / "eval"
+    args = ["variants", "eval", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out", out]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "eval.json").read_text())
+    client, run = only_run(out, "amber-ray")
+    assert run.data.tags["command"] == "variants eval" and run.data.metrics["n"] == 6
+    assert run.data.metrics["model_auroc"] == pytest.approx(summary["model"]["auroc"])
+    assert run.data.metrics["pwm_accuracy"] == pytest.approx(summary["pwm"]["accuracy"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"eval.json"}
