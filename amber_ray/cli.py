@@ -280,7 +280,8 @@ def ui(
 variants_app = typer.Typer(no_args_is_help=True, help="Variant effects per label; allele-specific binding evaluation.")
 app.add_typer(variants_app, name="variants")
 
-ModelArg = Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")]
+MODEL_HELP = "A model.pt (train, retrain), a directory holding one (retrain's final/) or models:/NAME/VERSION."
+ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
 VcfOption = Annotated[Path | None, typer.Option("--vcf", help="VCF (plain, gzip or bgzip); multi-allelic records split per ALT.")]
 GenomeOption = Annotated[Path | None, typer.Option("--fasta", help="Reference FASTA for --vcf (indexed with pyfaidx).")]
 RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First allele of each pair; records paired by name.")]
@@ -370,7 +371,7 @@ def variants_eval(
 @app.command("interpret")
 @user_errors
 def interpret_model(
-    model: Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")],
+    model: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     fasta: Annotated[Path, typer.Option("--fasta", help="Sequences to explain, of the model's input length (A, C, G, T only).")],
     label: Annotated[str, typer.Option("--label", help="Model label whose logit is explained.")],
     out: OutOption,
@@ -394,7 +395,7 @@ def interpret_model(
     console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
 
 
-ModelSourceArg = Annotated[str, typer.Argument(help="A model.pt, a directory holding one (retrain's final/) or models:/NAME/VERSION.")]
+ModelSourceArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 
 
 @app.command("predict")
