@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -79,3 +80,19 @@ def test_variants_eval_run_holds_the_eval_summary(tmp_path):
     assert run.data.metrics["model_auroc"] == pytest.approx(summary["model"]["auroc"])
     assert run.data.metrics["pwm_accuracy"] == pytest.approx(summary["pwm"]["accuracy"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"eval.json"}
+
+
+def test_interpret_run_holds_the_seqlet_counts_and_tables(tmp_path):
+    save_child(tiny_net(labels=1, length=40), tmp_path / "m.pt", {"label_names": ["MA0139.1_CTCF"]})
+    rng = np.random.default_rng(2)
+    (tmp_path / "in.fa").write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 40))}\n" for i in range(3)))
+    out = tmp_path / "interpret"
+    args = ["interpret", tmp_path / "m.pt", "--fasta", tmp_path / "in.fa", "--label", "MA0139.1_CTCF", "--out", out, "--top", 1, "--shuffles", 2]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    seqlets = pd.read_csv(out / "seqlets.tsv", sep="\t")
+    client, run = only_run(out, "amber-ray")
+    assert run.data.tags["command"] == "interpret" and run.data.params["label"] == "MA0139.1_CTCF"
+    assert run.data.metrics == {"seqlets": len(seqlets), "matched_seqlets": int((seqlets.p_value <= 0.05).sum())}
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"seqlets.tsv", "motifs.tsv"} <= logged and {p.name for p in (out / "figures").glob("*.png")} <= logged
