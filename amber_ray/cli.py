@@ -99,6 +99,16 @@ def add_task(progress: Progress, name: str, total: int | None) -> Callable[..., 
     return functools.partial(progress.update, task)
 
 
+def progress_stages(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    """A factory of bars on ``progress``: ``stage(name, total)`` adds one and returns its ``advance(n)``."""
+
+    def stage(name: str, total: int) -> Callable[[int], None]:
+        update = add_task(progress, name, total)
+        return lambda n: update(advance=n)
+
+    return stage
+
+
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
     from amber_ray.training import FitState, train_architecture
 
@@ -123,10 +133,14 @@ def train(
     overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
+    from amber_ray.command_runs import track_train
+
     values = parse_overrides(overrides or [])
     if device is not None:
         values.setdefault("train", {})["device"] = device
-    metrics = train_model(load_config(config, values), arch, out)
+    experiment = load_config(config, values)
+    metrics = train_model(experiment, arch, out)
+    track_train(experiment, out, metrics)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
     console.print(f"test {summary} (trained on {metrics['device']}); wrote {out / METRICS}")
@@ -318,7 +332,8 @@ def ui(
 variants_app = typer.Typer(no_args_is_help=True, help="Variant effects per label; allele-specific binding evaluation.")
 app.add_typer(variants_app, name="variants")
 
-ModelArg = Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")]
+MODEL_HELP = "A model.pt (train, retrain), a directory holding one (retrain's final/) or models:/NAME/VERSION."
+ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
 VcfOption = Annotated[Path | None, typer.Option("--vcf", help="VCF (plain, gzip or bgzip); multi-allelic records split per ALT.")]
 GenomeOption = Annotated[Path | None, typer.Option("--fasta", help="Reference FASTA for --vcf (indexed with pyfaidx).")]
 RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First allele of each pair; records paired by name.")]
@@ -352,6 +367,7 @@ def variants_score(
     ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff.")] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
+    from amber_ray.command_runs import track_variants_score
     from amber_ray.predict import load_model
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
@@ -360,6 +376,8 @@ def variants_score(
     windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
+    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "both_strands": both_strands}
+    track_variants_score(out, options, len(effects.windows), len(skipped))
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
     counts = f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored"
     console.print(f"{counts}; wrote {out}, {written[1]}{ldsc}")
@@ -382,6 +400,7 @@ def variants_eval(
     device: DeviceOption = "auto",
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
+    from amber_ray.command_runs import track_variants_eval
     from amber_ray.predict import label_index, load_model
     from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
@@ -392,6 +411,8 @@ def variants_eval(
     effects = score_with_progress(net, windows, labels, both_strands, batch_size)
     summary, table = evaluate_pairs(effects, label, motif, wanted)
     write_eval(summary, table, out)
+    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "label": label, "motif": motif}
+    track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
         f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
@@ -402,7 +423,7 @@ def variants_eval(
 @app.command("interpret")
 @user_errors
 def interpret_model(
-    model: Annotated[Path, typer.Argument(help="model.pt written by `amber-ray train`.")],
+    model: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     fasta: Annotated[Path, typer.Option("--fasta", help="Sequences to explain, of the model's input length (A, C, G, T only).")],
     label: Annotated[str, typer.Option("--label", help="Model label whose logit is explained.")],
     out: OutOption,
@@ -415,20 +436,60 @@ def interpret_model(
     device: DeviceOption = "auto",
 ) -> None:
     """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
+    from amber_ray.command_runs import track_interpret
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
     check_tax_group(jaspar)
     net, index, names, x = load_inputs(model, fasta, label)
     with progress_bar() as progress:
-
-        def stage(name: str, total: int) -> Callable[[int], None]:
-            update = add_task(progress, name, total)
-            return lambda n: update(advance=n)
-
-        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
+        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, progress_stages(progress))
     write_outputs(result, out)
+    options = {"model": model, "fasta": fasta, "label": label, "top": top, "shuffles": shuffles, "jaspar": jaspar, "seed": seed}
+    track_interpret(out, options, len(result.seqlets), int((result.seqlets["p_value"] <= 0.05).sum()))
     recovered = ", ".join(f"{row.jaspar_name} ({row.seqlets})" for row in result.motifs.head(5).itertuples()) or "none"
     console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
+
+
+ModelSourceArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    model: ModelSourceArg,
+    out: Annotated[Path, typer.Option("--out", help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.")],
+    fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of the model's input length (A, C, G, T, N).")] = None,
+    bed: Annotated[Path | None, typer.Option("--bed", help="Regions (with --genome); each predicted on the window centred on it.")] = None,
+    genome: Annotated[Path | None, typer.Option("--genome", help="Reference FASTA (indexed with pyfaidx) for --bed or --tile.")] = None,
+    tile: Annotated[int | None, typer.Option("--tile", min=1, help="Tile the genome in bins of STEP bp; one bigWig track per label.")] = None,
+    regions: Annotated[Path | None, typer.Option("--regions", help="BED of the stretches to tile (default: whole chromosomes).")] = None,
+    both_strands: StrandsOption = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per prediction batch.")] = 256,
+    device: DeviceOption = "auto",
+    tsv: Annotated[bool, typer.Option("--tsv", help="Write predictions.tsv instead of predictions.parquet.")] = False,
+) -> None:
+    """Probability per label of sequences (FASTA), regions (BED + genome) or genome tiles (bigWig tracks)."""
+    from amber_ray.command_runs import track_predict
+    from amber_ray.inference import PredictInputs, run_predict
+
+    inputs = PredictInputs(fasta, bed, genome, tile, regions)
+    with progress_bar() as progress:
+        summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
+    track_predict(out, summary)
+    console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    model: ModelSourceArg,
+    export_format: Annotated[str, typer.Option("--format", help="torchscript or onnx.")],
+    out: Annotated[Path, typer.Option("--out-file", help="File to write (e.g. model.ts or model.onnx).")],
+) -> None:
+    """Write the model as TorchScript or ONNX: one-hot (N, 4, L) in, probability per label out."""
+    from amber_ray.export import export_model
+
+    console.print(f"wrote {export_model(model, export_format, out)}")
 
 
 def run() -> None:

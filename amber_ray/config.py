@@ -265,6 +265,8 @@ class RetrainConfig(_Strict):
     cpus_per_trial: PositiveFloat = 1.0
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(1, ge=0)
+    # Model Registry name of the final model (``OUT/final/``); default: the experiment's ``name``.
+    register_as: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class ExperimentConfig(_Strict):
@@ -285,6 +287,11 @@ class ExperimentConfig(_Strict):
     def search_seed(self) -> int:
         """Seed of the controller, supernet and sampling; ``seed`` alone fixes the data split."""
         return self.seed if self.search.seed is None else self.search.seed
+
+    @property
+    def registered_model_name(self) -> str:
+        """The Model Registry name of the retraining's final model."""
+        return self.retrain.register_as or self.name
 
 
 def demo_config() -> ExperimentConfig:

@@ -44,10 +44,18 @@ TUNE_DIR = "tune"
 TUNE_NAME = "grid"
 TRIAL_STATE = "trial.pt"  # a trial checkpoint: training.FitState.state_dict()
 BEST_MODEL = "best_model.pt"  # in a finished trial's last checkpoint
+FINAL_DIR = "final"  # the model to use: the searched architecture's best replicate (amber_ray.final_model)
+FINAL_CARD = "model.json"  # beside final/model.pt: architecture, labels, input length, training config, metrics
 
 # --- `amber-ray train` -----------------------------------------------------------------------
 MODEL = "model.pt"
 METRICS = "metrics.json"
+
+# --- `amber-ray predict` ---------------------------------------------------------------------
+PREDICTIONS = "predictions.parquet"  # one row per sequence (or window) and label
+PREDICTIONS_TSV = "predictions.tsv"  # the same, with --tsv
+PREDICT_SUMMARY = "summary.json"
+BIGWIG_SUFFIX = ".bw"  # --tile: one <label>.bw per label
 
 # --- variant score tables --------------------------------------------------------------------
 ALLELE_PROB_COLUMNS = frozenset({"ref_prob", "alt_prob"})
@@ -99,12 +107,13 @@ def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> p
 
 # --- retraining tables -----------------------------------------------------------------------
 def trial_row(trial: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of ``results.parquet``: a finished trial's ``trial`` config and its last report."""
+    """One row of ``results.parquet``: a finished trial's ``trial`` config and its last report (test metrics, epochs, best validation AUROC, time)."""
     row = {**{key: trial[key] for key in ("role", "arch", "replicate")}, "num_params": metrics["num_params"]}
     row.update({key: value for key, value in metrics.items() if key.startswith("test_") and isinstance(value, (int, float))})
     row.update({f"auroc.{label}": value for label, value in metrics["test_per_label_auroc"].items()})
     row.update({f"aupr.{label}": value for label, value in metrics["test_per_label_aupr"].items()})
-    row.update({"epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "wall_seconds": metrics["train_seconds"]})
+    row.update({"epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "best_valid_auroc": metrics["best_valid_auroc"]})
+    row["wall_seconds"] = metrics["train_seconds"]
     return row
 
 

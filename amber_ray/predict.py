@@ -9,6 +9,7 @@ whichever command reads them.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,11 +20,31 @@ from torch import nn
 from amber_ray.child import ChildNet, load_child
 from amber_ray.device import resolve_device
 from amber_ray.errors import AmberInputError
+from amber_ray.outputs import MODEL
 
 
-def load_model(path: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
-    """A model written by ``amber-ray train`` or ``retrain`` on ``device``, and its label names."""
-    model, extra = load_child(path)
+REGISTRY_SCHEME = "models:/"
+
+
+def model_file(source: str | Path) -> Path:
+    """The checkpoint a model path names: a ``model.pt``, or a directory holding one (``retrain``'s ``final/``)."""
+    path = Path(source)
+    return path / MODEL if path.is_dir() else path
+
+
+def load_model(source: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
+    """A model written by ``amber-ray train`` or ``retrain`` on ``device``, and its label names.
+
+    ``source`` is a ``model.pt``, a directory holding one, or a Model Registry URI
+    ``models:/NAME/VERSION`` (fetched from the tracking store into a temporary directory).
+    """
+    if str(source).startswith(REGISTRY_SCHEME):
+        from amber_ray.tracking import download_registered_model
+
+        with tempfile.TemporaryDirectory() as directory:
+            model, extra = load_child(download_registered_model(str(source), Path(directory)))
+    else:
+        model, extra = load_child(model_file(source))
     try:
         model = model.to(resolve_device(device))
     except (RuntimeError, AssertionError) as error:

@@ -32,6 +32,7 @@ from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
+from amber_ray.final_model import TrialOutcome, register_final_model, write_final_model
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker
 from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
@@ -238,6 +239,15 @@ def quiet_tune() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its configuration box and paths print even at verbose=0
 
 
+def trial_outcomes(result_grid: tune.ResultGrid) -> list[TrialOutcome]:
+    """Every finished trial with its best model file (in its last checkpoint)."""
+    return [
+        TrialOutcome(result.config["trial"], result.metrics, Path(result.checkpoint.path) / outputs.BEST_MODEL)
+        for result in result_grid
+        if result.error is None and result.metrics.get("done") and result.checkpoint is not None
+    ]
+
+
 def run_retrain(
     config: ExperimentConfig,
     search_dir: str | Path,
@@ -247,6 +257,9 @@ def run_retrain(
     on_trial: Callable[[int, int, float], None] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
+
+    When every trial succeeded, the searched architecture's best replicate (by validation AUROC)
+    becomes ``out_dir/final/`` and is registered in the Model Registry (:mod:`amber_ray.final_model`).
 
     The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
     pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
@@ -290,6 +303,9 @@ def run_retrain(
     table = grid_results(result_grid)
     atomic_write_table(table, out_dir / outputs.RESULTS)
     parent.log_artifact(out_dir / outputs.RESULTS)
+    if not errors and any(result.config["trial"]["role"] == "searched" for result in result_grid):
+        final = write_final_model(trial_outcomes(result_grid), config, out_dir)
+        register_final_model(parent, final, config.registered_model_name)
     if errors:
         parent.finish("FAILED")
         raise RuntimeError(

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
 import pandas as pd
+import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from amber_ray.outputs import MLFLOW_STORE
@@ -198,3 +206,120 @@ def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subproce
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]
     command += ["--host", host, "--port", str(port), "--workers", "1"]
     return subprocess.Popen(command, env=env)
+
+
+# --- commands that produce results ------------------------------------------------------------------
+COMMAND_EXPERIMENT = "amber-ray"  # the experiment of commands that take a model, not a config (predict, variants, interpret)
+
+
+def log_command_run(
+    out_dir: str | Path,
+    command: str,
+    experiment: str = COMMAND_EXPERIMENT,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    artifacts: Sequence[str | Path] = (),
+) -> str:
+    """One finished MLflow run (tagged ``command``) for a command's results; returns its id.
+
+    The store is :func:`tracking_uri` of ``out_dir``; metrics that are not finite numbers are left out.
+    """
+    run = RunTracker.start(out_dir, experiment, command, {"command": command})
+    try:
+        run.log_params(params or {})
+        finite = {key: float(value) for key, value in (metrics or {}).items() if isinstance(value, (int, float)) and math.isfinite(value)}
+        run.log_metrics(finite)
+        for path in artifacts:
+            run.log_artifact(path)
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    run.finish()
+    return run.run_id
+
+
+# --- the final model: pyfunc flavour, Model Registry -------------------------------------------------
+FINAL_MODEL_ARTIFACT = "final_model"
+
+
+class SequenceModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc face of a final model: sequences or one-hot arrays in, one probability column per label out.
+
+    Takes a list of strings, a Series, a DataFrame with a ``sequence`` column, or a one-hot array
+    ``(N, 4, L)``; sequences must have the model's input length and only A, C, G, T, N.
+    """
+
+    # No type-hint schema: the model takes sequences or one-hot arrays, and a hint would refuse one of them.
+    _skip_type_hint_validation = True
+
+    def load_context(self, context: Any) -> None:
+        from amber_ray.predict import load_model
+
+        self.model, self.labels = load_model(context.artifacts["model"], "auto")
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        from amber_ray.inference import as_model_input, probabilities
+
+        x = as_model_input(model_input, self.model.space.input_length)
+        return pd.DataFrame(probabilities(self.model, x), columns=self.labels)
+
+
+@contextmanager
+def _quiet_model_saving() -> Iterator[None]:
+    """No download progress bar, and no notes on pickling or example validation, while a model is saved."""
+    saved_level = logging.getLogger("mlflow").level
+    saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        logging.getLogger("mlflow").setLevel(saved_level)
+        if saved_bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar
+
+
+def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]) -> str:
+    """Log ``model_file`` as a pyfunc model (artifact ``final_model``) of ``run`` and register it as ``name``,
+    its new version tagged with ``tags``; returns the version.
+
+    The signature names the outputs (a probability column per label) and leaves the inputs open, since
+    the model takes sequences or one-hot arrays; the input example is two sequences. The model is saved
+    and registered through ``run``'s client, not MLflow's fluent API, whose store is process-global state.
+    """
+    signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
+    example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
+    requirements = [f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "numpy", "pandas"]
+    with tempfile.TemporaryDirectory() as tmp, _quiet_model_saving():
+        local = Path(tmp) / FINAL_MODEL_ARTIFACT
+        mlflow.pyfunc.save_model(
+            local, python_model=SequenceModel(), artifacts={"model": str(model_file)}, signature=signature,
+            input_example=example, pip_requirements=requirements,
+        )
+        run.client.log_artifacts(run.run_id, str(local), FINAL_MODEL_ARTIFACT)
+    source = f"{run.client.get_run(run.run_id).info.artifact_uri}/{FINAL_MODEL_ARTIFACT}"
+    try:
+        run.client.get_registered_model(name)
+    except MlflowException:
+        run.client.create_registered_model(name)
+    version = run.client.create_model_version(name, source, run_id=run.run_id, tags={key: str(value)[:MAX_TAG_LENGTH] for key, value in tags.items()})
+    return str(version.version)
+
+
+def download_registered_model(uri: str, directory: Path) -> Path:
+    """The ``model.pt`` of a registered final model ``models:/NAME/VERSION`` (from ``MLFLOW_TRACKING_URI``'s
+    store), downloaded into ``directory``."""
+    from amber_ray.errors import AmberInputError
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise AmberInputError("set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
+    except MlflowException as error:
+        raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
+    found = sorted(Path(local).rglob("model.pt"))
+    if not found:
+        raise AmberInputError("the registered model holds no model.pt (not an amber_ray final model)", uri)
+    return found[0]

@@ -70,7 +70,8 @@ def _check_unique(path: Path, names: list[str]) -> None:
         seen.add(name)
 
 
-def _check_records(path: Path, names: list[str], seqs: list[str], length: int | None) -> None:
+def check_records(path: str | Path, names: list[str], seqs: list[str], length: int | None) -> None:
+    """Every sequence non-empty, of ACGTN only and of one length (``length`` if given); errors name ``path`` and the record."""
     for name, seq in zip(names, seqs, strict=True):
         if not seq:
             raise AmberInputError("empty sequence", path, name)
@@ -93,7 +94,7 @@ def read_fasta(path: str | Path, length: int | None = None, *, unique_names: boo
     names, seqs = _parse_records(path, _read_text(path))
     if unique_names:
         _check_unique(path, names)
-    _check_records(path, names, seqs, length)
+    check_records(path, names, seqs, length)
     return names, [seq.upper() for seq in seqs]
 
 

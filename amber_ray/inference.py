@@ -1,0 +1,219 @@
+"""Putting a model to use: probabilities of sequences, and ``amber-ray predict`` over FASTA, BED regions or genome tiles.
+
+Outputs go into one directory (``--out``):
+
+- FASTA or BED + genome: ``predictions.parquet`` (``predictions.tsv`` with ``tsv``), one row per
+  sequence (or window) and label, columns :data:`TABLE_COLUMNS` (``chrom``, ``start``, ``end``
+  are the window for BED input and empty for FASTA records);
+- genome tiles: ``<label>.bw``, one bigWig track per label (see :mod:`amber_ray.regions`);
+- always ``summary.json``: the model, the input, counts and the mean probability per label.
+
+Every input is read and checked before the model runs, and every file is written atomically
+after all predictions succeeded, so bad input leaves nothing behind. All predictions go through
+:func:`amber_ray.predict.predict`, sigmoid per label, with ``both_strands`` the mean of the
+forward and reverse-complement strands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from amber_ray import outputs
+from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
+from amber_ray.data.dataset import codes_to_one_hot, encode_codes, one_hot_encode
+from amber_ray.data.fasta import check_records, read_fasta
+from amber_ray.errors import AmberInputError
+from amber_ray.predict import load_model, predict
+from amber_ray.regions import TileStretch, read_bed, region_windows, tile_plan
+from amber_ray.variants.genome import ReferenceGenome
+from amber_ray.variants.score import StrandProbabilities
+
+TABLE_COLUMNS = ["name", "chrom", "start", "end", "label", "probability"]
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def as_model_input(data: Any, length: int, source: str = "input") -> np.ndarray:
+    """One-hot ``float32 (N, 4, L)`` from sequences (a list of strings, a Series, a DataFrame with a
+    ``sequence`` column or a single column) or from a one-hot array; other shapes are input errors."""
+    if isinstance(data, pd.DataFrame):
+        if "sequence" not in data.columns and data.shape[1] != 1:
+            raise AmberInputError(f"a table of sequences needs a 'sequence' column (it has {list(data.columns)})", source)
+        data = data["sequence"] if "sequence" in data.columns else data.iloc[:, 0]
+    if isinstance(data, (np.ndarray, list, tuple, pd.Series)) and len(data) and all(isinstance(s, str) for s in data):
+        seqs = [str(s).upper() for s in data]
+        check_records(source, [str(i + 1) for i in range(len(seqs))], seqs, length)
+        return one_hot_encode(seqs)
+    array = np.asarray(data, dtype=np.float32)
+    if array.ndim != 3 or array.shape[1:] != (4, length):
+        raise AmberInputError(f"one-hot input must have shape (N, 4, {length}), not {array.shape}", source)
+    return array
+
+
+def probabilities(
+    model: nn.Module,
+    x: np.ndarray,
+    batch_size: int = 256,
+    both_strands: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Probability per label ``(N, labels)`` of one-hot ``x`` ``(N, 4, L)`` or base codes ``uint8 (N, L)``
+    (expanded to one-hot a batch at a time), on the model's device."""
+    prepare = codes_to_one_hot if x.dtype == np.uint8 else None
+    return predict(StrandProbabilities(model, both_strands), x, batch_size, prepare=prepare, on_batch=on_batch)
+
+
+def prediction_table(
+    names: Sequence[str], labels: Sequence[str], probs: np.ndarray, chrom: Sequence[str] | None = None,
+    start: np.ndarray | None = None, length: int = 0,
+) -> pd.DataFrame:
+    """Long format: one row per sequence and label, sequence-major, columns :data:`TABLE_COLUMNS`."""
+    n, k = len(names), len(labels)
+    positions = start is not None and chrom is not None
+    return pd.DataFrame(
+        {
+            "name": pd.Series(np.repeat(np.asarray(names, dtype=object), k), dtype="string"),
+            "chrom": pd.Series(np.repeat(np.asarray(chrom, dtype=object), k) if positions else [pd.NA] * n * k, dtype="string"),
+            "start": pd.Series(np.repeat(start, k) if positions else [pd.NA] * n * k, dtype="Int64"),
+            "end": pd.Series(np.repeat(start + length, k) if positions else [pd.NA] * n * k, dtype="Int64"),
+            "label": pd.Series(np.tile(np.asarray(labels, dtype=object), n), dtype="string"),
+            "probability": probs.reshape(-1).astype(np.float32),
+        },
+        columns=TABLE_COLUMNS,
+    )
+
+
+def track_file(out: Path, label: str) -> Path:
+    """``<label>.bw``, with characters other than letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
+    return out / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}{outputs.BIGWIG_SUFFIX}"
+
+
+@dataclass
+class PredictInputs:
+    """One of three input modes: ``fasta``; ``bed`` + ``genome``; ``genome`` + ``tile`` (with optional ``regions``)."""
+
+    fasta: Path | None = None
+    bed: Path | None = None
+    genome: Path | None = None
+    tile: int | None = None
+    regions: Path | None = None
+
+    def mode(self) -> str:
+        given = {key for key, value in vars(self).items() if value is not None}
+        for mode, keys in (("fasta", {"fasta"}), ("bed", {"bed", "genome"}), ("tile", {"genome", "tile"}), ("tile", {"genome", "tile", "regions"})):
+            if given == keys:
+                return mode
+        raise AmberInputError("give --fasta F, or --bed B with --genome G, or --genome G with --tile STEP [--regions B]", "predict")
+
+
+def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> Callable[[int], None] | None:
+    return progress(name, total) if progress is not None else None
+
+
+def predict_fasta(model: nn.Module, labels: list[str], fasta: Path, batch_size: int, both_strands: bool, progress: ProgressFactory | None) -> pd.DataFrame:
+    names, seqs = read_fasta(fasta, length=model.space.input_length, unique_names=False)
+    probs = probabilities(model, encode_codes(seqs), batch_size, both_strands, _on_batch(progress, "predict", len(seqs)))
+    return prediction_table(names, labels, probs)
+
+
+def predict_bed(
+    model: nn.Module, labels: list[str], bed: Path, genome: ReferenceGenome, batch_size: int, both_strands: bool, progress: ProgressFactory | None
+) -> pd.DataFrame:
+    length = model.space.input_length
+    regions = read_bed(bed, genome)
+    starts, codes = region_windows(genome, regions, length)
+    probs = probabilities(model, codes, batch_size, both_strands, _on_batch(progress, "predict", len(regions)))
+    return prediction_table([r.name for r in regions], labels, probs, [r.chrom for r in regions], starts, length)
+
+
+def write_tracks(
+    model: nn.Module, labels: list[str], genome: ReferenceGenome, plan: list[TileStretch], out: Path,
+    batch_size: int, both_strands: bool, progress: ProgressFactory | None,
+) -> tuple[list[Path], np.ndarray, int]:
+    """One bigWig per label from the tiles of ``plan``; returns the files, the summed probabilities and the bin count.
+
+    The tracks are written to temporary names stream by stream and renamed only when all succeeded.
+    """
+    import pyBigWig
+
+    on_batch = _on_batch(progress, "predict", sum(stretch.bins for stretch in plan))
+    paths = [track_file(out, label) for label in labels]
+    if len(set(paths)) != len(paths):
+        raise AmberInputError("two labels share a track file name after replacing unusual characters", "--out")
+    header = [(name, genome.length(name)) for name in genome.names]
+    totals, bins = np.zeros(len(labels), dtype=np.float64), 0
+    with contextlib.ExitStack() as stack:
+        tracks = []
+        for path in paths:
+            track = pyBigWig.open(str(stack.enter_context(atomic_path(path))), "w")
+            stack.callback(track.close)  # closed before its atomic rename (callbacks run last in, first out)
+            track.addHeader(header)
+            tracks.append(track)
+        for stretch in plan:
+            probs = probabilities(model, stretch.windows(genome), batch_size, both_strands, on_batch)
+            starts, ends = stretch.bin_starts().tolist(), stretch.bin_ends().tolist()
+            for track, values in zip(tracks, probs.T):
+                track.addEntries([stretch.chrom] * len(starts), starts, ends=ends, values=values.astype(np.float64).tolist())
+            totals += probs.sum(axis=0)
+            bins += len(starts)
+    return paths, totals, bins
+
+
+def run_predict(
+    source: str | Path,
+    out: Path,
+    inputs: PredictInputs,
+    both_strands: bool = False,
+    batch_size: int = 256,
+    device: str = "auto",
+    tsv: bool = False,
+    progress: ProgressFactory | None = None,
+) -> dict[str, Any]:
+    """``amber-ray predict``: predictions of the model ``source`` (any source :func:`amber_ray.predict.load_model` takes) into ``out``.
+
+    Returns the summary that ``summary.json`` holds.
+    """
+    mode = inputs.mode()
+    started = time.perf_counter()
+    model, labels = load_model(source, device)
+    genome = ReferenceGenome(inputs.genome) if inputs.genome is not None else None
+    if mode == "tile":
+        regions = read_bed(inputs.regions, genome) if inputs.regions is not None else None
+        plan = tile_plan(genome, model.space.input_length, inputs.tile, regions)
+        written, totals, count = write_tracks(model, labels, genome, plan, out, batch_size, both_strands, progress)
+        means = totals / max(count, 1)
+    else:
+        if mode == "fasta":
+            table = predict_fasta(model, labels, inputs.fasta, batch_size, both_strands, progress)
+        else:
+            table = predict_bed(model, labels, inputs.bed, genome, batch_size, both_strands, progress)
+        written = [out / (outputs.PREDICTIONS_TSV if tsv else outputs.PREDICTIONS)]
+        atomic_write_table(table, written[0])
+        count = len(table) // max(len(labels), 1)
+        means = table.groupby("label", sort=False)["probability"].mean().reindex(labels).to_numpy()
+    summary = {
+        "model": str(source),
+        "arch": model.arch.to_text(),
+        "input_length": model.space.input_length,
+        "mode": mode,
+        "inputs": {key: str(value) for key, value in vars(inputs).items() if value is not None},
+        "both_strands": both_strands,
+        "device": str(next(model.parameters()).device),
+        "predicted": count,
+        "labels": labels,
+        "mean_probability": dict(zip(labels, map(float, means))),
+        "outputs": [str(path) for path in written],
+        "seconds": time.perf_counter() - started,
+    }
+    atomic_write_json(summary, out / outputs.PREDICT_SUMMARY)
+    return summary
+

@@ -1,0 +1,62 @@
+"""`amber-ray export`: the ONNX file (onnxruntime) and the TorchScript file (torch.jit.load) give the
+model's probabilities for any batch size; the ONNX file carries the labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from amber_ray.child import save_child
+from amber_ray.cli import app
+
+from test_predict import one_hot, tiny_net
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "model.pt"
+    save_child(tiny_net(labels=3, length=40), path, {"label_names": LABELS})
+    return path
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(tiny_net(labels=3, length=40).eval()(torch.from_numpy(x))).numpy()
+
+
+def export(model, export_format: str, out):
+    result = CliRunner().invoke(app, ["export", str(model), "--format", export_format, "--out-file", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_onnx_matches_torch(model, tmp_path):
+    path = export(model, "onnx", tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 7):
+        x = one_hot(n, seed=n)
+        (probs,) = session.run(["probabilities"], {"one_hot": x})
+        np.testing.assert_allclose(probs, expected(x), atol=1e-5)
+    metadata = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    assert json.loads(metadata["labels"]) == LABELS and metadata["input_length"] == "40"
+
+
+def test_torchscript_matches_torch(model, tmp_path):
+    loaded = torch.jit.load(str(export(model, "torchscript", tmp_path / "model.ts")))
+    x = one_hot(5, seed=2)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(torch.from_numpy(x)).numpy(), expected(x), atol=1e-6)
+
+
+def test_unknown_format_is_refused(model, tmp_path):
+    result = CliRunner().invoke(app, ["export", str(model), "--format", "tflite", "--out-file", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "--format: unknown format 'tflite'" in " ".join(result.output.split())
+    assert not (tmp_path / "m").exists()
