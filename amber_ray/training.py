@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,10 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
+from amber_ray.data.dataset import minibatch_indices
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import predict
 from amber_ray.space import Architecture, ModelSpace
-
-
-def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
-    """Index arrays covering ``range(n)`` once; shuffled when ``rng`` is given."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 
 from amber_ray.config import ControllerConfig, SearchConfig
 from amber_ray.controller import Controller, UniformPolicy
-from amber_ray.data import SequenceDataset
+from amber_ray.data import HDF5SequenceFile, SequenceDataset
 from amber_ray.distributed import init_group
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import SupernetTrainer
@@ -45,10 +45,20 @@ class ControllerActor:
 
 @ray.remote
 class SupernetWorker:
-    """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers."""
+    """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers.
+
+    Data arrives in memory or as HDF5 file handles: then the worker streams its training batches
+    from the file and holds validation as codes, never the training set.
+    """
 
     def __init__(
-        self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, config: SearchConfig, seed: int, threads: int
+        self,
+        space: ModelSpace,
+        train: SequenceDataset | HDF5SequenceFile,
+        valid: SequenceDataset | HDF5SequenceFile,
+        config: SearchConfig,
+        seed: int,
+        threads: int,
     ):
         torch.set_num_threads(threads)
         self.use_gpu = config.gpus_per_worker > 0 and torch.cuda.is_available()
