@@ -62,17 +62,18 @@ def codes_to_one_hot(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(_CODE_TO_ONE_HOT[codes].transpose(0, 2, 1))
 
 
-def one_hot_to_codes(x: np.ndarray) -> np.ndarray:
+def one_hot_to_codes(x: np.ndarray, first_row: int = 0) -> np.ndarray:
     """``(N, 4, L)`` one-hot (0.25 each for unknown, 0 each for empty) -> ``uint8 (N, L)`` codes.
 
-    Any other column raises a ``ValueError`` naming the first one (sequence index, position).
+    Any other column raises a ``ValueError`` naming the first one (sequence index counted from
+    ``first_row``, position).
     """
     matches = (x.transpose(0, 2, 1)[:, :, None, :] == _CODE_TO_ONE_HOT).all(axis=-1)
     known = matches.any(axis=-1)
     if not known.all():
         row, position = np.argwhere(~known)[0]
         column = x[row, :, position].tolist()
-        raise ValueError(f"sequence {row}, position {position}: {column} is not one-hot, 0.25 each (unknown) or 0 each")
+        raise ValueError(f"sequence {first_row + row}, position {position}: {column} is not one-hot, 0.25 each (unknown) or 0 each")
     return matches.argmax(axis=-1).astype(np.uint8)
 
 

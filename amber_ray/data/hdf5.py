@@ -38,12 +38,12 @@ DEFAULT_WINDOW_ROWS = 32 * DEFAULT_CHUNK_ROWS
 SPLIT_FILES = {"train": "train.h5", "valid": "valid.h5", "test": "test.h5"}
 
 
-def pack_labels(y: np.ndarray) -> np.ndarray:
+def pack_labels(y: np.ndarray, first_row: int = 0) -> np.ndarray:
     """``(N, T)`` 0/1 labels -> ``uint8 (N, ceil(T / 8))`` bits; other values raise ``ValueError`` naming the row."""
     binary = (y == 0) | (y == 1)
     if not binary.all():
         row, column = np.argwhere(~binary)[0]
-        raise ValueError(f"sequence {row}, label {column}: value {y[row, column].item()!r} is not 0 or 1")
+        raise ValueError(f"sequence {first_row + row}, label {column}: value {y[row, column].item()!r} is not 0 or 1")
     return np.packbits(np.asarray(y, dtype=bool), axis=1)
 
 
@@ -69,7 +69,7 @@ class BlockWriter:
         """Add ``codes uint8 (n, L)``, ``y (n, T)`` of 0/1 and ``n`` names; a bad label value raises ``ValueError``."""
         if codes.shape[1:] != (self.length,) or y.shape != (len(codes), self.num_labels) or len(names) != len(codes):
             raise ValueError(f"block of {codes.shape} codes, {y.shape} labels, {len(names)} names does not fit L={self.length}, T={self.num_labels}")
-        bits = pack_labels(y)
+        bits = pack_labels(y, first_row=self.rows)
         start, self.rows = self.rows, self.rows + len(codes)
         for key, values in (("codes", codes), ("labels", bits), ("names", list(names))):
             self.file[key].resize(self.rows, axis=0)
@@ -97,7 +97,7 @@ def write_hdf5(dataset: SequenceDataset, path: str | Path, chunk_size: int = DEF
     with open_writer(path, dataset.length, dataset.label_names, chunk) as writer:
         for start in range(0, dataset.num_sequences, chunk):
             rows = slice(start, start + chunk)
-            writer.append(one_hot_to_codes(dataset.x[rows]), dataset.y[rows], dataset.names[rows])
+            writer.append(one_hot_to_codes(dataset.x[rows], first_row=start), dataset.y[rows], dataset.names[rows])
 
 
 def _text(value: str | bytes) -> str:
@@ -182,10 +182,10 @@ class HDF5SequenceFile:
         """Rows ``start:stop`` as ``uint8`` codes ``(n, L)`` and ``uint8`` 0/1 labels ``(n, T)``."""
         if self._version == 1:
             try:
-                codes = one_hot_to_codes(file["x"][start:stop].astype(np.float32) / X_SCALE)
-                return codes, unpack_labels(pack_labels(file["y"][start:stop]), self.num_labels)
+                codes = one_hot_to_codes(file["x"][start:stop].astype(np.float32) / X_SCALE, first_row=start)
+                return codes, unpack_labels(pack_labels(file["y"][start:stop], first_row=start), self.num_labels)
             except ValueError as error:
-                raise AmberInputError(f"rows from {start}: {error}", self.path) from None
+                raise AmberInputError(str(error), self.path) from None
         return file["codes"][start:stop], unpack_labels(file["labels"][start:stop], self.num_labels)
 
     def _read_chunks(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
