@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 X_SCALE = 4  # format 1: one-hot values times 4
 DEFAULT_CHUNK_ROWS = 1024
-# Rows read and shuffled together while streaming: 32 chunks of 1024 rows of 1 kb are 32 MB of codes.
-DEFAULT_WINDOW_ROWS = 32 * DEFAULT_CHUNK_ROWS
+# Rows read together while streaming, from which batches are drawn at random: 8 chunks of 1024
+# rows of 1 kb are 8 MB of codes.
+DEFAULT_WINDOW_ROWS = 8 * DEFAULT_CHUNK_ROWS
 SPLIT_FILES = {"train": "train.h5", "valid": "valid.h5", "test": "test.h5"}
 
 
@@ -179,43 +180,50 @@ class HDF5SequenceFile:
         return self._chunk_rows
 
     def _read_block(self, file: h5py.File, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``start:stop`` as ``uint8`` codes ``(n, L)`` and ``uint8`` 0/1 labels ``(n, T)``."""
+        """Rows ``start:stop`` as ``uint8`` codes ``(n, L)`` and packed label bits ``(n, ceil(T / 8))``."""
         if self._version == 1:
             try:
                 codes = one_hot_to_codes(file["x"][start:stop].astype(np.float32) / X_SCALE, first_row=start)
-                return codes, unpack_labels(pack_labels(file["y"][start:stop], first_row=start), self.num_labels)
+                return codes, pack_labels(file["y"][start:stop], first_row=start)
             except ValueError as error:
                 raise AmberInputError(str(error), self.path) from None
-        return file["codes"][start:stop], unpack_labels(file["labels"][start:stop], self.num_labels)
+        return file["codes"][start:stop], file["labels"][start:stop]
 
     def _read_chunks(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(self.path, "r") as file:
             blocks = [self._read_block(file, start, start + self._chunk_rows) for start in starts]
-        return np.concatenate([codes for codes, _ in blocks]), np.concatenate([labels for _, labels in blocks])
+        return np.concatenate([codes for codes, _ in blocks]), np.concatenate([bits for _, bits in blocks])
 
     def shard_batches(self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
         """One pass in global batches of ``batch_size``, streamed; worker ``rank`` decodes rows ``rank::world_size`` of each.
 
         The chunk order is a permutation drawn from ``rng``; chunks are read ``window_rows`` at a
-        time and their rows shuffled together, so a batch mixes many chunks (a file sorted by class
-        still gives mixed batches) while memory holds one window of codes. Every worker draws the
-        same order from the same seed, so W workers see the same global batches as one.
+        time and each batch is drawn at random from the window, so a batch mixes many chunks (a
+        file sorted by class still gives mixed batches) while memory holds one window of codes.
+        Rows a window leaves over join the next. Every worker draws the same order from the same
+        seed, so W workers see the same global batches as one.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         starts = rng.permutation(np.arange(0, self._num_sequences, self._chunk_rows))
         per_window = max(1, self.window_rows // self._chunk_rows)
         codes = np.zeros((0, self._length), dtype=np.uint8)
-        labels = np.zeros((0, self.num_labels), dtype=np.uint8)
+        bits = np.zeros((0, -(-self.num_labels // 8)), dtype=np.uint8)
         for first in range(0, len(starts), per_window):
-            window_codes, window_labels = self._read_chunks(starts[first : first + per_window])
-            order = rng.permutation(len(window_codes))
-            codes, labels = np.concatenate([codes, window_codes[order]]), np.concatenate([labels, window_labels[order]])
-            while len(codes) >= batch_size:
-                yield _shard(codes[:batch_size], labels[:batch_size], rank, world_size)
-                codes, labels = codes[batch_size:], labels[batch_size:]
+            window_codes, window_bits = self._read_chunks(starts[first : first + per_window])
+            codes, bits = np.concatenate([codes, window_codes]), np.concatenate([bits, window_bits])
+            order = rng.permutation(len(codes))
+            full = len(order) - len(order) % batch_size
+            for start in range(0, full, batch_size):
+                yield self._shard(codes, bits, order[start : start + batch_size], rank, world_size)
+            codes, bits = codes[order[full:]], bits[order[full:]]
         if len(codes):
-            yield _shard(codes, labels, rank, world_size)
+            yield self._shard(codes, bits, np.arange(len(codes)), rank, world_size)
+
+    def _shard(self, codes: np.ndarray, bits: np.ndarray, rows: np.ndarray, rank: int, world_size: int) -> ShardBatch:
+        """This worker's rows of the global batch ``rows``, decoded: one-hot x and float32 labels."""
+        mine = rows[rank::world_size]
+        return codes_to_one_hot(codes[mine]), unpack_labels(bits[mine], self.num_labels).astype(np.float32), len(rows)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> CodedDataset:
         """The given rows, in the given order, as codes in memory (one chunk is read at a time)."""
@@ -227,9 +235,9 @@ class HDF5SequenceFile:
         with h5py.File(self.path, "r") as file:
             for start in np.unique(wanted // self._chunk_rows) * self._chunk_rows:
                 inside = np.flatnonzero((wanted >= start) & (wanted < start + self._chunk_rows))
-                block_codes, block_labels = self._read_block(file, start, start + self._chunk_rows)
+                block_codes, block_bits = self._read_block(file, start, start + self._chunk_rows)
                 local = wanted[inside] - start
-                codes[inside], labels[inside] = block_codes[local], block_labels[local]
+                codes[inside], labels[inside] = block_codes[local], unpack_labels(block_bits[local], self.num_labels)
                 block_names = file["names"][start : start + self._chunk_rows]
                 names.extend(_text(block_names[i]) for i in local)
         position = np.searchsorted(wanted, indices)
@@ -238,11 +246,6 @@ class HDF5SequenceFile:
     def load(self) -> SequenceDataset:
         """The whole file in memory as one-hot ``float32`` (16 bytes per base: only for data that fits)."""
         return self.subset(np.arange(self._num_sequences)).to_one_hot()
-
-
-def _shard(codes: np.ndarray, labels: np.ndarray, rank: int, world_size: int) -> ShardBatch:
-    rows = slice(rank, None, world_size)
-    return codes_to_one_hot(codes[rows]), labels[rows].astype(np.float32), len(codes)
 
 
 def open_hdf5_dir(directory: str | Path) -> dict[str, HDF5SequenceFile]:
