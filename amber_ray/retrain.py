@@ -215,7 +215,7 @@ def run_retrain(
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
     if not resume and outputs.tune_grid(out_dir).exists():
         raise AmberInputError("a retraining grid already ran here; pass --resume or choose another --out", out_dir)
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
     gpus = resolve_gpus(config.retrain.gpus_per_trial, "retrain.gpus_per_trial")

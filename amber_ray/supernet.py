@@ -16,13 +16,13 @@ from torch.nn import functional as F
 from amber_ray.child import DagNet
 from amber_ray.data import CodedDataset, HDF5SequenceFile, SequenceDataset
 from amber_ray.data.dataset import minibatch_indices
+from amber_ray.data.hdf5 import TrainSource
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.training import as_tensor
 
-# Training data: in memory, or a file streamed batch by batch. Scoring data: in memory, one-hot or as codes.
-TrainSource = SequenceDataset | HDF5SequenceFile
+# Scoring data: in memory, one-hot or as codes; or a file, read into codes.
 ScoringSource = SequenceDataset | HDF5SequenceFile
 ScoringData = SequenceDataset | CodedDataset
 

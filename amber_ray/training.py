@@ -23,7 +23,7 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
-from amber_ray.data.dataset import minibatch_indices
+from amber_ray.data.hdf5 import TrainSource
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import predict
 from amber_ray.space import Architecture, ModelSpace
@@ -35,19 +35,19 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def train_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, data: SequenceDataset, batch_size: int, rng: np.random.Generator
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: TrainSource, batch_size: int, rng: np.random.Generator
 ) -> float:
-    """One pass over ``data``; returns the mean training loss."""
+    """One pass over ``data`` (in memory, or an HDF5 file streamed batch by batch); returns the mean training loss."""
     model.train()
     total, seen = 0.0, 0
-    for index in minibatch_indices(data.num_sequences, batch_size, rng):
-        x, y = as_tensor(data.x[index]), as_tensor(data.y[index])
+    for x_batch, y_batch, rows in data.shard_batches(batch_size, rng):
+        x, y = as_tensor(x_batch), as_tensor(y_batch)
         loss = F.binary_cross_entropy_with_logits(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(index)
-        seen += len(index)
+        total += float(loss.detach()) * rows
+        seen += rows
     return total / max(seen, 1)
 
 
@@ -145,7 +145,7 @@ def initial_model(space: ModelSpace, arch: Architecture, width: float, seed: int
 
 def fit(
     model: nn.Module,
-    train: SequenceDataset,
+    train: TrainSource,
     valid: SequenceDataset,
     config: TrainConfig,
     seed: int,
@@ -203,7 +203,7 @@ def train_architecture(
     initial weights, epochs and best weights. Input is read and checked before anything is written.
     """
     arch = Architecture.from_text(arch_text)
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, stream_train=True)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     seed = replicate_seed(config.seed, 0)
     model = initial_model(space, arch, config.train.width, seed)

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from amber_ray.data.hdf5 import HDF5SequenceFile
 
 ALPHABET = "ACGT"
 UNKNOWN_CODE = 4
@@ -179,6 +183,8 @@ class CodedDataset:
 
 @dataclass
 class Splits:
-    train: SequenceDataset
+    """Train, validation and test sets; the training set may be a file that training streams."""
+
+    train: SequenceDataset | HDF5SequenceFile
     valid: SequenceDataset
     test: SequenceDataset

@@ -37,10 +37,17 @@ def _single_dataset(data: DataConfig, seed: int) -> SequenceDataset:
     return read_fasta_with_labels(_path(data, "fasta"), _path(data, "labels_tsv"))
 
 
-def load_splits(data: DataConfig, seed: int) -> Splits:
-    """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded)."""
+def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Splits:
+    """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded).
+
+    With ``stream_train`` an HDF5 training set stays on disk: ``train`` is the opened file, which
+    training reads batch by batch (validation and test are loaded).
+    """
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
+    elif data.kind == "hdf5" and stream_train:
+        files = open_hdf5_dir(_path(data, "hdf5_dir"))
+        splits = Splits(files["train"], files["valid"].load(), files["test"].load())
     elif data.kind == "hdf5":
         splits = read_hdf5_dir(_path(data, "hdf5_dir"))
     else:
