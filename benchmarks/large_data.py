@@ -9,7 +9,7 @@ for the throughput comparison.
 
 Reported per path: peak RSS of each worker process and of the driver (``ru_maxrss``), object-store
 use (plasma, after the workers took their data and after each iteration) and sequences per second
-of supernet training and of scoring. Target: peak RSS per process <= 2 GB whatever the data size,
+of supernet training and of scoring (medians over ``--repeats`` alternated runs of each path). Target: peak RSS per process <= 2 GB whatever the data size,
 streamed training throughput within 10 % of in-memory. The warm-up pass is skipped: it is one pass
 over the whole training set, hours on a CPU at this size.
 """
@@ -135,6 +135,18 @@ def run_path(config: ExperimentConfig, data: SearchData, out: Path, args: argpar
     }
 
 
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the throughputs over the repeats, maxima of memory, and every repeat's figures."""
+    return {
+        "train_sequences": runs[0]["train_sequences"],
+        "train_sequences_per_second": float(np.median([run["train_sequences_per_second"] for run in runs])),
+        "score_sequences_per_second": float(np.median([run["score_sequences_per_second"] for run in runs])),
+        "object_store_peak_bytes": max(run["object_store_peak_bytes"] for run in runs),
+        "worker_peak_rss_bytes": [max(rss) for rss in zip(*(run["worker_peak_rss_bytes"] for run in runs))],
+        "repeats": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", type=int, default=1_000_000, help="Training sequences written to disk.")
@@ -142,9 +154,10 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=919)
     parser.add_argument("--valid-sequences", type=int, default=2000, help="Validation sequences (all used for scoring).")
     parser.add_argument("--in-memory-sequences", type=int, default=20_000, help="Training set of the in-memory path.")
-    parser.add_argument("--batches", type=int, default=10, help="Global mini-batches of supernet training per iteration.")
+    parser.add_argument("--batches", type=int, default=20, help="Global mini-batches of supernet training per iteration.")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--archs", type=int, default=4, help="Architectures scored per iteration.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs of each path, alternated; throughputs are medians.")
     parser.add_argument("--dir", type=Path, default=None, help="Where to write the data (default: a temporary directory).")
     args = parser.parse_args()
 
@@ -161,15 +174,19 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             streamed_data = load_search_data(config.data, config.seed)
-            streamed = run_path(config, streamed_data, root / "streamed", args)
-            streamed["driver_peak_rss_bytes"] = peak_rss_bytes()
-            memory_data = SearchData(in_memory(args.in_memory_sequences, args.length, args.labels, seed=4), streamed_data.valid.subset(np.arange(args.valid_sequences)).to_one_hot())
-            memory = run_path(config, memory_data, root / "in_memory", args)
-            memory["driver_peak_rss_bytes"] = peak_rss_bytes()
+            driver_peak_streamed = peak_rss_bytes()  # the driver's part in streaming: before it builds the in-memory set
+            valid = streamed_data.valid.subset(np.arange(args.valid_sequences)).to_one_hot()
+            memory_data = SearchData(in_memory(args.in_memory_sequences, args.length, args.labels, seed=4), valid)
+            runs: dict[str, list[dict[str, Any]]] = {"streamed": [], "in_memory": []}
+            for repeat in range(args.repeats):  # alternated, so that load from other processes hits both alike
+                order = [("streamed", streamed_data), ("in_memory", memory_data)]
+                for name, data in order if repeat % 2 == 0 else order[::-1]:
+                    runs[name].append(run_path(config, data, root / f"{name}{repeat}", args))
         finally:
             ray.shutdown()
 
-    peak = max(streamed["worker_peak_rss_bytes"] + [streamed["driver_peak_rss_bytes"]])
+    streamed, memory = summary(runs["streamed"]), summary(runs["in_memory"])
+    peak = max(streamed["worker_peak_rss_bytes"] + [driver_peak_streamed])
     ratio = streamed["train_sequences_per_second"] / memory["train_sequences_per_second"]
     result = {
         "sequences": args.sequences,
@@ -179,12 +196,14 @@ def main() -> None:
         "write_seconds": write_seconds,
         "workers": 2,
         "iterations": 2,
+        "repeats": args.repeats,
         "batches_per_iteration": args.batches,
         "batch_size": args.batch_size,
         "archs_per_iteration": args.archs,
         "valid_sequences": args.valid_sequences,
         "streamed": streamed,
         "in_memory": {"sequences": args.in_memory_sequences, **memory},
+        "driver_peak_rss_bytes": {"streamed": driver_peak_streamed, "after_in_memory": peak_rss_bytes()},
         "streamed_peak_rss_bytes": peak,
         "streamed_vs_in_memory_train_throughput": ratio,
         "target": {"peak_rss_bytes": TARGET_RSS_BYTES, "throughput_ratio": 0.9},

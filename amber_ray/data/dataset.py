@@ -140,7 +140,11 @@ class SequenceDataset:
 
 @dataclass
 class CodedDataset:
-    """Sequences as ``uint8 (N, L)`` base codes, labels ``float32 (N, T)``; one-hot only per batch."""
+    """Sequences as ``uint8 (N, L)`` base codes and 0/1 labels ``(N, T)`` (``uint8`` from a file); one-hot only per batch.
+
+    ``L + T`` bytes per sequence instead of ``16 L + 4 T``: what a search worker holds of a
+    validation file.
+    """
 
     codes: np.ndarray
     y: np.ndarray
@@ -178,7 +182,7 @@ class CodedDataset:
         return codes_to_one_hot(self.codes[rows])
 
     def to_one_hot(self) -> SequenceDataset:
-        return SequenceDataset(codes_to_one_hot(self.codes), self.y, self.names, self.label_names)
+        return SequenceDataset(codes_to_one_hot(self.codes), self.y.astype(np.float32), self.names, self.label_names)
 
 
 @dataclass

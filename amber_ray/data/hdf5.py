@@ -138,7 +138,7 @@ class HDF5SequenceFile:
             x, y = file["x"], file["y"]
             if x.ndim != 3 or x.shape[1] != 4 or x.dtype != np.uint8:
                 raise AmberInputError(f"'x' is {x.dtype} {x.shape}, expected uint8 (N, 4, L)", self.path)
-            rows, self._length, label_shape = len(x), x.shape[2], y.shape
+            rows, self._length = len(x), x.shape[2]
         else:
             self._require(file, ("codes", "labels", "names"))
             x, y = file["codes"], file["labels"]
@@ -154,7 +154,7 @@ class HDF5SequenceFile:
                 f"labels {y.shape} and 'names' {file['names'].shape} do not match {rows} sequences of {len(self._label_names)} labels", self.path
             )
         self._num_sequences = rows
-        self._chunk_rows = x.chunks[0] if x.chunks else max(1, rows)
+        self._chunk_rows = x.chunks[0] if x.chunks else DEFAULT_CHUNK_ROWS  # contiguous storage: read in blocks anyway
 
     def __len__(self) -> int:
         return self._num_sequences
@@ -230,7 +230,7 @@ class HDF5SequenceFile:
         indices = np.asarray(indices, dtype=np.int64)
         wanted = np.unique(indices)
         codes = np.empty((len(wanted), self._length), dtype=np.uint8)
-        labels = np.empty((len(wanted), self.num_labels), dtype=np.float32)
+        labels = np.empty((len(wanted), self.num_labels), dtype=np.uint8)
         names: list[str] = []
         with h5py.File(self.path, "r") as file:
             for start in np.unique(wanted // self._chunk_rows) * self._chunk_rows:
