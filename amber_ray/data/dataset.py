@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 ALPHABET = "ACGT"
 UNKNOWN_CODE = 4
-EMPTY_CODE = 5
 
 # A training batch for one of ``world_size`` data-parallel workers: its rows of the global batch
 # (one-hot x, labels) and the global batch's size, which normalises the summed loss.
@@ -37,7 +36,7 @@ def _build_lookup() -> np.ndarray:
 
 
 _LOOKUP = _build_lookup()
-# Row ``code`` is the one-hot column of that code; the last row is the unknown base.
+# Row ``code`` is the one-hot column of that code: A, C, G, T, then unknown (4) and empty (5).
 _CODE_TO_ONE_HOT = np.vstack(
     [np.eye(4, dtype=np.float32), np.full((1, 4), 0.25, dtype=np.float32), np.zeros((1, 4), dtype=np.float32)]
 )

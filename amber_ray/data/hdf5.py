@@ -114,7 +114,7 @@ class HDF5SequenceFile:
     """
 
     def __init__(self, path: str | Path, window_rows: int = DEFAULT_WINDOW_ROWS) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # workers open it themselves, whatever their working directory
         self.window_rows = window_rows
         if not self.path.is_file():
             raise AmberInputError("file not found", self.path)
