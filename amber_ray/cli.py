@@ -492,6 +492,23 @@ def export_command(
     console.print(f"wrote {export_model(model, export_format, out)}")
 
 
+@app.command()
+@user_errors
+def convert(
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write (compact: 1 byte per base, labels as bits), e.g. DIR/train.h5.")],
+    mat: Annotated[Path | None, typer.Option("--mat", help="DeepSEA train.mat, valid.mat or test.mat (v7.3 read block by block).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Variable prefix in --mat: train, valid or test (default: the file name).")] = None,
+    fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of one length, with --labels.")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="TSV: header row, sequence name, one 0/1 column per label.")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Sequences per HDF5 chunk (the unit of streamed reads).")] = 1024,
+) -> None:
+    """Write the chunked HDF5 format that `data.kind: hdf5` streams, from DeepSEA .mat or FASTA + labels TSV."""
+    from amber_ray.data.convert import convert as convert_data
+
+    count = convert_data(out, mat, split, fasta, labels, chunk_rows)
+    console.print(f"wrote {count} sequences to {out}")
+
+
 def run() -> None:
     app(prog_name="amber-ray")
 

@@ -35,7 +35,7 @@ from amber_ray.ops import SamePool
 from amber_ray.jaspar import jaspar_collection
 from amber_ray.device import resolve_device
 from amber_ray.predict import eval_mode_on, label_index, load_model, predict
-from amber_ray.training import minibatch_indices
+from amber_ray.data.dataset import minibatch_indices
 
 log = logging.getLogger(__name__)
 

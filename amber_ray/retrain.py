@@ -272,7 +272,7 @@ def run_retrain(
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
     require({"CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial), "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial)})

@@ -14,12 +14,18 @@ import torch
 from torch.nn import functional as F
 
 from amber_ray.child import DagNet
-from amber_ray.data import SequenceDataset
+from amber_ray.data import CodedDataset, HDF5SequenceFile, SequenceDataset
+from amber_ray.data.dataset import minibatch_indices
+from amber_ray.data.hdf5 import TrainSource
 from amber_ray.device import autocast
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
-from amber_ray.training import as_tensor, minibatch_indices
+from amber_ray.training import as_tensor
+
+# Scoring data: in memory, one-hot or as codes; or a file, read into codes.
+ScoringSource = SequenceDataset | HDF5SequenceFile
+ScoringData = SequenceDataset | CodedDataset
 
 
 class Supernet(DagNet):
@@ -45,21 +51,15 @@ class Supernet(DagNet):
         }
 
 
-def scoring_subset(valid: SequenceDataset, max_sequences: int | None, seed: int) -> SequenceDataset:
+def scoring_subset(valid: ScoringSource, max_sequences: int | None, seed: int) -> ScoringData:
     """A seeded random sample of the validation set, in random order.
 
     The supernet's batch norm uses batch statistics, so every scoring batch must be a fair mix
-    of the classes; files are often sorted by class (positives first).
+    of the classes; files are often sorted by class (positives first). A file is read into
+    compact codes (1 byte per base), decoded one scoring batch at a time.
     """
     order = np.random.default_rng([seed, 11]).permutation(valid.num_sequences)
     return valid.subset(order[:max_sequences] if max_sequences else order)
-
-
-def first_sequences(data: SequenceDataset, count: int | None) -> SequenceDataset:
-    """The first ``count`` sequences (all when ``None``), as views rather than copies."""
-    if count is None or count >= data.num_sequences:
-        return data
-    return SequenceDataset(data.x[:count], data.y[:count], data.names[:count], data.label_names)
 
 
 def _half_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -81,8 +81,8 @@ class SupernetTrainer:
     def __init__(
         self,
         space: ModelSpace,
-        train: SequenceDataset,
-        valid: SequenceDataset,
+        train: TrainSource,
+        valid: ScoringSource,
         learning_rate: float,
         seed: int,
         width: float = 1.0,
@@ -103,7 +103,7 @@ class SupernetTrainer:
         # Rewards during the search use the first ``valid_max_sequences`` of a seeded permutation;
         # the final choice re-scores its candidates on all of it.
         self.valid_all = scoring_subset(valid, None, seed)
-        self.valid_data = first_sequences(self.valid_all, valid_max_sequences)
+        self.valid_data = self.valid_all.head(valid_max_sequences)
 
     def num_batches(self, batch_size: int, max_batches: int | None = None) -> int:
         batches = -(-self.train_data.num_sequences // batch_size)
@@ -130,14 +130,13 @@ class SupernetTrainer:
         rng = np.random.default_rng([self.seed, iteration + 1])
         torch.manual_seed(int(rng.integers(2**62)))
         self.model.train()
-        batches = minibatch_indices(self.train_data.num_sequences, batch_size, rng)
+        batches = self.train_data.shard_batches(batch_size, rng, self.rank, self.world_size)
         losses = []
-        for arch, index in zip(archs, batches):
-            shard = index[self.rank :: self.world_size]
+        for arch, (x, y, global_rows) in zip(archs, batches):
             with self._autocast():
-                logits = self.model(self._tensor(self.train_data.x[shard]), arch)
-            loss_sum = F.binary_cross_entropy_with_logits(logits.float(), self._tensor(self.train_data.y[shard]), reduction="sum")
-            loss = loss_sum / (len(index) * self.train_data.num_labels)
+                logits = self.model(self._tensor(x), arch)
+            loss_sum = F.binary_cross_entropy_with_logits(logits.float(), self._tensor(y), reduction="sum")
+            loss = loss_sum / (global_rows * self.train_data.num_labels)
             self.optimizer.zero_grad()
             loss.backward()
             if self.world_size > 1:
@@ -161,7 +160,7 @@ class SupernetTrainer:
         scores = []
         with self._autocast():  # one autocast region for all architectures: weights are cast once, not per architecture
             for arch in archs:
-                logits = [self.model(self._tensor(valid.x[i]), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
+                logits = [self.model(self._tensor(valid.one_hot(i)), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
                 probs = torch.cat(logits).float().cpu().numpy()
                 halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
                 scores.append((mean_auroc(valid.y, probs), *halves))

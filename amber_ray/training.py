@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,10 @@ from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
 from amber_ray.device import autocast, resolve_device
+from amber_ray.data.hdf5 import TrainSource
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import model_device, predict
 from amber_ray.space import Architecture, ModelSpace
-
-
-def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
-    """Index arrays covering ``range(n)`` once; shuffled when ``rng`` is given."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:
@@ -44,25 +38,25 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: SequenceDataset,
+    data: TrainSource,
     batch_size: int,
     rng: np.random.Generator,
     precision: str = "float32",
 ) -> float:
-    """One pass over ``data`` on the model's device; returns the mean training loss."""
+    """One pass over ``data`` (in memory, or an HDF5 file streamed by batch) on the model's device; returns the mean loss."""
     model.train()
     device = model_device(model)
     total, seen = 0.0, 0
-    for index in minibatch_indices(data.num_sequences, batch_size, rng):
-        x, y = as_tensor(data.x[index]).to(device, non_blocking=True), as_tensor(data.y[index]).to(device, non_blocking=True)
+    for x_batch, y_batch, rows in data.shard_batches(batch_size, rng):
+        x, y = as_tensor(x_batch).to(device, non_blocking=True), as_tensor(y_batch).to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(index)
-        seen += len(index)
+        total += float(loss.detach()) * rows
+        seen += rows
     return total / max(seen, 1)
 
 
@@ -160,7 +154,7 @@ def initial_model(space: ModelSpace, arch: Architecture, width: float, seed: int
 
 def fit(
     model: nn.Module,
-    train: SequenceDataset,
+    train: TrainSource,
     valid: SequenceDataset,
     config: TrainConfig,
     seed: int,
@@ -222,7 +216,7 @@ def train_architecture(
     initial weights, epochs and best weights. Input is read and checked before anything is written.
     """
     arch = Architecture.from_text(arch_text)
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, stream_train=True)
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     seed = replicate_seed(config.seed, 0)
     device = resolve_device(config.train.device, "train.device")

@@ -13,6 +13,7 @@ from amber_ray.config import DataConfig, SimulatorConfig, SplitConfig
 from amber_ray.data import (
     HDF5SequenceFile,
     SequenceDataset,
+    load_search_data,
     load_splits,
     one_hot_encode,
     read_binary_fasta,
@@ -24,6 +25,7 @@ from amber_ray.data import (
     stratified_split,
     write_hdf5,
 )
+from amber_ray.data.dataset import one_hot_to_codes
 from amber_ray.errors import AmberInputError
 
 
@@ -301,29 +303,64 @@ def test_hdf5_round_trip_keeps_unknown_bases(tmp_path: Path) -> None:
     assert loaded.names == data.names and loaded.x.dtype == np.float32
 
 
-def test_hdf5_iter_batches_covers_every_sequence_once(tmp_path: Path) -> None:
+def test_hdf5_is_compact_codes_and_packed_label_bits(tmp_path: Path) -> None:
+    data = _random_dataset(20, 30, 11)
+    write_hdf5(data, tmp_path / "data.h5", chunk_size=8)
+    with h5py.File(tmp_path / "data.h5", "r") as file:
+        assert (file["codes"].dtype, file["codes"].shape, file["codes"].chunks) == (np.uint8, (20, 30), (8, 30))
+        assert (file["labels"].dtype, file["labels"].shape) == (np.uint8, (20, 2))  # 11 labels in 2 bytes
+        assert file.attrs["format_version"] == 2
+
+
+def test_hdf5_shard_batches_cover_every_sequence_once_in_a_seeded_order(tmp_path: Path) -> None:
     data = _random_dataset(45, 6, 2)
-    data.y[:, 0] = np.arange(45)  # the row number travels with each sequence
+    data.names = [str(i) for i in range(45)]
     path = tmp_path / "data.h5"
     write_hdf5(data, path, chunk_size=10)
-    file = HDF5SequenceFile(path)
-    batches = list(file.iter_batches(batch_size=8, shuffle=True, seed=3))
-    assert [len(x) for x, _ in batches] == [8] * 5 + [5]
-    rows = np.concatenate([y[:, 0] for _, y in batches]).astype(int)
-    assert sorted(rows) == list(range(45)) and list(rows) != list(range(45))
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), data.x[rows])
-    again = np.concatenate([y[:, 0] for _, y in file.iter_batches(batch_size=8, shuffle=True, seed=3)])
-    np.testing.assert_array_equal(again, rows)
-    in_order = np.concatenate([y[:, 0] for _, y in file.iter_batches(batch_size=8, shuffle=False)])
-    np.testing.assert_array_equal(in_order, np.arange(45))
+    file = HDF5SequenceFile(path, window_rows=20)
+    order = file.subset(np.arange(45))  # the row number travels with each sequence through its codes
+    codes_of = {order.codes[i].tobytes(): i for i in range(45)}
+
+    def rows(seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+        batches = list(file.shard_batches(8, np.random.default_rng(seed), rank, world_size))
+        assert [size for _, _, size in batches] == [8] * 5 + [5]
+        x = np.concatenate([x for x, _, _ in batches])
+        found = [codes_of[code.tobytes()] for code in one_hot_to_codes(x)]
+        np.testing.assert_array_equal(np.concatenate([y for _, y, _ in batches]), data.y[found])
+        return found
+
+    assert len(codes_of) == 45  # random sequences: all distinct
+    first = rows(3)
+    assert sorted(first) == list(range(45)) and first != list(range(45))
+    assert rows(3) == first and rows(4) != first
+    halves = [rows(3, rank, 2) for rank in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == list(range(45))
+    assert halves[0][:4] == first[0:8:2] and halves[1][:4] == first[1:8:2]
 
 
 def test_write_hdf5_refuses_values_it_cannot_store(tmp_path: Path) -> None:
     data = _random_dataset(4, 5, 1)
     data.x[0, :, 0] = [0.7, 0.1, 0.1, 0.1]
-    with pytest.raises(ValueError, match="multiples of 0.25"):
+    with pytest.raises(ValueError, match="sequence 0, position 0: .* is not one-hot"):
+        write_hdf5(data, tmp_path / "soft.h5")
+    data = _random_dataset(4, 5, 1)
+    data.y[2, 0] = 0.5
+    with pytest.raises(ValueError, match="sequence 2, label 0: value 0.5 is not 0 or 1"):
         write_hdf5(data, tmp_path / "soft.h5")
     assert not list(tmp_path.iterdir())
+
+
+def test_hdf5_reads_the_first_layout(tmp_path: Path) -> None:
+    data = _random_dataset(12, 7, 3)
+    with h5py.File(tmp_path / "old.h5", "w") as file:
+        file.create_dataset("x", data=(data.x * 4).astype(np.uint8), chunks=(5, 4, 7))
+        file["y"] = data.y
+        file["names"] = data.names
+        file.attrs["label_names"] = data.label_names
+    loaded = HDF5SequenceFile(tmp_path / "old.h5").load()
+    np.testing.assert_array_equal(loaded.x, data.x)
+    np.testing.assert_array_equal(loaded.y, data.y)
+    assert loaded.names == data.names
 
 
 def test_hdf5_rejects_files_of_another_layout(tmp_path: Path) -> None:
@@ -350,6 +387,8 @@ def test_load_splits_reads_an_hdf5_directory(tmp_path: Path) -> None:
     splits = load_splits(DataConfig(kind="hdf5", hdf5_dir=tmp_path), seed=0)
     assert (splits.train.num_sequences, splits.valid.num_sequences, splits.test.num_sequences) == (30, 5, 6)
     np.testing.assert_array_equal(splits.valid.x, _random_dataset(5, 8, 2, 1).x)
+    opened = load_search_data(DataConfig(kind="hdf5", hdf5_dir=tmp_path), seed=0)
+    assert isinstance(opened.train, HDF5SequenceFile) and len(opened.train) == 30  # opened, not loaded
 
 
 # --- splits and loading ------------------------------------------------------------------------

@@ -167,3 +167,26 @@ def test_train_command_and_a_one_replicate_trial_give_identical_weights(ray_sess
     for key in trained:
         assert torch.equal(trained[key], retrained[key]), key
     assert results.test_auroc[0] == metrics["test"]["auroc"] and results.epochs[0] == metrics["epochs"]
+
+
+def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
+    """With `data.kind: hdf5` the training set reaches `fit` as the opened file, read batch by batch."""
+    from amber_ray import training
+    from amber_ray.data import HDF5SequenceFile, write_hdf5
+
+    splits = load_splits(parse_config(RAW).data, RAW["seed"])
+    for split in ("train", "valid", "test"):
+        write_hdf5(getattr(splits, split), tmp_path / "data" / f"{split}.h5", chunk_size=32)
+    config = parse_config({**RAW, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "train": {**RAW["train"], "threads": 1}})
+    given, real_fit = [], training.fit
+
+    def recording_fit(model, train, *args, **options):
+        given.append(train)
+        return real_fit(model, train, *args, **options)
+
+    monkeypatch.setattr(training, "fit", recording_fit)
+    losses = []
+    metrics = training.train_architecture(config, SEARCHED, tmp_path / "out", lambda state: losses.append(state.record["train_loss"]))
+    assert len(given) == 1 and isinstance(given[0], HDF5SequenceFile)
+    assert metrics["split"]["train"] == splits.train.num_sequences and metrics["epochs"] == len(losses) == 3
+    assert losses[-1] < losses[0]  # the model learns from the streamed batches

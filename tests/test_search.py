@@ -206,3 +206,33 @@ def test_two_data_parallel_workers_match_one_worker(ray_session, tmp_path):
     np.testing.assert_allclose(two_history.reward, one_history.reward, atol=5e-3)
     for name, value in first["model"].items():
         assert torch.equal(value, second["model"][name]), name  # replicas stay identical
+
+
+def test_search_streams_hdf5_files_and_puts_only_file_handles_in_the_object_store(ray_session, tmp_path, monkeypatch):
+    import pickle
+
+    import ray
+
+    from amber_ray.data import HDF5SequenceFile, load_splits, write_hdf5
+    from amber_ray.search import loop
+
+    in_memory = config()
+    splits = load_splits(in_memory.data, in_memory.seed)
+    for split in ("train", "valid", "test"):
+        write_hdf5(getattr(splits, split), tmp_path / "data" / f"{split}.h5", chunk_size=64)
+    search = {**SEARCH["search"], "iterations": 2, "workers": 2, "final_samples": 4, "valid_max_sequences": 100}
+    cfg = parse_config({**SEARCH, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "search": search})
+    put, real_put = [], ray.put
+
+    def recording_put(value, **options):
+        put.append(value)
+        return real_put(value, **options)
+
+    monkeypatch.setattr(loop.ray, "put", recording_put)
+    final = run_search(cfg, tmp_path / "out")
+
+    assert len(put) == 2 and all(isinstance(value, HDF5SequenceFile) for value in put)
+    assert max(len(pickle.dumps(value)) for value in put) < 2048  # a path and a header, not the data
+    history = pd.read_parquet(tmp_path / "out" / "history.parquet")
+    assert len(history) == 2 * 8 and history.reward.between(0, 1).all() and (history.num_params > 0).all()
+    assert final["best"]["arch"] in set(history.arch)

@@ -6,14 +6,17 @@ reversed: h5py sees ``trainxdata (L, 4, N)`` and ``traindata (T, N)``. ``valid.m
 are MATLAB v5 files read with :func:`scipy.io.loadmat`, which returns the MATLAB order. Each file
 is read by its format, not by its name, so either format works for any split.
 
-The whole file is loaded into memory as ``float32`` (the full DeepSEA training set needs about
-70 GB that way).
+:func:`read_deepsea_mat` loads a whole file into memory as ``float32`` (the full DeepSEA training
+set needs about 70 GB that way); :func:`open_deepsea_mat` gives arrays that ``amber-ray convert``
+reads block by block into our compact HDF5 format instead.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import h5py
@@ -31,20 +34,41 @@ V5_READ_ERRORS = (
 )
 
 
-def _hdf5_array(path: Path, file: h5py.File, key: str) -> np.ndarray:
+class MatlabOrder:
+    """A v7.3 (HDF5) array seen in MATLAB's axis order, read a block of leading rows at a time."""
+
+    def __init__(self, node: h5py.Dataset):
+        self.node = node
+        self.shape = node.shape[::-1]
+        self.ndim = node.ndim
+        self.dtype = node.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.node[(..., rows)].T
+
+
+MatArray = np.ndarray | MatlabOrder
+
+
+def _hdf5_array(path: Path, file: h5py.File, key: str) -> MatlabOrder:
     if key not in file:
         raise AmberInputError(f"no variable {key!r} (has {sorted(file.keys())})", path)
     node = file[key]
     if not isinstance(node, h5py.Dataset):
         raise AmberInputError(f"{key!r} is not an array", path)
     _check_numeric(path, key, node.dtype)
-    return node[()].T  # v7.3 stores MATLAB arrays with reversed axes
+    return MatlabOrder(node)
 
 
-def _read_v73(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+@contextmanager
+def _open_v73(path: Path, x_key: str, y_key: str) -> Iterator[tuple[MatlabOrder, MatlabOrder]]:
     try:
-        with h5py.File(path, "r") as file:
-            return _hdf5_array(path, file, x_key), _hdf5_array(path, file, y_key)
+        # A large chunk cache: MATLAB chunks span many sequences, so each is decompressed once per pass.
+        with h5py.File(path, "r", rdcc_nbytes=256 * 1024**2) as file:
+            yield _hdf5_array(path, file, x_key), _hdf5_array(path, file, y_key)
     except OSError as error:
         raise AmberInputError(f"not a readable MATLAB v7.3 file ({error})", path) from None
 
@@ -66,7 +90,7 @@ def _check_numeric(path: Path, key: str, dtype: np.dtype) -> None:
         raise AmberInputError(f"{key!r} has dtype {dtype}, not numbers", path)
 
 
-def _check_shapes(path: Path, x_key: str, x: np.ndarray, y_key: str, y: np.ndarray) -> None:
+def _check_shapes(path: Path, x_key: str, x: MatArray, y_key: str, y: MatArray) -> None:
     if x.ndim != 3 or x.shape[1] != 4:
         raise AmberInputError(f"{x_key!r} has shape {x.shape} in MATLAB order, expected (N, 4, L)", path)
     if y.ndim != 2:
@@ -75,20 +99,41 @@ def _check_shapes(path: Path, x_key: str, x: np.ndarray, y_key: str, y: np.ndarr
         raise AmberInputError(f"{x_key!r} has {len(x)} sequences but {y_key!r} has {len(y)} rows", path)
 
 
-def read_deepsea_mat(path: str | Path, split: str) -> SequenceDataset:
-    """One DeepSEA file (``split`` is ``train``, ``valid`` or ``test``: it prefixes the variable names)."""
+@contextmanager
+def open_deepsea_mat(path: str | Path, split: str) -> Iterator[tuple[MatArray, MatArray]]:
+    """``x (N, 4, L)`` and ``y (N, T)`` of one DeepSEA file in MATLAB order, checked.
+
+    Both slice along N; a v7.3 file is read only as far as it is sliced, a v5 file is loaded whole
+    (scipy reads it so) in its stored dtype.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(path)
     if not path.is_file():
         raise AmberInputError("file not found", path)
     x_key, y_key = f"{split}xdata", f"{split}data"
-    x, y = (_read_v73 if h5py.is_hdf5(path) else _read_v5)(path, x_key, y_key)
-    _check_shapes(path, x_key, x, y_key, y)
-    names = [f"{split}_{i}" for i in range(len(x))]
-    label_names = [f"label_{i}" for i in range(y.shape[1])]
-    x, y = np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
-    return SequenceDataset(x, y, names, label_names)
+    with ExitStack() as stack:
+        if h5py.is_hdf5(path):
+            x, y = stack.enter_context(_open_v73(path, x_key, y_key))
+        else:
+            x, y = _read_v5(path, x_key, y_key)
+        _check_shapes(path, x_key, x, y_key, y)
+        yield x, y
+
+
+def deepsea_names(split: str, start: int, stop: int) -> list[str]:
+    return [f"{split}_{i}" for i in range(start, stop)]
+
+
+def deepsea_label_names(count: int) -> list[str]:
+    return [f"label_{i}" for i in range(count)]
+
+
+def read_deepsea_mat(path: str | Path, split: str) -> SequenceDataset:
+    """One DeepSEA file (``split`` is ``train``, ``valid`` or ``test``: it prefixes the variable names)."""
+    with open_deepsea_mat(path, split) as (x, y):
+        x_all, y_all = np.ascontiguousarray(x[:], dtype=np.float32), np.ascontiguousarray(y[:], dtype=np.float32)
+    return SequenceDataset(x_all, y_all, deepsea_names(split, 0, len(x_all)), deepsea_label_names(y_all.shape[1]))
 
 
 def read_deepsea_dir(directory: str | Path) -> Splits:

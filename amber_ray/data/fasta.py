@@ -136,8 +136,11 @@ def _label_values(path: Path, table: pd.DataFrame) -> np.ndarray:
     return numbers.to_numpy(dtype=np.float32)
 
 
-def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> SequenceDataset:
-    """FASTA + TSV (header row; first column the sequence name, then one 0/1 column per label)."""
+def read_labelled_records(fasta: str | Path, labels_tsv: str | Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """Names, sequences (as text), ``float32 (N, T)`` 0/1 labels in FASTA order, and label names.
+
+    FASTA + TSV (header row; first column the sequence name, then one 0/1 column per label).
+    """
     names, seqs = read_fasta(fasta)
     labels_tsv = Path(labels_tsv)
     table = _read_label_table(labels_tsv)
@@ -152,4 +155,10 @@ def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> Sequenc
     if missing:
         raise AmberInputError("has no row for this FASTA sequence", labels_tsv, missing[0])
     table = table.loc[names]
-    return SequenceDataset(one_hot_encode(seqs), _label_values(labels_tsv, table), names, [str(c) for c in table.columns])
+    return names, seqs, _label_values(labels_tsv, table), [str(c) for c in table.columns]
+
+
+def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> SequenceDataset:
+    """FASTA + TSV (see :func:`read_labelled_records`), one-hot encoded."""
+    names, seqs, y, label_names = read_labelled_records(fasta, labels_tsv)
+    return SequenceDataset(one_hot_encode(seqs), y, names, label_names)

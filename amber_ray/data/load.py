@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ from amber_ray.config import DataConfig
 from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.data.deepsea import read_deepsea_dir
 from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
-from amber_ray.data.hdf5 import read_hdf5_dir
+from amber_ray.data.hdf5 import HDF5SequenceFile, open_hdf5_dir, read_hdf5_dir
 from amber_ray.data.simulate import simulate_dataset
 from amber_ray.data.split import stratified_split
 from amber_ray.data.tsv import read_tsv
@@ -36,10 +37,17 @@ def _single_dataset(data: DataConfig, seed: int) -> SequenceDataset:
     return read_fasta_with_labels(_path(data, "fasta"), _path(data, "labels_tsv"))
 
 
-def load_splits(data: DataConfig, seed: int) -> Splits:
-    """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded)."""
+def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Splits:
+    """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded).
+
+    With ``stream_train`` an HDF5 training set stays on disk: ``train`` is the opened file, which
+    training reads batch by batch (validation and test are loaded).
+    """
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
+    elif data.kind == "hdf5" and stream_train:
+        files = open_hdf5_dir(_path(data, "hdf5_dir"))
+        splits = Splits(files["train"], files["valid"].load(), files["test"].load())
     elif data.kind == "hdf5":
         splits = read_hdf5_dir(_path(data, "hdf5_dir"))
     else:
@@ -50,6 +58,28 @@ def load_splits(data: DataConfig, seed: int) -> Splits:
         splits.train.length, splits.train.num_labels,
     )
     return splits
+
+
+@dataclass
+class SearchData:
+    """What the search's supernet workers train and score on: in memory, or files they stream themselves."""
+
+    train: SequenceDataset | HDF5SequenceFile
+    valid: SequenceDataset | HDF5SequenceFile
+
+
+def load_search_data(data: DataConfig, seed: int) -> SearchData:
+    """HDF5 data stays on disk (opened and checked, not loaded: each worker streams it); the rest is loaded."""
+    if data.kind != "hdf5":
+        splits = load_splits(data, seed)
+        return SearchData(splits.train, splits.valid)
+    files = open_hdf5_dir(_path(data, "hdf5_dir"))
+    train = files["train"]
+    log.info(
+        "hdf5 data, streamed: %d train, %d valid sequences of %d bp, %d labels",
+        len(train), len(files["valid"]), train.length, train.num_labels,
+    )
+    return SearchData(train, files["valid"])
 
 
 def read_label_annotation(path: str | Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import torch
 
 from amber_ray.config import ControllerConfig, SearchConfig
 from amber_ray.controller import Controller, UniformPolicy
-from amber_ray.data import SequenceDataset
+from amber_ray.data import HDF5SequenceFile, SequenceDataset
 from amber_ray.device import worker_device
 from amber_ray.distributed import init_group
 from amber_ray.space import Architecture, ModelSpace
@@ -49,13 +49,15 @@ class SupernetWorker:
     """Owns a supernet replica, its optimizer and the data; one of W data-parallel workers.
 
     It runs on the GPU Ray gave it when ``device`` (``train.device``) allows, else on the CPU.
+    Data arrives in memory or as HDF5 file handles: then the worker streams its training batches
+    from the file and holds validation as codes, never the training set.
     """
 
     def __init__(
         self,
         space: ModelSpace,
-        train: SequenceDataset,
-        valid: SequenceDataset,
+        train: SequenceDataset | HDF5SequenceFile,
+        valid: SequenceDataset | HDF5SequenceFile,
         config: SearchConfig,
         seed: int,
         threads: int,

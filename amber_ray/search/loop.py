@@ -41,7 +41,7 @@ from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import require
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
-from amber_ray.data import Splits, load_splits
+from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
 from amber_ray import storage
@@ -102,7 +102,7 @@ def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
 
 
 class SearchDriver:
-    def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits):
+    def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits | SearchData):
         self.config = config
         self.search = config.search
         self.seed = config.search_seed
@@ -114,6 +114,8 @@ class SearchDriver:
             "search.workers",
         )
         self.gpus = self.search.gpus_per_worker
+        # In-memory data goes through the object store once; HDF5 files go as small handles that
+        # each worker streams from itself (the whole training set never enters the store).
         self.data_refs = (ray.put(splits.train), ray.put(splits.valid))
         self.failures = 0
         self.start_actors()
@@ -390,8 +392,7 @@ def run_search(
     payload = load_checkpoint(checkpoint_path(out_dir)) if resume else None
     if not resume and has_checkpoint(checkpoint_path(out_dir)):
         raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
-    splits = load_splits(config.data, config.seed)
-    driver = SearchDriver(config, out_dir, splits)
+    driver = SearchDriver(config, out_dir, load_search_data(config.data, config.seed))
     try:
         if payload is not None:
             driver.restore(payload)
