@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -17,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from amber_ray.config import ExperimentConfig, demo_config, load_config, override_config, parse_overrides
 from amber_ray.errors import AmberInputError
-from amber_ray.outputs import METRICS, MLFLOW_STORE
+from amber_ray.outputs import METRICS, MLFLOW_STORE, MODEL
+from amber_ray.rundir import output_dir, output_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
 console = Console(stderr=True)
@@ -25,8 +27,15 @@ logger = logging.getLogger("amber_ray")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+def output_path(value: str | Path) -> Path:
+    """``--out ""`` is refused while parsing: as a ``Path`` it would already be the current directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("must name a file or directory, not be empty")
+    return Path(value)
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).")]
-OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output directory.", parser=output_path)]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
@@ -99,7 +108,9 @@ def train(
     overrides: SetOption = None,
 ) -> None:
     """Train one architecture with early stopping; write model.pt and metrics.json."""
-    metrics = train_model(load_config(config, parse_overrides(overrides or [])), arch, out)
+    experiment = load_config(config, parse_overrides(overrides or []))
+    with output_dir(out, (MODEL, METRICS)):
+        metrics = train_model(experiment, arch, out)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
     console.print(f"test {summary}; wrote {out / METRICS}")
@@ -137,7 +148,7 @@ def search(
     from amber_ray.search.loop import run_search
 
     experiment = load_config(config, parse_overrides(overrides or []))
-    with search_progress(experiment) as on_iteration, cluster.ray_session():
+    with output_dir(out, (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)), search_progress(experiment) as on_iteration, cluster.ray_session():
         final = run_search(experiment, out, resume, on_iteration)
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     console.print(f"wrote {out / outputs.HISTORY} and {out / outputs.FINAL_ARCHITECTURES}")
@@ -161,8 +172,9 @@ def retrain(
     values = parse_overrides(overrides or [])
     values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
 
-    with cluster.ray_session():
-        results = run_retrain(load_config(config, values), search_dir, out, resume)
+    experiment = load_config(config, values)
+    with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), cluster.ray_session():
+        results = run_retrain(experiment, search_dir, out, resume)
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
     console.print(f"wrote {out / outputs.RESULTS}")
 
@@ -214,27 +226,33 @@ def report(
     variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
     interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).", parser=output_path)] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
 ) -> None:
     """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
     from amber_ray.report import report_run
 
-    path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
+    if out is not None:
+        with output_file(out):
+            path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
+    else:
+        path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
     console.print(f"wrote {path}")
 
 
 @app.command()
 @user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
+def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.", parser=output_path)] = Path("amber-demo"), overrides: SetOption = None) -> None:
     """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs.
 
     A step whose outputs are already in --out continues from them.
     """
     from amber_ray.pipeline import run_pipeline
 
+    from amber_ray.outputs import REPORT
+
     config = override_config(demo_config(), parse_overrides(overrides or []))
-    with search_progress(config) as on_iteration:
+    with output_dir(out, (REPORT, MLFLOW_STORE)), search_progress(config) as on_iteration:
         result = run_pipeline(config, out, resume=True, on_iteration=on_iteration)
     console.print(f"searched architecture (reward {result.final['best']['reward']:.4f}): {result.final['best']['arch']}")
     console.print(comparison_table(result.comparison))
@@ -288,7 +306,7 @@ def score_with_progress(model: Any, windows: Any, labels: list[str], both_strand
 @user_errors
 def variants_score(
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.")],
+    out: Annotated[Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.", parser=output_path)],
     vcf: VcfOption = None,
     fasta: GenomeOption = None,
     ref_fasta: RefFastaOption = None,
@@ -304,10 +322,11 @@ def variants_score(
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
-    net, labels = load_model(model, device)
-    windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
-    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
-    written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
+    with output_file(out), output_file(ldsc_annot, "--ldsc-annot") if ldsc_annot else nullcontext():
+        net, labels = load_model(model, device)
+        windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
+        effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+        written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
     counts = f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored"
     console.print(f"{counts}; wrote {out}, {written[1]}{ldsc}")
@@ -333,13 +352,14 @@ def variants_eval(
     from amber_ray.predict import label_index, load_model
     from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
-    net, labels = load_model(model, device)
-    pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
-    windows, _ = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
-    wanted = read_preferred(preferred, windows.variant_id)
-    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
-    summary, table = evaluate_pairs(effects, label, motif, wanted)
-    write_eval(summary, table, out)
+    with output_dir(out):
+        net, labels = load_model(model, device)
+        pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
+        windows, _ = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
+        wanted = read_preferred(preferred, windows.variant_id)
+        effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+        summary, table = evaluate_pairs(effects, label, motif, wanted)
+        write_eval(summary, table, out)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
         f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
@@ -363,21 +383,37 @@ def interpret_model(
     """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
-    net, index, names, x = load_inputs(model, fasta, label)
-    with progress_bar() as progress:
+    with output_dir(out):
+        net, index, names, x = load_inputs(model, fasta, label)
+        with progress_bar() as progress:
 
-        def stage(name: str, total: int) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n: progress.advance(task, n)
+            def stage(name: str, total: int) -> Callable[[int], None]:
+                task = progress.add_task(name, total=total)
+                return lambda n: progress.advance(task, n)
 
-        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
-    write_outputs(result, out)
+            result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, stage)
+        write_outputs(result, out)
     recovered = ", ".join(f"{row.jaspar_name} ({row.seqlets})" for row in result.motifs.head(5).itertuples()) or "none"
     console.print(f"{len(result.seqlets)} seqlets; most frequent JASPAR matches: {recovered}; wrote {out}")
 
 
 def run() -> None:
-    app(prog_name="amber-ray")
+    """The console script. SIGTERM (``kill``, a batch scheduler) stops a command as Ctrl-C does
+    (checkpoints kept, no stack dump) and exits 143 (128 + 15), as the shell reports a kill."""
+    terminated = False
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app(prog_name="amber-ray")
+    except SystemExit:
+        if terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
 
 
 if __name__ == "__main__":

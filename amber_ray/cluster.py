@@ -7,7 +7,10 @@ request is checked against ``ray.cluster_resources()`` first and fails at once w
 from __future__ import annotations
 
 import logging
+import math
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,13 +22,19 @@ logger = logging.getLogger(__name__)
 
 
 def connect() -> None:
-    """Join the cluster in ``RAY_ADDRESS`` (as inside ``ray job submit``), else start a local one."""
+    """Join the cluster in ``RAY_ADDRESS`` (as inside ``ray job submit``), else start a local one.
+
+    ``ray.init`` replaces the SIGTERM handler with a bare ``sys.exit``; the caller's one is put back.
+    """
     if ray.is_initialized():
         return
+    on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if on_sigterm is not None:
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @contextmanager
@@ -51,3 +60,20 @@ def resolve_gpus(requested: float, key: str) -> float:
             f"set it to 0 to run on CPU or add GPU nodes"
         )
     return requested
+
+
+def check_cpus(per_unit: float, per_unit_key: str, units: int = 1, units_key: str | None = None) -> None:
+    """Raise naming the config keys if ``units`` actors of ``per_unit`` CPUs each can never all run at once.
+
+    Ray would queue such a request forever without a word: one unit needs a node with that many
+    CPUs, and ``units`` of them (the search's workers train together) need that many in the cluster.
+    """
+    nodes = [node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    largest, total = max(nodes, default=0.0), sum(nodes)
+    if per_unit > largest:
+        raise AmberInputError(f"config key '{per_unit_key}' asks for {per_unit:g} CPUs but the largest Ray node has {largest:g}")
+    if units_key is not None and per_unit * units > total:
+        raise AmberInputError(
+            f"config keys '{units_key}' x '{per_unit_key}' ask for {units} x {per_unit:g} CPUs at once but the Ray cluster "
+            f"has {total:g}; lower {units_key} to at most {math.floor(total / per_unit)} or add nodes"
+        )

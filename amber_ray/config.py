@@ -7,6 +7,7 @@ not set; values the user set are never overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -428,16 +429,37 @@ def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig
     return config.model_copy(update={"data": config.data.model_copy(update=updates)})
 
 
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, inner in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(inner, Mapping):
+            flat.update(_flatten(inner, name))
+        else:
+            flat[name] = str(inner)
+    return flat
+
+
 def config_as_flat_dict(config: ExperimentConfig) -> dict[str, str]:
     """``section.key -> value`` strings, the form MLflow params take."""
-    flat: dict[str, str] = {}
+    return _flatten(config.model_dump(mode="json"))
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, inner)
-        else:
-            flat[prefix] = str(value)
 
-    walk("", config.model_dump(mode="json"))
-    return flat
+# What a resumed search may change: how long it runs, on which resources, how the end is chosen.
+RESUME_SAFE_KEYS = frozenset({
+    "search.iterations", "search.workers", "search.cpus_per_worker", "search.gpus_per_worker", "search.max_failures",
+    "search.top_k", "search.final_iterations", "search.final_candidates", "search.final_samples",
+})
+# Sections the search does not read (training of single architectures and the retraining grid).
+SEARCH_IGNORES = ("train.", "retrain.", "data.label_annotation")
+
+
+def search_resume_conflicts(stored: Mapping[str, Any], config: ExperimentConfig) -> list[str]:
+    """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a search
+    in a way its resume cannot take: anything but :data:`RESUME_SAFE_KEYS` and keys the search ignores."""
+    old, new = _flatten(stored), config_as_flat_dict(config)
+    return [
+        f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and key not in RESUME_SAFE_KEYS and not key.startswith(SEARCH_IGNORES)
+    ]

@@ -24,7 +24,7 @@ from ray import tune
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_table
 from amber_ray.child import ChildNet, save_child
-from amber_ray.cluster import resolve_gpus
+from amber_ray.cluster import check_cpus, resolve_gpus
 from amber_ray.config import ExperimentConfig, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.errors import AmberInputError
@@ -219,6 +219,7 @@ def run_retrain(
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
     gpus = resolve_gpus(config.retrain.gpus_per_trial, "retrain.gpus_per_trial")
+    check_cpus(config.retrain.cpus_per_trial, "retrain.cpus_per_trial")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
         {"cpu": config.retrain.cpus_per_trial, "gpu": gpus},

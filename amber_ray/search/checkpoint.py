@@ -48,18 +48,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(path: Path) -> set[str]:
-    """The digests listed in the manifest of checkpoint ``path`` (empty when it is missing)."""
+def read_manifest(path: Path) -> set[str] | None:
+    """The digests listed in the manifest of checkpoint ``path``; ``None`` when there is no manifest."""
     manifest = manifest_path(path)
     if not manifest.is_file():
-        return set()
+        return None
     return {line.split()[0] for line in manifest.read_text(errors="replace").splitlines() if line.strip()}
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` as the newest checkpoint; the one it replaces becomes the previous one."""
     previous = previous_path(path)
-    known = read_manifest(path)
+    known = read_manifest(path) or set()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
         digest = sha256_of(tmp)
@@ -82,9 +82,10 @@ def _replace_with_copy_of(target: Path, source: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:
-    """``path`` if its digest is listed; ``weights_only`` refuses anything but tensors and plain data."""
-    if sha256_of(path) not in digests:
+def _load_verified(path: Path, digests: set[str] | None) -> dict[str, Any]:
+    """``path`` if its digest is listed (or no manifest exists to list it); ``weights_only`` refuses
+    anything but tensors and plain data, and a truncated file does not load."""
+    if digests is not None and sha256_of(path) not in digests:
         raise ValueError("checksum does not match the manifest (truncated or corrupted)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict):
@@ -95,6 +96,8 @@ def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The newest valid checkpoint at ``path`` or its previous one; raises when neither is valid."""
     digests = read_manifest(path)
+    if digests is None and has_checkpoint(path):
+        logger.warning("no manifest %s: the checkpoint's checksum cannot be verified", manifest_path(path).name)
     problems = []
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
