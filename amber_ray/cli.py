@@ -30,7 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def output_path(value: str | Path) -> Path:
     """``--out ""`` is refused while parsing: as a ``Path`` it would already be the current directory."""
     if not str(value).strip():
-        raise typer.BadParameter("must name a file or directory, not be empty")
+        raise typer.BadParameter("must not be empty")
     return Path(value)
 
 

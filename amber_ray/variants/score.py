@@ -134,6 +134,9 @@ def check_score_output(out: Path, ldsc_score: str = "diff") -> None:
     """Fail before any work when the table name or the LDSC score is not one we can write."""
     if out.suffix not in (".parquet", ".tsv"):
         raise AmberInputError("output must end in .parquet or .tsv", out)
+    for path in (out, side_file(out)):
+        if path.is_dir():
+            raise AmberInputError("is a directory; the output writes a file here", path)
     if ldsc_score not in EFFECT_SCORES:
         raise AmberInputError(f"unknown score {ldsc_score!r}; one of {list(EFFECT_SCORES)}", "--ldsc-score")
 
