@@ -275,10 +275,13 @@ def ui(
     server = serve_ui(store, host, port)
     console.print(f"MLflow UI at http://{host}:{port} (Ctrl-C stops it)")
     try:
-        server.wait()
+        code = server.wait()
     except KeyboardInterrupt:
         server.terminate()
         server.wait()
+        return
+    if code:
+        raise typer.Exit(code)  # the server failed on its own
 
 
 variants_app = typer.Typer(no_args_is_help=True, help="Variant effects per label; allele-specific binding evaluation.")

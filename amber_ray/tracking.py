@@ -97,19 +97,19 @@ def _relocate_copied_store(store: Path, uri: str) -> None:
     resumed copy would write its artifacts into the original directory.
     """
     here = artifact_root(uri)
+    marker = "/mlartifacts"
     with sqlite3.connect(store) as db:
-        moved = [
-            (experiment_id, location)
-            for experiment_id, location in db.execute("SELECT experiment_id, artifact_location FROM experiments")
-            if location and location.endswith("/mlartifacts") and location != here
-        ]
-        for experiment_id, location in moved:
-            logger.warning("the MLflow store %s was copied from %s: its artifact paths now point here", store, location)
-            db.execute(
-                "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
-                (here, len(location) + 1, experiment_id, len(location), location),
-            )
-            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (here, experiment_id))
+        experiments = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        for experiment_id, location in experiments:
+            old = location[: location.find(marker) + len(marker)] if location and marker in location else None
+            if old is None or old == here:
+                continue
+            logger.warning("the MLflow store %s was copied from %s: its artifact paths now point here", store, old)
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                db.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
+                    (here, len(old) + 1, experiment_id, len(old), old),
+                )
     db.close()
 
 
