@@ -367,9 +367,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _parse_yaml(text: str, source: str | Path) -> Any:
     """``text`` parsed like ``yaml.safe_load`` (plain data only), except that a repeated key is an error."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        return _safe_load(text)
     except yaml.YAMLError as error:
         raise AmberInputError(f"not valid YAML ({_yaml_problem(error)})", source) from None
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`_UniqueKeyLoader` (what ``yaml.load`` does with a loader class)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -401,7 +410,7 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             if not isinstance(target, dict):
                 raise AmberInputError(f"override {assignment!r} goes inside {part!r}, which another --set gave a value", "--set")
         try:
-            target[leaf] = yaml.load(value, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+            target[leaf] = _safe_load(value)
         except yaml.YAMLError as error:
             problem = f"override {assignment!r}: value is not valid YAML ({_yaml_problem(error)})"
             raise AmberInputError(problem, "--set") from None

@@ -99,7 +99,10 @@ def _relocate_copied_store(store: Path, uri: str) -> None:
     here = artifact_root(uri)
     marker = "/mlartifacts"
     with sqlite3.connect(store) as db:
-        experiments = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        try:
+            experiments = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        except sqlite3.DatabaseError:
+            experiments = []  # not an MLflow store (yet): MLflow reports what is wrong with it
         for experiment_id, location in experiments:
             old = location[: location.find(marker) + len(marker)] if location and marker in location else None
             if old is None or old == here:
