@@ -4,7 +4,8 @@ A save writes the new checkpoint to a temporary name, links the current one to t
 name, renames the new one into place (so the newest name never goes missing) and then rewrites
 the manifest (``search.sha256``, in ``sha256sum`` format). A load takes the newest file whose digest is
 in the manifest and that ``torch.load(weights_only=True)`` accepts; a truncated, corrupted or
-unlisted file is skipped with a warning and the previous checkpoint is used. A crash between
+unlisted file is skipped with a warning and the previous checkpoint is used. Without a manifest
+(deleted, or a directory copied without it) the newest file that loads is used, with a warning. A crash between
 two of those steps leaves at least one listed file, so there is always a checkpoint to resume
 from once the first save completed.
 """
