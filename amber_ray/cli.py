@@ -325,7 +325,7 @@ def variants_score(
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
-    with output_file(out), output_file(ldsc_annot, "--ldsc-annot") if ldsc_annot else nullcontext():
+    with output_file(out), output_file(ldsc_annot) if ldsc_annot else nullcontext():
         net, labels = load_model(model, device)
         windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
         effects = score_with_progress(net, windows, labels, both_strands, batch_size)

@@ -29,13 +29,6 @@ from amber_ray.errors import AmberInputError
 LOCK = ".lock"
 
 
-def check_not_empty(value: str | Path, option: str = "--out") -> Path:
-    """An empty output name would be the current directory (``Path("")`` is ``.``): refuse it."""
-    if not str(value).strip():
-        raise AmberInputError("must name a file or directory, not be empty", option)
-    return Path(value)
-
-
 def _writable_directory(directory: Path) -> None:
     """Raise unless a file can be created in ``directory`` (tried, not guessed from mode bits)."""
     probe = directory / f".amber-ray-probe-{os.getpid()}"
@@ -62,6 +55,7 @@ def _create_directory(directory: Path) -> Path | None:
 
 
 def _check_directory(directory: Path, files: Collection[str]) -> None:
+    """Each of ``files`` must be free to become a file (an existing file is replaced atomically)."""
     for name in files:
         if (directory / name).is_dir():
             raise AmberInputError("is a directory; the output writes a file here", directory / name)
@@ -121,31 +115,29 @@ def run_lock(directory: Path) -> Iterator[None]:
 
 
 @contextmanager
-def output_dir(out: str | Path, files: Collection[str] = (), lock: bool = True) -> Iterator[Path]:
+def output_dir(out: str | Path, files: Collection[str] = ()) -> Iterator[Path]:
     """The output directory ``out``, created, checked writable and locked before the work.
 
     ``files`` are names the command will write inside it (each must not be a directory). An input
     error inside the block removes what the command created.
     """
-    directory = check_not_empty(out)
+    directory = Path(out)
     _check_directory(directory, files)
     created = _create_directory(directory)
     with _remove_on_input_error(directory, created):
         _writable_directory(directory)
-        if lock:
-            with run_lock(directory):
-                yield directory
-        else:
-            yield directory
+    # Locked first: what another command writes while this one is refused is never removed.
+    with run_lock(directory), _remove_on_input_error(directory, created):
+        yield directory
 
 
 @contextmanager
-def output_file(path: str | Path, option: str = "--out") -> Iterator[Path]:
+def output_file(path: str | Path) -> Iterator[Path]:
     """Check that ``path`` can be written as a file before the work: not a directory, its folder writable.
 
     A missing folder is created (as the atomic writers would) and removed again on an input error.
     """
-    path = check_not_empty(path, option)
+    path = Path(path)
     if path.is_dir():
         raise AmberInputError("is a directory; the output is a file", path)
     created = _create_directory(path.parent)
