@@ -159,7 +159,9 @@ def save_child(model: ChildNet, path: str | Path, extra: dict[str, Any] | None =
     atomic_torch_save(payload, path)
 
 
-LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile)
+LOAD_ERRORS = (
+    RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+)
 
 
 def load_child(path: str | Path) -> tuple[ChildNet, dict[str, Any]]:

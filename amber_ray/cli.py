@@ -36,6 +36,12 @@ def output_path(value: str | Path) -> Path:
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output directory.", parser=output_path)]
+ReportOutOption = Annotated[
+    Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).", parser=output_path)
+]
+ScoresOutOption = Annotated[
+    Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.", parser=output_path)
+]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
@@ -148,7 +154,8 @@ def search(
     from amber_ray.search.loop import run_search
 
     experiment = load_config(config, parse_overrides(overrides or []))
-    with output_dir(out, (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)), search_progress(experiment) as on_iteration, cluster.ray_session():
+    outputs_here = (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)
+    with output_dir(out, outputs_here), search_progress(experiment) as on_iteration, cluster.ray_session():
         final = run_search(experiment, out, resume, on_iteration)
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     console.print(f"wrote {out / outputs.HISTORY} and {out / outputs.FINAL_ARCHITECTURES}")
@@ -226,7 +233,7 @@ def report(
     variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
     interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Report file (default: RUN_DIR/report.html).", parser=output_path)] = None,
+    out: ReportOutOption = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
 ) -> None:
     """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
@@ -242,7 +249,7 @@ def report(
 
 @app.command()
 @user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.", parser=output_path)] = Path("amber-demo"), overrides: SetOption = None) -> None:
+def demo(out: OutOption = Path("amber-demo"), overrides: SetOption = None) -> None:
     """Search -> retrain (searched vs sampled) -> compare -> report, on simulated sequences with planted JASPAR motifs.
 
     A step whose outputs are already in --out continues from them.
@@ -309,7 +316,7 @@ def score_with_progress(model: Any, windows: Any, labels: list[str], both_strand
 @user_errors
 def variants_score(
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", help="Score table, .parquet or .tsv: one row per variant and label.", parser=output_path)],
+    out: ScoresOutOption,
     vcf: VcfOption = None,
     fasta: GenomeOption = None,
     ref_fasta: RefFastaOption = None,

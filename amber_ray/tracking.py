@@ -110,7 +110,8 @@ def _relocate_copied_store(store: Path, uri: str) -> None:
             logger.warning("the MLflow store %s was copied from %s: its artifact paths now point here", store, old)
             for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
                 db.execute(
-                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
                     (here, len(old) + 1, experiment_id, len(old), old),
                 )
     db.close()
@@ -241,7 +242,8 @@ def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subproce
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise AmberInputError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port", "--port") from None
+            problem = f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port"
+            raise AmberInputError(problem, "--port") from None
     _relocate_copied_store(store, f"sqlite:///{store.resolve()}")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]

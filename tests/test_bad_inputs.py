@@ -409,7 +409,8 @@ def test_truncated_bgzip_vcf_is_rejected(variant_inputs, tmp_path):
     (tmp_path / "cut.vcf.gz").write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
     model, genome = variant_inputs
-    result = invoke("variants", "score", model, "--vcf", tmp_path / "cut.vcf.gz", "--fasta", genome, "--out", out / "scores.parquet")
+    cut = tmp_path / "cut.vcf.gz"
+    result = invoke("variants", "score", model, "--vcf", cut, "--fasta", genome, "--out", out / "scores.parquet")
     assert_rejected(result, out, "cut.vcf.gz")
 
 
@@ -418,7 +419,8 @@ def test_variant_scores_are_all_written_or_none(variant_inputs, tmp_path):
     out = tmp_path / "out"
     (out / "scores.skipped.tsv").mkdir(parents=True)
     model, genome = variant_inputs
-    result = invoke("variants", "score", model, "--vcf", BAD / "vcf" / "unsorted.vcf", "--fasta", genome, "--out", out / "scores.tsv")
+    vcf = BAD / "vcf" / "unsorted.vcf"
+    result = invoke("variants", "score", model, "--vcf", vcf, "--fasta", genome, "--out", out / "scores.tsv")
     assert result.exit_code == 2 and "scores.skipped.tsv: is a directory" in result.output, result.output
     assert sorted(p.name for p in out.iterdir()) == ["scores.skipped.tsv"]
 
@@ -464,7 +466,8 @@ def test_damaged_model_is_rejected_naming_it(variant_inputs, tmp_path, case, fra
 
 RESOURCE_CASES = [
     ("cpus_beyond_node.yaml", ["cpus_beyond_node.yaml", "'search.cpus_per_worker' asks for 64 CPUs", "largest Ray node has 2"]),
-    ("workers_beyond_cluster.yaml", ["workers_beyond_cluster.yaml", "'search.workers' x 'search.cpus_per_worker'", "64 x 1 CPUs"]),
+    ("workers_beyond_cluster.yaml",
+     ["workers_beyond_cluster.yaml", "'search.workers' x 'search.cpus_per_worker'", "64 x 1 CPUs"]),
 ]
 
 
@@ -568,7 +571,9 @@ def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, dat
 
 @PROPERTY
 @given(
-    labels=st.integers(1, 3).flatmap(lambda t: st.lists(st.lists(st.integers(0, 1), min_size=t, max_size=t), min_size=1, max_size=14)),
+    labels=st.integers(1, 3).flatmap(
+        lambda t: st.lists(st.lists(st.integers(0, 1), min_size=t, max_size=t), min_size=1, max_size=14)
+    ),
     valid=st.floats(0.05, 0.6),
     test=st.floats(0.05, 0.39),
     seed=st.integers(0, 2**32 - 1),
@@ -579,7 +584,8 @@ def test_split_gives_three_scorable_splits_or_an_input_error(labels, valid, test
     from amber_ray.data import SequenceDataset, stratified_split
 
     y = np.array(labels, dtype=np.float32)
-    dataset = SequenceDataset(np.zeros((len(y), 4, 8), np.float32), y, [f"s{i}" for i in range(len(y))], [f"l{j}" for j in range(y.shape[1])])
+    names, label_names = [f"s{i}" for i in range(len(y))], [f"l{j}" for j in range(y.shape[1])]
+    dataset = SequenceDataset(np.zeros((len(y), 4, 8), np.float32), y, names, label_names)
     try:
         splits = stratified_split(dataset, valid, test, seed, "fuzz.tsv")
     except AmberInputError as error:

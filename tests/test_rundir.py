@@ -29,7 +29,9 @@ SEARCH = {
     "seed": 2,
     "data": {"kind": "simulate", "simulate": {"num_sequences": 240, "length": 64, "motifs": ["MA0139.1"], "prevalence": 0.4}},
     "space": {"profile": "small", "first_filters": 4, "stem_channels": 4, "dense_units": 8},
-    "search": {"iterations": 2, "archs_per_iteration": 3, "warmup_batch_size": 60, "batch_size": 60, "top_k": 2, "final_samples": 0},
+    "search": {
+        "iterations": 2, "archs_per_iteration": 3, "warmup_batch_size": 60, "batch_size": 60, "top_k": 2, "final_samples": 0,
+    },
 }
 CHECKPOINT = Path("checkpoints") / "search.pt"
 
@@ -116,7 +118,8 @@ def test_copied_run_directory_resumes_into_itself(finished, tmp_path):
     shutil.copytree(out, copy)
     original_artifacts = artifact_files(out)
     result = subprocess.run(  # a process of its own, as after a real copy (MLflow caches a run's artifact location)
-        [sys.executable, "-m", "amber_ray.cli", "search", str(config), "--out", str(copy), "--resume", "--set", "search.iterations=3"],
+        [sys.executable, "-m", "amber_ray.cli", "search", str(config), "--out", str(copy), "--resume",
+         "--set", "search.iterations=3"],
         env=cluster_env(), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -398,7 +398,8 @@ def check_resume_config(payload: dict[str, Any], config: ExperimentConfig, path:
     conflicts = search_resume_conflicts(payload[outputs.CONFIG_KEY], config)
     if conflicts:
         allowed = ", ".join(sorted(RESUME_SAFE_KEYS))
-        problem = f"--resume with a config that differs from the checkpoint's in {'; '.join(conflicts)} (only {allowed} may change)"
+        differences = "; ".join(conflicts)
+        problem = f"--resume with a config that differs from the checkpoint's in {differences} (only {allowed} may change)"
         raise AmberInputError(problem, path)
 
 
