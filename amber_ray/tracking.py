@@ -85,7 +85,10 @@ def _create_store(store: Path, uri: str) -> None:
         try:
             os.link(tmp, store)
         except FileExistsError:
-            pass
+            pass  # another command created it meanwhile: use theirs
+        except OSError:  # a file system without hard links
+            if not store.exists():
+                os.replace(tmp, store)
     finally:
         tmp.unlink(missing_ok=True)
 
