@@ -11,6 +11,7 @@ Shapes: input ``(N, 4, L)`` one-hot, output ``(N, num_labels)`` logits (sigmoid 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -158,19 +159,36 @@ def save_child(model: ChildNet, path: str | Path, extra: dict[str, Any] | None =
     atomic_torch_save(payload, path)
 
 
+LOAD_ERRORS = (
+    RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+)
+
+
 def load_child(path: str | Path) -> tuple[ChildNet, dict[str, Any]]:
-    """Rebuild a :class:`ChildNet` from :func:`save_child`'s file (``weights_only=True``)."""
+    """Rebuild a :class:`ChildNet` from :func:`save_child`'s file (``weights_only=True``).
+
+    Anything else (a truncated file, a torch file that is not a model, an architecture its space
+    cannot hold, label names that do not match the outputs) is an input error naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise AmberInputError("model checkpoint not found", path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not {"space", "arch", "width", "state_dict"} <= set(payload):
+            raise AmberInputError("a torch file, but not an amber_ray model (no space, arch, width and state_dict)", path)
         space_fields = dict(payload["space"])
         space_fields["ops"] = tuple(space_fields["ops"])
         model = ChildNet(ModelSpace(**space_fields), Architecture.from_text(payload["arch"]), payload["width"])
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as error:
-        raise AmberInputError(f"not a readable amber_ray model checkpoint ({type(error).__name__})", path) from None
+    except AmberInputError as error:
+        raise AmberInputError(error.problem if error.source == str(path) else f"stored {error}", path) from None
+    except LOAD_ERRORS as error:
+        detail = str(error).splitlines()[0][:200] if str(error) else ""
+        raise AmberInputError(f"not a readable amber_ray model checkpoint ({type(error).__name__}: {detail})", path) from None
+    extra = payload.get("extra") or {}
+    labels = extra.get("label_names") if isinstance(extra, dict) else None
+    if labels is not None and len(labels) != model.space.num_labels:
+        raise AmberInputError(f"stores {len(labels)} label names for a model with {model.space.num_labels} outputs", path)
     model.eval()
-    return model, payload["extra"]
-
+    return model, extra if isinstance(extra, dict) else {}

@@ -6,8 +6,10 @@ import functools
 import inspect
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from amber_ray.config import ExperimentConfig, demo_config, load_config, override_config, parse_overrides
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import TAX_GROUPS, check_tax_group
-from amber_ray.outputs import METRICS, MLFLOW_STORE
+from amber_ray.outputs import METRICS, MLFLOW_STORE, MODEL, REPORT
+from amber_ray.rundir import output_dir, output_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
 console = Console(stderr=True)
@@ -27,8 +30,22 @@ logger = logging.getLogger("amber_ray")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def output_path(value: str | Path) -> Path:
+    """``--out ""`` is refused while parsing: as a ``Path`` it would already be the current directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("must not be empty")
+    return Path(value)
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).")]
-OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output directory.", parser=output_path)]
+ReportOutOption = Annotated[
+    Path | None, typer.Option("--out-file", help="Report file (default: RUN_DIR/report.html).", parser=output_path)
+]
+ScoresOutOption = Annotated[
+    Path, typer.Option("--out-file", help="Score table, .parquet or .tsv: one row per variant and label.", parser=output_path)
+]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
@@ -139,7 +156,8 @@ def train(
     if device is not None:
         values.setdefault("train", {})["device"] = device
     experiment = load_config(config, values)
-    metrics = train_model(experiment, arch, out)
+    with output_dir(out, (MODEL, METRICS)):
+        metrics = train_model(experiment, arch, out)
     track_train(experiment, out, metrics)
     test = metrics["test"]
     summary = ", ".join(f"{key} {test[key]:.4f}" for key in ("auroc", "aupr", "accuracy", "mcc") if key in test)
@@ -185,7 +203,8 @@ def search(
     from amber_ray.search.loop import run_search
 
     experiment = load_config(config, parse_overrides(overrides or []))
-    with progress_bar() as progress, cluster.ray_session():
+    outputs_here = (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)
+    with output_dir(out, outputs_here), progress_bar() as progress, cluster.ray_session():
         final = run_search(experiment, out, resume, search_hook(progress, experiment))
     console.print(f"best architecture (reward {final['best']['reward']:.4f}): {final['best']['arch']}")
     console.print(f"wrote {out / outputs.HISTORY} and {out / outputs.FINAL_ARCHITECTURES}")
@@ -209,8 +228,9 @@ def retrain(
     values = parse_overrides(overrides or [])
     values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
 
-    with progress_bar() as progress, cluster.ray_session():
-        results = run_retrain(load_config(config, values), search_dir, out, resume, on_trial=trial_hook(progress))
+    experiment = load_config(config, values)
+    with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), progress_bar() as progress, cluster.ray_session():
+        results = run_retrain(experiment, search_dir, out, resume, on_trial=trial_hook(progress))
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
     console.print(f"wrote {out / outputs.RESULTS}")
 
@@ -262,20 +282,24 @@ def report(
     variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
     interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
-    out: Annotated[Path | None, typer.Option("--out-file", help="Report file (default: RUN_DIR/report.html).")] = None,
+    out: ReportOutOption = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
 ) -> None:
     """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
     from amber_ray.report import report_run
 
-    path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
+    if out is not None:
+        with output_file(out):
+            path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
+    else:
+        path = report_run(run_dir, search_dir, retrain_dir, variants_dir, interpret_dir, annotation, out, track)
     console.print(f"wrote {path}")
 
 
 def run_whole_pipeline(config: ExperimentConfig, out: Path, annotation: Path | None = None) -> None:
     from amber_ray.pipeline import run_pipeline
 
-    with progress_bar() as progress:
+    with output_dir(out, (REPORT, MLFLOW_STORE)), progress_bar() as progress:
         result = run_pipeline(config, out, True, search_hook(progress, config), annotation, trial_hook(progress))
     console.print(comparison_table(result.comparison))
     console.print(f"outputs in {out}; report: {result.report}")
@@ -298,7 +322,7 @@ def pipeline(
 
 @app.command()
 @user_errors
-def demo(out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("amber-demo"), overrides: SetOption = None) -> None:
+def demo(out: OutOption = Path("amber-demo"), overrides: SetOption = None) -> None:
     """`pipeline` on the embedded config: simulated sequences with planted JASPAR motifs.
 
     A step whose outputs are already in --out continues from them.
@@ -323,10 +347,13 @@ def ui(
     server = serve_ui(store, host, port)
     console.print(f"MLflow UI at http://{host}:{port}{page} (searched vs sampled trials; Ctrl-C stops it)", soft_wrap=True)
     try:
-        server.wait()
+        code = server.wait()
     except KeyboardInterrupt:
         server.terminate()
         server.wait()
+        return
+    if code:
+        raise typer.Exit(code)  # the server failed on its own
 
 
 variants_app = typer.Typer(no_args_is_help=True, help="Variant effects per label; allele-specific binding evaluation.")
@@ -355,7 +382,7 @@ def score_with_progress(model: Any, windows: Any, labels: list[str], both_strand
 @user_errors
 def variants_score(
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out-file", help="Score table, .parquet or .tsv: one row per variant and label.")],
+    out: ScoresOutOption,
     vcf: VcfOption = None,
     fasta: GenomeOption = None,
     ref_fasta: RefFastaOption = None,
@@ -372,10 +399,11 @@ def variants_score(
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
-    net, labels = load_model(model, device)
-    windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
-    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
-    written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
+    with output_file(out), output_file(ldsc_annot) if ldsc_annot else nullcontext():
+        net, labels = load_model(model, device)
+        windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
+        effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+        written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
     options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "both_strands": both_strands}
     track_variants_score(out, options, len(effects.windows), len(skipped))
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
@@ -404,13 +432,14 @@ def variants_eval(
     from amber_ray.predict import label_index, load_model
     from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
-    net, labels = load_model(model, device)
-    pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
-    windows, _ = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
-    wanted = read_preferred(preferred, windows.variant_id)
-    effects = score_with_progress(net, windows, labels, both_strands, batch_size)
-    summary, table = evaluate_pairs(effects, label, motif, wanted)
-    write_eval(summary, table, out)
+    with output_dir(out):
+        net, labels = load_model(model, device)
+        pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
+        windows, _ = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
+        wanted = read_preferred(preferred, windows.variant_id)
+        effects = score_with_progress(net, windows, labels, both_strands, batch_size)
+        summary, table = evaluate_pairs(effects, label, motif, wanted)
+        write_eval(summary, table, out)
     options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "label": label, "motif": motif}
     track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
@@ -440,10 +469,11 @@ def interpret_model(
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
     check_tax_group(jaspar)
-    net, index, names, x = load_inputs(model, fasta, label)
-    with progress_bar() as progress:
-        result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, progress_stages(progress))
-    write_outputs(result, out)
+    with output_dir(out):
+        net, index, names, x = load_inputs(model, fasta, label)
+        with progress_bar() as progress:
+            result = interpret(net, index, label, names, x, top, shuffles, jaspar, seed, device, progress_stages(progress))
+        write_outputs(result, out)
     options = {"model": model, "fasta": fasta, "label": label, "top": top, "shuffles": shuffles, "jaspar": jaspar, "seed": seed}
     track_interpret(out, options, len(result.seqlets), int((result.seqlets["p_value"] <= 0.05).sum()))
     recovered = ", ".join(f"{row.jaspar_name} ({row.seqlets})" for row in result.motifs.head(5).itertuples()) or "none"
@@ -457,7 +487,7 @@ ModelSourceArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 @user_errors
 def predict_command(
     model: ModelSourceArg,
-    out: Annotated[Path, typer.Option("--out", help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.", parser=output_path)],
     fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of the model's input length (A, C, G, T, N).")] = None,
     bed: Annotated[Path | None, typer.Option("--bed", help="Regions (with --genome); each predicted on the window centred on it.")] = None,
     genome: Annotated[Path | None, typer.Option("--genome", help="Reference FASTA (indexed with pyfaidx) for --bed or --tile.")] = None,
@@ -474,7 +504,8 @@ def predict_command(
 
     inputs = PredictInputs(fasta, bed, genome, tile, regions)
     with progress_bar() as progress:
-        summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
+        with output_dir(out):
+            summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
     track_predict(out, summary)
     console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
 
@@ -484,12 +515,14 @@ def predict_command(
 def export_command(
     model: ModelSourceArg,
     export_format: Annotated[str, typer.Option("--format", help="torchscript or onnx.")],
-    out: Annotated[Path, typer.Option("--out-file", help="File to write (e.g. model.ts or model.onnx).")],
+    out: Annotated[Path, typer.Option("--out-file", help="File to write (e.g. model.ts or model.onnx).", parser=output_path)],
 ) -> None:
     """Write the model as TorchScript or ONNX: one-hot (N, 4, L) in, probability per label out."""
     from amber_ray.export import export_model
 
-    console.print(f"wrote {export_model(model, export_format, out)}")
+    with output_file(out):
+        written = export_model(model, export_format, out)
+    console.print(f"wrote {written}")
 
 
 @app.command()
@@ -505,12 +538,28 @@ def convert(
     """Write the chunked HDF5 format that `data.kind: hdf5` streams, from DeepSEA .mat or FASTA + labels TSV."""
     from amber_ray.data.convert import convert as convert_data
 
-    count = convert_data(out, mat, split, fasta, labels, chunk_rows)
+    with output_file(out):
+        count = convert_data(out, mat, split, fasta, labels, chunk_rows)
     console.print(f"wrote {count} sequences to {out}")
 
 
 def run() -> None:
-    app(prog_name="amber-ray")
+    """The console script. SIGTERM (``kill``, a batch scheduler) stops a command as Ctrl-C does
+    (checkpoints kept, no stack dump) and exits 143 (128 + 15), as the shell reports a kill."""
+    terminated = False
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app(prog_name="amber-ray")
+    except SystemExit:
+        if terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
 
 
 if __name__ == "__main__":

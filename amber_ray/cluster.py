@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,13 +36,19 @@ DESCRIBED_RESOURCES = ("CPU", "GPU")
 
 
 def connect() -> None:
-    """Join the cluster in ``RAY_ADDRESS`` (as inside ``ray job submit``), else start a local one."""
+    """Join the cluster in ``RAY_ADDRESS`` (as inside ``ray job submit``), else start a local one.
+
+    ``ray.init`` replaces the SIGTERM handler with a bare ``sys.exit``; the caller's one is put back.
+    """
     if ray.is_initialized():
         return
+    on_sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if on_sigterm is not None:
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @contextmanager

@@ -7,8 +7,9 @@ not set; values the user set are never overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
@@ -50,7 +51,12 @@ SPACE_PROFILES: dict[str, dict[str, Any]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No .inf or .nan anywhere: a value the schema accepts must be one a run can use.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# What the data split (scikit-learn's ``random_state``) and NumPy's seeding accept.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class SimulatorConfig(_Strict):
@@ -231,7 +237,7 @@ class SearchConfig(_Strict):
     strategy: Literal["enas", "random"] = "enas"
     # Seeds the controller, the supernet and their sampling; the data split keeps the top-level seed,
     # so independent searches (different search.seed) share one split. Defaults to the top-level seed.
-    seed: int | None = None
+    seed: Seed | None = None
     iterations: PositiveInt = 300
     archs_per_iteration: PositiveInt = 100
     warmup_batch_size: PositiveInt = 1000
@@ -272,7 +278,7 @@ class RetrainConfig(_Strict):
 class ExperimentConfig(_Strict):
     # The MLflow experiment; letters, digits and ``._-`` only, so it can never act as a path.
     name: str = Field("amber", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig = DataConfig()
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(profile="small"))
     train: TrainConfig = TrainConfig()
@@ -347,12 +353,55 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     if not path.is_file():
         raise AmberInputError("config file not found", path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise AmberInputError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise AmberInputError(f"byte at offset {error.start} is not UTF-8: not a YAML config", path) from None
+    raw = _parse_yaml(text, path)
     raw = _deep_merge(raw or {}, overrides or {})
     config = parse_config(raw, str(path))
     return resolve_data_paths(config, path.parent)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``safe_load`` that refuses a key given twice in one mapping (plain YAML lets the last one win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' may be given more than once and overridden by design
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # SafeLoader itself refuses keys that cannot be dict keys
+            if key in seen:
+                problem = f"key {key!r} given twice (line {key_node.start_mark.line + 1})"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, source: str | Path) -> Any:
+    """``text`` parsed like ``yaml.safe_load`` (plain data only), except that a repeated key is an error."""
+    try:
+        return _safe_load(text)
+    except yaml.YAMLError as error:
+        raise AmberInputError(f"not valid YAML ({_yaml_problem(error)})", source) from None
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`_UniqueKeyLoader` (what ``yaml.load`` does with a loader class)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The first line of a YAML error, or for a repeated key the key and its line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem and "given twice" in error.problem:
+        return error.problem
+    return str(error).splitlines()[0]
 
 
 def override_config(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
@@ -377,9 +426,9 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             if not isinstance(target, dict):
                 raise AmberInputError(f"override {assignment!r} goes inside {part!r}, which another --set gave a value", "--set")
         try:
-            target[leaf] = yaml.safe_load(value)
+            target[leaf] = _safe_load(value)
         except yaml.YAMLError as error:
-            problem = f"override {assignment!r}: value is not valid YAML ({str(error).splitlines()[0]})"
+            problem = f"override {assignment!r}: value is not valid YAML ({_yaml_problem(error)})"
             raise AmberInputError(problem, "--set") from None
     return nested
 
@@ -405,16 +454,37 @@ def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig
     return config.model_copy(update={"data": config.data.model_copy(update=updates)})
 
 
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, inner in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(inner, Mapping):
+            flat.update(_flatten(inner, name))
+        else:
+            flat[name] = str(inner)
+    return flat
+
+
 def config_as_flat_dict(config: ExperimentConfig) -> dict[str, str]:
     """``section.key -> value`` strings, the form MLflow params take."""
-    flat: dict[str, str] = {}
+    return _flatten(config.model_dump(mode="json"))
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, inner)
-        else:
-            flat[prefix] = str(value)
 
-    walk("", config.model_dump(mode="json"))
-    return flat
+# What a resumed search may change: how long it runs, on which resources, how the end is chosen.
+RESUME_SAFE_KEYS = frozenset({
+    "search.iterations", "search.workers", "search.cpus_per_worker", "search.gpus_per_worker", "search.max_failures",
+    "search.top_k", "search.final_iterations", "search.final_candidates", "search.final_samples",
+})
+# Sections the search does not read (training of single architectures and the retraining grid).
+SEARCH_IGNORES = ("train.", "retrain.", "data.label_annotation")
+
+
+def search_resume_conflicts(stored: Mapping[str, Any], config: ExperimentConfig) -> list[str]:
+    """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a search
+    in a way its resume cannot take: anything but :data:`RESUME_SAFE_KEYS` and keys the search ignores."""
+    old, new = _flatten(stored), config_as_flat_dict(config)
+    return [
+        f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and key not in RESUME_SAFE_KEYS and not key.startswith(SEARCH_IGNORES)
+    ]

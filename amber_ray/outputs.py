@@ -34,6 +34,7 @@ SEARCH_CHECKPOINT = Path(CHECKPOINT_DIR) / "search.pt"
 # The keys every search checkpoint has (``SearchDriver.save`` writes them and ``run_id``, ``supernet``, ``strategy``).
 OPS_KEY = "ops"  # the model space's op names, in order
 LEGACY_OPS_KEY = "arch_space"  # the same, in checkpoints written before it was renamed
+CONFIG_KEY = "config"  # the search's resolved config (JSON-ready), checked by --resume; absent in older checkpoints
 CHECKPOINT_KEYS = frozenset({"iteration", "history", "stats", "op_probs", "controller"})
 
 # --- `amber-ray retrain` and `amber-ray compare` ---------------------------------------------

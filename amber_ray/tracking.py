@@ -12,6 +12,9 @@ import json
 import logging
 import math
 import os
+import secrets
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,10 +31,12 @@ import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from amber_ray.errors import AmberInputError
 from amber_ray.outputs import MLFLOW_STORE
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,88 @@ def artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
     return None
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_stores(store: Path) -> None:
+    """Temporary stores of creations that an interrupt or a kill cut short (their process is gone)."""
+    for leftover in store.parent.glob(f".{store.name}.*.tmp"):
+        pid = leftover.name.split(".")[-3]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _create_store(store: Path, uri: str) -> None:
+    """Create the SQLite store whole or not at all: migrated under a temporary name, then linked into place.
+
+    MLflow builds a new store in many steps (tables, then migrations); an interrupt between them
+    would leave a store that no later command can open. ``os.link`` refuses to replace a store
+    that another process created meanwhile.
+    """
+    store.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_stores(store)
+    tmp = store.with_name(f".{store.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root(uri)).engine.dispose()
+        try:
+            os.link(tmp, store)
+        except FileExistsError:
+            pass  # another command created it meanwhile: use theirs
+        except OSError:  # a file system without hard links
+            if not store.exists():
+                os.replace(tmp, store)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _relocate_copied_store(store: Path, uri: str) -> None:
+    """Point a store copied with its run directory (``cp -r``) at its own artifacts.
+
+    The store records absolute artifact locations (``<run dir>/mlartifacts``); left alone, a
+    resumed copy would write its artifacts into the original directory.
+    """
+    here = artifact_root(uri)
+    marker = "/mlartifacts"
+    with sqlite3.connect(store) as db:
+        try:
+            experiments = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        except sqlite3.DatabaseError:
+            experiments = []  # not an MLflow store (yet): MLflow reports what is wrong with it
+        for experiment_id, location in experiments:
+            old = location[: location.find(marker) + len(marker)] if location and marker in location else None
+            if old is None or old == here:
+                continue
+            logger.warning("the MLflow store %s was copied from %s: its artifact paths now point here", store, old)
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                db.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
+                    (here, len(old) + 1, experiment_id, len(old), old),
+                )
+    db.close()
+
+
+def open_client(uri: str) -> MlflowClient:
+    """A client of ``uri``; a SQLite store is created atomically if missing, and relocated if it was copied."""
+    store = _sqlite_file(uri)
+    if store is not None:
+        if not store.exists():
+            _create_store(store, uri)
+        _relocate_copied_store(store, uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def use_store_in(directory: str | Path) -> None:
@@ -115,7 +202,7 @@ class RunTracker:
         """A new run (or ``run_id`` reopened); ``artifacts`` is the artifact location of an experiment it creates
         (shared storage on a cluster; default: beside a SQLite store, or the tracking server's choice)."""
         uri = tracking_uri(out_dir)
-        client = MlflowClient(tracking_uri=uri)
+        client = open_client(uri)
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")
             return cls(client, run_id)
@@ -134,7 +221,7 @@ class RunTracker:
     @classmethod
     def attach(cls, out_dir: str | Path, run_id: str) -> RunTracker:
         """A handle on an existing run, leaving its status alone."""
-        return cls(MlflowClient(tracking_uri=tracking_uri(out_dir)), run_id)
+        return cls(open_client(tracking_uri(out_dir)), run_id)
 
     def find_child(self, tag: str, value: str) -> RunTracker | None:
         """The nested run of this run whose ``tag`` equals ``value``, if one exists."""
@@ -191,7 +278,7 @@ def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
     uris = [os.environ["MLFLOW_TRACKING_URI"]] if os.environ.get("MLFLOW_TRACKING_URI") else []
     uris += [f"sqlite:///{Path(d).resolve()}/{MLFLOW_STORE}" for d in directories if (Path(d) / MLFLOW_STORE).is_file()]
     for uri in dict.fromkeys(uris):
-        client = MlflowClient(tracking_uri=uri)
+        client = open_client(uri)
         try:
             client.get_run(run_id)
         except MlflowException:
@@ -201,7 +288,18 @@ def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
 
 
 def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
-    """Start ``mlflow ui`` for the SQLite ``store`` (artifacts are read from the paths it records)."""
+    """Start ``mlflow ui`` for the SQLite ``store`` (artifacts are read from the paths it records).
+
+    A port that is already taken is an input error (the server would fail after printing its address).
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            problem = f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port"
+            raise AmberInputError(problem, "--port") from None
+    _relocate_copied_store(store, f"sqlite:///{store.resolve()}")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]
     command += ["--host", host, "--port", str(port), "--workers", "1"]

@@ -112,6 +112,9 @@ LABEL_CASES = [
     ("missing_row.tsv", ["missing_row.tsv", "record s4", "has no row"]),
     ("duplicate_row.tsv", ["duplicate_row.tsv", "record s2", "more than one row"]),
     ("empty.tsv", ["empty.tsv", "not a readable TSV"]),
+    ("duplicate_label_column.tsv", ["duplicate_label_column.tsv", "column name 'CTCF' appears more than once"]),
+    ("empty_label_column.tsv", ["empty_label_column.tsv", "column 2 of the header row has no name"]),
+    ("constant_label.tsv", ["constant_label.tsv", "label 'SP1' is 0 in every record"]),
 ]
 
 
@@ -194,6 +197,12 @@ CONFIG_CASES = [
     ("missing_data_file.yaml", ["no_such_file.fa", "file not found"]),
     ("too_deep_for_length.yaml", ["model space", "leave nothing of a 64-bp input"]),
     ("traversal_name.yaml", ["traversal_name.yaml", "config key 'name'"]),
+    ("negative_seed.yaml", ["negative_seed.yaml", "config key 'seed'", "greater than or equal to 0"]),
+    ("negative_search_seed.yaml", ["negative_search_seed.yaml", "config key 'search.seed'"]),
+    ("infinite_learning_rate.yaml", ["infinite_learning_rate.yaml", "config key 'train.learning_rate'", "finite"]),
+    ("nan_dropout.yaml", ["nan_dropout.yaml", "config key 'space.dropout'", "finite"]),
+    ("duplicate_key.yaml", ["duplicate_key.yaml", "key 'max_epochs' given twice (line 5)"]),
+    ("latin1.yaml", ["latin1.yaml", "byte at offset 5 is not UTF-8"]),
 ]
 
 
@@ -240,6 +249,95 @@ def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tm
     assert not out.exists() or not any(out.iterdir())
 
 
+# --- degenerate data: refused before scikit-learn, naming the file ------------------------------
+
+
+def test_too_few_records_to_split_are_rejected(tmp_path):
+    out = tmp_path / "out"
+    result = train(write_config(tmp_path, binary("one_positive.fa", "one_negative.fa")), out)
+    assert_rejected(result, out, "one_positive.fa", "2 record(s) cannot be split", "leave 0 train, 1 valid, 1 test")
+
+
+def test_split_that_leaves_no_training_set_is_rejected(tmp_path):
+    out = tmp_path / "out"
+    config = write_config(tmp_path, {**binary("positives.fa"), "split": {"valid": 0.6, "test": 0.39}})
+    assert_rejected(train(config, out), out, "positives.fa", "40 record(s) cannot be split", "leave 0 train")
+
+
+def test_split_where_no_label_varies_is_rejected(tmp_path):
+    """One negative among 20 positives: at least one of the three splits holds positives only."""
+    out = tmp_path / "out"
+    result = train(write_config(tmp_path, binary("positives.fa", "one_negative.fa")), out)
+    assert_rejected(result, out, "positives.fa", "no label has both classes among the", "AUROC is undefined")
+
+
+# --- outputs: checked before the work, nothing left behind ---------------------------------------
+
+
+def test_out_naming_an_existing_file_is_rejected_before_training(tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("keep me\n")
+    result = train(write_config(tmp_path, binary("positives.fa")), out)
+    assert result.exit_code == 2 and "is an existing file" in result.output and "Traceback" not in result.output
+    assert "train " not in result.output  # no epoch ran
+    assert out.read_text() == "keep me\n"
+
+
+def test_out_inside_a_file_is_rejected(tmp_path):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "out"
+    result = train(write_config(tmp_path, binary("positives.fa")), out)
+    assert result.exit_code == 2 and "file: is an existing file" in result.output, result.output
+
+
+def test_directory_where_an_output_file_goes_is_rejected_before_training(tmp_path):
+    out = tmp_path / "out"
+    (out / "model.pt").mkdir(parents=True)
+    result = train(write_config(tmp_path, binary("positives.fa")), out)
+    assert result.exit_code == 2, result.output
+    assert "model.pt: is a directory" in result.output and "train " not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_out_is_rejected_before_training(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        result = train(write_config(tmp_path, binary("positives.fa")), out)
+    finally:
+        out.chmod(0o755)
+    assert result.exit_code == 2 and "cannot write here" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["train", "search", "report"])
+def test_empty_out_is_refused(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, binary("positives.fa"))
+    args = {"train": ["train", config, "--arch", ARCH], "search": ["search", config], "report": ["report", tmp_path]}[command]
+    option = "--out-file" if command == "report" else "--out"
+    result = invoke(*args, option, "")
+    assert result.exit_code == 2 and option in result.output and "must not be empty" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_train_writes_with_the_umask_and_strict_json(tmp_path):
+    """Others on a shared machine can read the outputs (umask 022), and metrics.json holds no bare NaN."""
+    import json
+
+    out = tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        result = train(write_config(tmp_path, binary("windows_line_endings.fa")), out)
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    for name in ("model.pt", "metrics.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+    json.loads((out / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name} in metrics.json"))
+
+
 # --- VCF (variant effects) ------------------------------------------------------------------------
 
 
@@ -272,6 +370,7 @@ VCF_CASES = [
     ("no_records.vcf", ["no_records.vcf", "no variant records"]),
     ("no_header.vcf", ["no_header.vcf", "not a VCF file"]),
     ("binary_garbage.vcf", ["binary_garbage.vcf", "not a VCF file"]),
+    ("truncated.vcf.gz", ["truncated.vcf.gz", "truncated or damaged gzip file"]),
 ]
 
 
@@ -297,6 +396,98 @@ def test_vcf_records_that_cannot_be_scored_are_listed_not_fatal(variant_inputs, 
     assert scored["ref_mismatch.vcf"] == ["snv1", "snv2"]
     assert sorted(scored["multi_allelic.vcf"]) == ["multi:C", "multi:G", "snv1"]
     assert sorted(scored["unsorted.vcf"]) == ["snv1", "snv2"]
+
+
+def test_truncated_bgzip_vcf_is_rejected(variant_inputs, tmp_path):
+    import pysam
+
+    plain = tmp_path / "many.vcf"
+    lines = (BAD / "vcf" / "unsorted.vcf").read_text().splitlines(keepends=True)
+    header, records = [line for line in lines if line.startswith("#")], [line for line in lines if not line.startswith("#")]
+    plain.write_text("".join(header + records * 4000))
+    pysam.tabix_compress(str(plain), str(tmp_path / "many.vcf.gz"))
+    data = (tmp_path / "many.vcf.gz").read_bytes()
+    (tmp_path / "cut.vcf.gz").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    model, genome = variant_inputs
+    cut = tmp_path / "cut.vcf.gz"
+    result = invoke("variants", "score", model, "--vcf", cut, "--fasta", genome, "--out-file", out / "scores.parquet")
+    assert_rejected(result, out, "cut.vcf.gz")
+
+
+def test_variant_scores_are_all_written_or_none(variant_inputs, tmp_path):
+    """The side file's name is taken by a directory: refused before scoring, no scores.tsv left behind."""
+    out = tmp_path / "out"
+    (out / "scores.skipped.tsv").mkdir(parents=True)
+    model, genome = variant_inputs
+    vcf = BAD / "vcf" / "unsorted.vcf"
+    result = invoke("variants", "score", model, "--vcf", vcf, "--fasta", genome, "--out-file", out / "scores.tsv")
+    assert result.exit_code == 2 and "scores.skipped.tsv: is a directory" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["scores.skipped.tsv"]
+
+
+def damaged_model(model: Path, case: str) -> Path:
+    """``model`` (from :func:`variant_inputs`) damaged as ``case`` says."""
+    import torch
+
+    damaged = model.with_name(f"{case}.pt")
+    if case == "truncated":
+        data = model.read_bytes()
+        damaged.write_bytes(data[: len(data) // 2])
+        return damaged
+    payload = torch.load(model, weights_only=True)
+    if case == "not_a_model":
+        payload = {"weights": torch.zeros(3)}
+    elif case == "labels_mismatch":
+        payload["extra"] = {"label_names": ["a", "b", "c"]}
+    elif case == "bad_arch":
+        payload["arch"] = "conv8,skip:;conv9,skip:0"
+    torch.save(payload, damaged)
+    return damaged
+
+
+MODEL_CASES = [
+    ("truncated", ["truncated.pt", "not a readable amber_ray model checkpoint"]),
+    ("not_a_model", ["not_a_model.pt", "not an amber_ray model"]),
+    ("labels_mismatch", ["labels_mismatch.pt", "3 label names for a model with 2 outputs"]),
+    ("bad_arch", ["bad_arch.pt", "stored architecture", "op 'conv9' is not in the space"]),
+]
+
+
+@pytest.mark.parametrize("case,fragments", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_damaged_model_is_rejected_naming_it(variant_inputs, tmp_path, case, fragments):
+    model, genome = variant_inputs
+    out = tmp_path / "out"
+    result = invoke("variants", "score", damaged_model(model, case), "--vcf", BAD / "vcf" / "unsorted.vcf", "--fasta", genome,
+                    "--out-file", out / "scores.parquet")
+    assert_rejected(result, out, *fragments)
+
+
+# --- cluster resources that can never be met ------------------------------------------------------
+
+RESOURCE_CASES = [
+    ("cpus_beyond_node.yaml", ["cpus_beyond_node.yaml", "'search.cpus_per_worker' asks for 64 CPU per worker", "the most on one node is CPU 2"]),
+    ("workers_beyond_cluster.yaml", ["workers_beyond_cluster.yaml", "'search.workers' asks for 64 x {CPU: 1}", "can hold at most 2"]),
+]
+
+
+@pytest.mark.parametrize("name,fragments", RESOURCE_CASES, ids=[c[0] for c in RESOURCE_CASES])
+def test_cpu_request_beyond_the_cluster_is_rejected_by_search(ray_session, tmp_path, name, fragments):
+    """Through a separate process joined to the 2-CPU test cluster; a hang fails by the timeout."""
+    import ray
+
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled", "COLUMNS": "400"}
+    result = subprocess.run(
+        [sys.executable, "-m", "amber_ray.cli", "search", str(BAD / "configs" / name), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert not out.exists()
 
 
 # --- property-based: a parser either parses or raises AmberInputError, never anything else --------
@@ -371,11 +562,38 @@ def test_config_parser_never_raises_anything_but_input_errors(raw):
 
 
 @PROPERTY
-@given(text=st.text(max_size=120))
-def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, text):
+@given(data=st.one_of(st.text(max_size=120).map(str.encode), st.binary(max_size=120)))
+def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
-    path.write_text(text)
+    path.write_bytes(data)
     parses_or_input_error(load_config, path)
+
+
+@PROPERTY
+@given(
+    labels=st.integers(1, 3).flatmap(
+        lambda t: st.lists(st.lists(st.integers(0, 1), min_size=t, max_size=t), min_size=1, max_size=14)
+    ),
+    valid=st.floats(0.05, 0.6),
+    test=st.floats(0.05, 0.39),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_gives_three_scorable_splits_or_an_input_error(labels, valid, test, seed):
+    """Whatever the data, the split never reaches scikit-learn's errors: three non-empty splits, each with
+    a label of both classes, or an error naming the data."""
+    from amber_ray.data import SequenceDataset, stratified_split
+
+    y = np.array(labels, dtype=np.float32)
+    names, label_names = [f"s{i}" for i in range(len(y))], [f"l{j}" for j in range(y.shape[1])]
+    dataset = SequenceDataset(np.zeros((len(y), 4, 8), np.float32), y, names, label_names)
+    try:
+        splits = stratified_split(dataset, valid, test, seed, "fuzz.tsv")
+    except AmberInputError as error:
+        assert "fuzz.tsv" in str(error)
+        return
+    for part in (splits.train, splits.valid, splits.test):
+        assert part.num_sequences > 0
+        assert any(len(np.unique(part.y[:, j])) == 2 for j in range(part.num_labels))
 
 
 @PROPERTY

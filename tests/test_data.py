@@ -412,8 +412,9 @@ def test_stratified_split_falls_back_when_combinations_are_rare() -> None:
     splits = stratified_split(data, valid=0.2, test=0.2, seed=0)
     assert [s.num_sequences for s in (splits.train, splits.valid, splits.test)] == [36, 12, 12]
     single = SequenceDataset(data.x[:5], np.zeros((5, 1), dtype=np.float32), data.names[:5], ["l"])
-    single.y[0] = 1  # one positive: not even the first label can stratify
-    assert stratified_split(single, valid=0.2, test=0.2, seed=0).test.num_sequences == 1
+    single.y[0] = 1  # one positive: not even the first label can stratify, and two splits get negatives only
+    with pytest.raises(AmberInputError, match="no label has both classes among the 1 valid record"):
+        stratified_split(single, valid=0.2, test=0.2, seed=0, source="single.tsv")
 
 
 def test_load_splits_from_fasta_configs(tmp_path: Path) -> None:

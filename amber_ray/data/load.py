@@ -37,6 +37,15 @@ def _single_dataset(data: DataConfig, seed: int) -> SequenceDataset:
     return read_fasta_with_labels(_path(data, "fasta"), _path(data, "labels_tsv"))
 
 
+def data_source(data: DataConfig) -> str:
+    """The file(s) an error about the data as a whole names."""
+    if data.kind == "fasta_binary":
+        return f"{data.positive_fasta} and {data.negative_fasta}"
+    if data.kind == "fasta_labels":
+        return str(data.labels_tsv)
+    return f"data.{data.kind}"
+
+
 def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Splits:
     """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded).
 
@@ -51,7 +60,7 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
     elif data.kind == "hdf5":
         splits = read_hdf5_dir(_path(data, "hdf5_dir"))
     else:
-        splits = stratified_split(_single_dataset(data, seed), data.split.valid, data.split.test, seed)
+        splits = stratified_split(_single_dataset(data, seed), data.split.valid, data.split.test, seed, data_source(data))
     log.info(
         "%s data: %d train, %d valid, %d test sequences of %d bp, %d labels",
         data.kind, splits.train.num_sequences, splits.valid.num_sequences, splits.test.num_sequences,

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from amber_ray.data.dataset import SequenceDataset, Splits
+from amber_ray.errors import AmberInputError
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,58 @@ def _split(indices: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) 
     return np.sort(kept), np.sort(held_out)
 
 
-def stratified_split(dataset: SequenceDataset, valid: float, test: float, seed: int) -> Splits:
+def _held_out_size(n: int, fraction: float) -> int:
+    """How many of ``n`` rows scikit-learn's ``train_test_split`` holds out for ``test_size=fraction``."""
+    return math.ceil(fraction * n)
+
+
+def check_splittable(dataset: SequenceDataset, valid: float, test: float, source: str) -> None:
+    """Refuse data that cannot give three non-empty splits, or a label with one value throughout.
+
+    Checked before scikit-learn sees the data, so the error names the file (``source``) and the label.
+    """
+    n = dataset.num_sequences
+    n_test = _held_out_size(n, test)
+    n_valid = _held_out_size(n - n_test, valid / (1 - test))
+    sizes = {"train": n - n_test - n_valid, "valid": n_valid, "test": n_test}
+    empty = [name for name, size in sizes.items() if size < 1]
+    if n_test >= n or empty:
+        problem = (
+            f"{n} record(s) cannot be split into train, valid and test (data.split.valid {valid:g}, "
+            f"data.split.test {test:g} leave {sizes['train']} train, {sizes['valid']} valid, {sizes['test']} test)"
+        )
+        raise AmberInputError(problem, source)
+    for column, label in enumerate(dataset.label_names):
+        values = np.unique(dataset.y[:, column])
+        if len(values) < 2:
+            raise AmberInputError(f"label {label!r} is {values[0]:g} in every record: nothing to learn or score", source)
+
+
+def check_splits_scorable(splits: Splits, source: str) -> None:
+    """Each split needs a label with both classes, or its AUROC (the search reward, the test metric) is undefined."""
+    for name, part in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
+        varies = [bool(np.unique(part.y[:, column]).size > 1) for column in range(part.num_labels)]
+        if not any(varies):
+            problem = (
+                f"no label has both classes among the {part.num_sequences} {name} record(s): AUROC is undefined; "
+                "add records or change data.split"
+            )
+            raise AmberInputError(problem, source)
+        for label, ok in zip(part.label_names, varies):
+            if not ok:
+                log.warning("label %r has one class in the %s split of %s: its AUROC there is skipped", label, name, source)
+
+
+def stratified_split(dataset: SequenceDataset, valid: float, test: float, seed: int, source: str = "data") -> Splits:
     """Fractions ``valid`` and ``test`` of the whole set held out; the same seed gives the same split.
 
     The test set is drawn first, then the validation set from the rest; each draw is stratified
     on its own (label combination, else first label, else none). Each split keeps file order.
+    Data too small to split, or a label that never varies, is an input error naming ``source``.
     """
+    check_splittable(dataset, valid, test, source)
     rest, test_idx = _split(np.arange(dataset.num_sequences), dataset.y, test, seed)
     train_idx, valid_idx = _split(rest, dataset.y[rest], valid / (1 - test), seed)
-    return Splits(dataset.subset(train_idx), dataset.subset(valid_idx), dataset.subset(test_idx))
+    splits = Splits(dataset.subset(train_idx), dataset.subset(valid_idx), dataset.subset(test_idx))
+    check_splits_scorable(splits, source)
+    return splits

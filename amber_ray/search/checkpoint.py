@@ -4,7 +4,8 @@ A save writes the new checkpoint to a temporary name, links the current one to t
 name, renames the new one into place (so the newest name never goes missing) and then rewrites
 the manifest (``search.sha256``, in ``sha256sum`` format). A load takes the newest file whose digest is
 in the manifest and that ``torch.load(weights_only=True)`` accepts; a truncated, corrupted or
-unlisted file is skipped with a warning and the previous checkpoint is used. A crash between
+unlisted file is skipped with a warning and the previous checkpoint is used. Without a manifest
+(deleted, or a directory copied without it) the newest file that loads is used, with a warning. A crash between
 two of those steps leaves at least one listed file, so there is always a checkpoint to resume
 from once the first save completed.
 """
@@ -49,18 +50,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(path: Path) -> set[str]:
-    """The digests listed in the manifest of checkpoint ``path`` (empty when it is missing)."""
+def read_manifest(path: Path) -> set[str] | None:
+    """The digests listed in the manifest of checkpoint ``path``; ``None`` when there is no manifest."""
     manifest = manifest_path(path)
     if not manifest.is_file():
-        return set()
+        return None
     return {line.split()[0] for line in manifest.read_text(errors="replace").splitlines() if line.strip()}
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` as the newest checkpoint; the one it replaces becomes the previous one."""
     previous = previous_path(path)
-    known = read_manifest(path)
+    known = read_manifest(path) or set()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
         digest = sha256_of(tmp)
@@ -83,9 +84,10 @@ def _replace_with_copy_of(target: Path, source: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:
-    """``path`` if its digest is listed; ``weights_only`` refuses anything but tensors and plain data."""
-    if sha256_of(path) not in digests:
+def _load_verified(path: Path, digests: set[str] | None) -> dict[str, Any]:
+    """``path`` if its digest is listed (or no manifest exists to list it); ``weights_only`` refuses
+    anything but tensors and plain data, and a truncated file does not load."""
+    if digests is not None and sha256_of(path) not in digests:
         raise ValueError("checksum does not match the manifest (truncated or corrupted)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict):
@@ -96,6 +98,8 @@ def _load_verified(path: Path, digests: set[str]) -> dict[str, Any]:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The newest valid checkpoint at ``path`` or its previous one; raises when neither is valid."""
     digests = read_manifest(path)
+    if digests is None and has_checkpoint(path):
+        logger.warning("no manifest %s: the checkpoint's checksum cannot be verified", manifest_path(path).name)
     problems = []
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():

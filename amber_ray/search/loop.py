@@ -40,7 +40,7 @@ from scipy import stats as scipy_stats
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import require
-from amber_ray.config import ExperimentConfig, config_as_flat_dict
+from amber_ray.config import RESUME_SAFE_KEYS, ExperimentConfig, config_as_flat_dict, search_resume_conflicts
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
@@ -218,6 +218,7 @@ class SearchDriver:
                 "supernet": worker_state,
                 outputs.OPS_KEY: self.space.ops,
                 "strategy": self.search.strategy,
+                outputs.CONFIG_KEY: self.config.model_dump(mode="json"),
             },
             checkpoint_path(self.out_dir),
         )
@@ -392,6 +393,8 @@ def run_search(
     payload = load_checkpoint(checkpoint_path(out_dir)) if resume else None
     if not resume and has_checkpoint(checkpoint_path(out_dir)):
         raise AmberInputError("a search already ran here; pass --resume to continue it or choose another --out", out_dir)
+    if payload is not None:
+        check_resume_config(payload, config, checkpoint_path(out_dir))
     driver = SearchDriver(config, out_dir, load_search_data(config.data, config.seed))
     try:
         if payload is not None:
@@ -427,6 +430,22 @@ def run_search(
         raise
     finally:
         driver.close()
+
+
+def check_resume_config(payload: dict[str, Any], config: ExperimentConfig, path: Path) -> None:
+    """Refuse to resume with a config that differs from the checkpoint's in any key but the safe ones, naming them all.
+
+    Checkpoints written before the config was stored in them are resumed unchecked, with a warning.
+    """
+    if outputs.CONFIG_KEY not in payload:
+        logger.warning("checkpoint %s does not record its config: the resumed search's config is not checked", path)
+        return
+    conflicts = search_resume_conflicts(payload[outputs.CONFIG_KEY], config)
+    if conflicts:
+        allowed = ", ".join(sorted(RESUME_SAFE_KEYS))
+        differences = "; ".join(conflicts)
+        problem = f"--resume with a config that differs from the checkpoint's in {differences} (only {allowed} may change)"
+        raise AmberInputError(problem, path)
 
 
 def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -> None:

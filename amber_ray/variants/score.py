@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from amber_ray.atomic import atomic_path, atomic_write_table
+from amber_ray.atomic import atomic_paths, write_table
 from amber_ray.data.dataset import codes_to_one_hot
 from amber_ray.errors import AmberInputError
 from amber_ray.predict import predict
@@ -134,6 +134,9 @@ def check_score_output(out: Path, ldsc_score: str = "diff") -> None:
     """Fail before any work when the table name or the LDSC score is not one we can write."""
     if out.suffix not in (".parquet", ".tsv"):
         raise AmberInputError("output must end in .parquet or .tsv", out)
+    for path in (out, side_file(out)):
+        if path.is_dir():
+            raise AmberInputError("is a directory; the output writes a file here", path)
     if ldsc_score not in EFFECT_SCORES:
         raise AmberInputError(f"unknown score {ldsc_score!r}; one of {list(EFFECT_SCORES)}", "--ldsc-score")
 
@@ -152,13 +155,10 @@ def write_scores(
     out = Path(out)
     check_score_output(out, ldsc_score)
     annotations = ldsc_annotations(effects, ldsc_score) if ldsc_prefix is not None else {}
-    table = effects.table()
-    atomic_write_table(table, out)
-    atomic_write_table(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), side_file(out))
-    written = [out, side_file(out)]
-    for chrom, rows in annotations.items():
-        path = ldsc_path(ldsc_prefix, chrom)
-        with atomic_path(path) as tmp:
+    written = [out, side_file(out), *(ldsc_path(ldsc_prefix, chrom) for chrom in annotations)]
+    with atomic_paths(written) as (table_tmp, skipped_tmp, *ldsc_tmps):
+        write_table(effects.table(), table_tmp, out)
+        write_table(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), skipped_tmp, side_file(out))
+        for rows, tmp in zip(annotations.values(), ldsc_tmps):
             rows.to_csv(tmp, sep="\t", index=False, compression="gzip")
-        written.append(path)
     return written

@@ -6,6 +6,7 @@ import gzip
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ def _describe_data_line(path: Path, record: int) -> str:
     return "cannot be parsed"
 
 
+def _describe_unreadable(path: Path, record: int) -> str:
+    """:func:`_describe_data_line`, or for compressed data that ends early, that it is truncated."""
+    try:
+        return _describe_data_line(path, record)
+    except (EOFError, OSError, zlib.error):
+        return "compressed data ends early or is damaged (truncated file?)"
+
+
 def _record_variants(record, number: int) -> tuple[list[Variant], list[dict[str, object]]]:
     """Split one pysam record into variants; alleles that cannot be scored become side-file rows."""
     ref = record.ref.upper()
@@ -87,8 +96,11 @@ def _htslib_readable(path: Path) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="amber_ray-vcf-") as folder:
         plain = Path(folder) / path.name.removesuffix(".gz")
-        with gzip.open(path, "rb") as source, plain.open("wb") as target:
-            shutil.copyfileobj(source, target)
+        try:
+            with gzip.open(path, "rb") as source, plain.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise AmberInputError(f"truncated or damaged gzip file ({error})", path) from None
         yield plain
 
 
@@ -125,7 +137,7 @@ def _read_vcf_records(path: Path, readable: Path) -> tuple[list[Variant], list[d
                 except StopIteration:
                     break
                 except (OSError, ValueError):
-                    raise AmberInputError(_describe_data_line(readable, number + 1), path, number + 1) from None
+                    raise AmberInputError(_describe_unreadable(readable, number + 1), path, number + 1) from None
                 number += 1
                 found, rejected = _record_variants(record, number)
                 variants += found
