@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from amber_ray.child import DagNet
 from amber_ray.data import SequenceDataset
+from amber_ray.device import resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
@@ -87,11 +88,12 @@ class SupernetTrainer:
         width: float = 1.0,
         valid_max_sequences: int | None = None,
         device: str = "cpu",
-        precision: str = "float32",
+        precision: str = "auto",
     ):
         self.seed = seed
         self.device = torch.device(device)
-        self.precision = precision
+        # ``precision_reason`` says why (``auto``: whether the device runs bfloat16 natively).
+        self.precision, self.precision_reason = resolve_precision(precision, self.device)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.model = Supernet(space, width).to(self.device)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from amber_ray import device
 from amber_ray.config import SpaceConfig
 from amber_ray.data import SequenceDataset
 from amber_ray.metrics import mean_auroc
@@ -99,3 +100,13 @@ def test_supernet_path_equals_child_with_the_same_weights():
     expected = net(x, arch)
     torch.manual_seed(1)
     assert torch.allclose(child(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx512f", "avx512_bf16"}, "bfloat16"), ({"avx2"}, "float32")])
+def test_trainer_precision_defaults_to_auto(monkeypatch, flags, expected):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    rng = np.random.default_rng(0)
+    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (8, 64))].transpose(0, 2, 1).copy()
+    data = SequenceDataset(x, (rng.random((8, 2)) > 0.5).astype(np.float32), [f"s{i}" for i in range(8)], ["a", "b"])
+    trainer = SupernetTrainer(small_space(), data, data, learning_rate=1e-2, seed=0)
+    assert trainer.precision == expected and trainer.precision_reason.startswith("auto: CPU has")

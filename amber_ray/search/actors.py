@@ -77,6 +77,10 @@ class SupernetWorker:
         """Where Ray put this worker: node id and the GPU ids it was given."""
         return {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
 
+    def precision(self) -> tuple[str, str]:
+        """The precision this worker runs and why (what ``search.precision: auto`` chose here)."""
+        return self.trainer.precision, self.trainer.precision_reason
+
     def num_batches(self, batch_size: int, max_batches: int | None) -> int:
         return self.trainer.num_batches(batch_size, max_batches)
 
