@@ -110,3 +110,42 @@ def test_trainer_precision_defaults_to_auto(monkeypatch, flags, expected):
     data = SequenceDataset(x, (rng.random((8, 2)) > 0.5).astype(np.float32), [f"s{i}" for i in range(8)], ["a", "b"])
     trainer = SupernetTrainer(small_space(), data, data, learning_rate=1e-2, seed=0)
     assert trainer.precision == expected and trainer.precision_reason.startswith("auto: CPU has")
+
+
+# What the code computed before the speed work of the reference step (float32, this test's seeds).
+PINNED_LOSSES = [1.5531644523143768, 1.1212263107299805, 0.8805678188800812]
+PINNED_REWARDS = [0.48523243564004437, 0.4802293117510509, 0.5842636379321162]
+
+
+def planted_motif_data(n: int, length: int, seed: int) -> SequenceDataset:
+    """One-hot sequences; label j = motif j planted at a random position (probability 1/2 each)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 4, (n, length))
+    motifs = [np.array([3, 2, 0, 1, 3, 1, 0, 3]), np.array([2, 2, 2, 2, 1, 2, 2, 2])]  # TGACTCAT, GGGGCGGG
+    y = (rng.random((n, len(motifs))) < 0.5).astype(np.float32)
+    for j, motif in enumerate(motifs):
+        for i in np.flatnonzero(y[:, j]):
+            start = rng.integers(0, length - len(motif) + 1)
+            codes[i, start : start + len(motif)] = motif
+    x = np.eye(4, dtype=np.float32)[codes].transpose(0, 2, 1).copy()
+    return SequenceDataset(x, y, [f"s{i}" for i in range(n)], ["m0", "m1"])
+
+
+def pinned_run() -> tuple[list[float], list[float]]:
+    """Three seeded supernet passes, then three architectures' rewards, in a small reference-style space."""
+    ops = ("conv8", "conv4", "dconv8", "maxpool", "avgpool", "identity")
+    space = ModelSpace(
+        input_length=100, num_labels=2, num_layers=4, layers_per_block=4, ops=ops, first_filters=16,
+        reduction=1, stem_channels=16, dense_units=64, dropout=0.0,
+    )
+    trainer = SupernetTrainer(space, planted_motif_data(200, 100, 0), planted_motif_data(100, 100, 1), 1e-3, seed=0, precision="float32")
+    rng = np.random.default_rng(3)
+    losses = [trainer.train_pass([space.sample(rng) for _ in range(4)], iteration, batch_size=50) for iteration in range(3)]
+    return losses, [score[0] for score in trainer.score([space.sample(rng) for _ in range(3)])]
+
+
+def test_rewards_of_a_fixed_seed_are_pinned():
+    """Speed work must not change what the search computes (float32; Adam's sensitivity to round-off is why the tolerance)."""
+    losses, rewards = pinned_run()
+    assert losses == pytest.approx(PINNED_LOSSES, rel=1e-4)
+    np.testing.assert_allclose(rewards, PINNED_REWARDS, atol=5e-3)
