@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from amber_ray.child import DagNet
+from amber_ray.child import DagNet, PrefixCache
 from amber_ray.data import SequenceDataset
 from amber_ray.device import resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
@@ -32,8 +32,8 @@ class Supernet(DagNet):
         """Always: training and scoring (batch statistics) both run faster in channels-last memory."""
         return True
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-        return self.forward_arch(x, self.space.validate(arch))
+    def forward(self, x: torch.Tensor, arch: Architecture, prefixes: PrefixCache | None = None) -> torch.Tensor:
+        return self.forward_arch(x, self.space.validate(arch), prefixes)
 
     def child_state_dict(self, arch: Architecture) -> dict[str, torch.Tensor]:
         """The weights of ``arch``'s path, loadable into ``ChildNet(space, arch)`` (minus BN stats)."""
@@ -154,20 +154,27 @@ class SupernetTrainer:
     ) -> list[tuple[float, float, float]]:
         """``(reward, reward on half 1, reward on half 2)`` of each architecture; reward = mean validation AUROC.
 
-        The halves (even and odd positions of the randomly ordered scoring set) measure how
+        All architectures run on each batch in turn, sharing the stem and any common first layers
+        (:class:`~amber_ray.child.PrefixCache`); with batch statistics this gives the same rewards
+        as scoring them one by one. The halves (even and odd positions of the randomly ordered scoring set) measure how
         reliably the rewards rank architectures. ``all_validation`` scores on every validation
         sequence instead of the search's subsample.
         """
         self.model.eval()
         valid = self.valid_all if all_validation else self.valid_data
-        scores = []
+        distinct = list(dict.fromkeys(archs))  # a repeated architecture is scored once
+        logits: dict[Architecture, list[torch.Tensor]] = {arch: [] for arch in distinct}
         with self._autocast():  # one autocast region for all architectures: weights are cast once, not per architecture
-            for arch in archs:
-                logits = [self.model(self._tensor(valid.x[i]), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
-                probs = torch.cat(logits).float().cpu().numpy()
-                halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
-                scores.append((mean_auroc(valid.y, probs), *halves))
-        return scores
+            for index in minibatch_indices(valid.num_sequences, batch_size, None):
+                x, prefixes = self._tensor(valid.x[index]), PrefixCache(distinct)
+                for arch in distinct:
+                    logits[arch].append(self.model(x, arch, prefixes))
+        scores = {}
+        for arch in distinct:
+            probs = torch.cat(logits[arch]).float().cpu().numpy()
+            halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
+            scores[arch] = (mean_auroc(valid.y, probs), *halves)
+        return [scores[arch] for arch in archs]
 
     def path_num_params(self, arch: Architecture) -> int:
         """Parameters of ``arch``'s standalone child, counted on the supernet."""

@@ -149,3 +149,20 @@ def test_rewards_of_a_fixed_seed_are_pinned():
     losses, rewards = pinned_run()
     assert losses == pytest.approx(PINNED_LOSSES, rel=1e-4)
     np.testing.assert_allclose(rewards, PINNED_REWARDS, atol=5e-3)
+
+
+def test_scoring_together_shares_prefixes_and_equals_scoring_one_by_one():
+    data = planted_motif_data(96, 64, 2)
+    trainer = SupernetTrainer(small_space(), data, data, learning_rate=1e-2, seed=0, precision="float32")
+    a = Architecture.from_text("conv8,skip:;conv4,skip:0;dconv8,skip:;conv8,skip:1")
+    b = Architecture.from_text("conv8,skip:;conv4,skip:0;conv4,skip:1;conv4,skip:")  # a's first two layers
+    c = Architecture.from_text("dconv4,skip:;conv4,skip:;dconv8,skip:0;conv4,skip:")
+    trainer.train_pass([a, b, c], iteration=0, batch_size=32)
+    alone = [trainer.score([arch], batch_size=64)[0] for arch in (a, b, c)]
+    calls = {"stem": 0, "layer1": 0}
+    trainer.model.stem.register_forward_hook(lambda *_: calls.__setitem__("stem", calls["stem"] + 1))
+    trainer.model.layers[1]["conv4"].register_forward_hook(lambda *_: calls.__setitem__("layer1", calls["layer1"] + 1))
+    together = trainer.score([a, b, a, c], batch_size=64)
+    assert together == [alone[0], alone[1], alone[0], alone[2]]
+    # per batch (96 sequences in batches of 64): one stem for all, one layer 1 for a and b, one for c
+    assert calls == {"stem": 2, "layer1": 4}
