@@ -148,7 +148,9 @@ class SupernetTrainer:
             losses.append(float(loss.detach()) * self.world_size)
         return float(np.mean(losses)) if losses else float("nan")
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: under inference_mode autocast bypasses its cache of cast weights,
+    # and the dense head's weights were cast to bfloat16 again for every architecture.
+    @torch.no_grad()
     def score(
         self, archs: Sequence[Architecture], batch_size: int = 512, all_validation: bool = False
     ) -> list[tuple[float, float, float]]:

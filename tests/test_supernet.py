@@ -166,3 +166,14 @@ def test_scoring_together_shares_prefixes_and_equals_scoring_one_by_one():
     assert together == [alone[0], alone[1], alone[0], alone[2]]
     # per batch (96 sequences in batches of 64): one stem for all, one layer 1 for a and b, one for c
     assert calls == {"stem": 2, "layer1": 4}
+
+
+def test_bfloat16_scoring_casts_the_dense_head_once():
+    data = planted_motif_data(32, 64, 2)
+    trainer = SupernetTrainer(small_space(), data, data, learning_rate=1e-2, seed=0, precision="bfloat16")
+    archs = [small_space().sample(np.random.default_rng(seed)) for seed in range(3)]
+    head_shape = list(trainer.model.head[2].weight.shape)
+    with torch.profiler.profile(record_shapes=True) as profiler:
+        trainer.score(archs)
+    casts = [e for e in profiler.events() if e.name == "aten::_to_copy" and e.input_shapes and e.input_shapes[0] == head_shape]
+    assert len(casts) == 1
