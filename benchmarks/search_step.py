@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -354,6 +355,8 @@ def profile_step(search: LocalSearch, step: int, batches: int, device: torch.dev
         wall = time.perf_counter() - started
     seconds: dict[str, float] = {}
     for event in profiler.events():
+        if event.device_type != DeviceType.CPU:  # a GPU kernel: already in its op's self device time
+            continue
         phases, parent = [], event.cpu_parent
         while parent is not None:
             phases.append(parent.name)
