@@ -274,18 +274,22 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _peak_loop(call: Callable[[], object], flops: int, device: torch.device, seconds: float) -> float:
-    """GFLOP/s of ``call`` repeated for about ``seconds`` after one warm-up call."""
+def _peak_loop(call: Callable[[], object], flops: int, device: torch.device, seconds: float, window: float = 0.1) -> float:
+    """Best GFLOP/s of ``call`` over windows of about ``window`` seconds, for about ``seconds`` in all.
+
+    The best window rather than the mean: on a shared machine it is the one least slowed by other work.
+    """
     call()
     _synchronize(device)
-    calls, started = 0, time.perf_counter()
+    best, started = 0.0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        call()
-        calls += 1
-        if calls % 10 == 0:
-            _synchronize(device)
-    _synchronize(device)
-    return flops * calls / (time.perf_counter() - started) / 1e9
+        calls, window_started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - window_started < window:
+            call()
+            calls += 1
+        _synchronize(device)
+        best = max(best, flops * calls / (time.perf_counter() - window_started) / 1e9)
+    return best
 
 
 def _dtype(precision: str) -> torch.dtype:
