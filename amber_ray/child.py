@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,35 @@ from amber_ray.ops import build_op, conv_bn_relu, from_channels_last, max_pool_l
 from amber_ray.space import Architecture, ModelSpace
 
 STEM_KERNEL = 8
+
+
+def arch_prefix(arch: Architecture, layers: int) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """The first ``layers`` layers of ``arch`` (ops and skips): what the body's output after them depends on."""
+    return arch.ops[:layers], arch.skips[:layers]
+
+
+class PrefixCache:
+    """Body outputs that several architectures share, for one input batch.
+
+    Architectures scored on the same batch compute the same stem and, where their first layers
+    agree (ops and skips), the same layers: with batch statistics in batch norm the outputs are
+    functions of the batch and the prefix alone. Only prefixes shared by two or more of
+    ``archs`` are kept, so memory stays at a few activations.
+    """
+
+    def __init__(self, archs: Sequence[Architecture]):
+        counts = Counter(arch_prefix(arch, layers) for arch in set(archs) for layers in range(arch.num_layers + 1))
+        self.shared = {prefix for prefix, count in counts.items() if count > 1}
+        self.outputs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, arch: Architecture, layers: int, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The body's output after ``layers`` layers of ``arch``, computed once when shared."""
+        prefix = arch_prefix(arch, layers)
+        if prefix not in self.shared:
+            return compute()
+        if prefix not in self.outputs:
+            self.outputs[prefix] = compute()
+        return self.outputs[prefix]
 
 
 class DagNet(nn.Module):
@@ -107,23 +137,31 @@ class DagNet(nn.Module):
         missing = self.channels[self.space.block_of(target)] - skip.shape[1]
         return F.pad(skip, (0, 0) * (skip.dim() - 2) + (0, missing)) if missing else skip
 
-    def forward_arch(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    def _layer(
+        self, h: torch.Tensor, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], arch: Architecture, layer: int
+    ) -> torch.Tensor:
+        """Layer ``layer`` of ``arch`` on the previous output ``h``, with the block's entry and the layer's skips."""
+        per_block = self.space.layers_per_block
+        if layer % per_block == 0:
+            if layer:
+                h = pooled[(layer - 1, 1)] = self._reduce(h)
+            h = self.projections[layer // per_block](h)
+        y = self.layers[layer][arch.ops[layer]](h)
+        for source in arch.skips[layer]:
+            y = y + self._match(outputs, pooled, source, layer)
+        return y
+
+    def forward_arch(self, x: torch.Tensor, arch: Architecture, prefixes: PrefixCache | None = None) -> torch.Tensor:
+        """Logits of ``arch`` on ``x``; ``prefixes`` shares the body's outputs between architectures run on the same ``x``."""
         if self.runs_channels_last():
             x = to_channels_last(x)
-        h = self.stem(x)
+        prefixes = prefixes or PrefixCache([])
+        h = prefixes.get(arch, 0, lambda: self.stem(x))
         outputs: list[torch.Tensor] = []
         pooled: dict[tuple[int, int], torch.Tensor] = {}
-        per_block = self.space.layers_per_block
-        for layer, op in enumerate(arch.ops):
-            if layer % per_block == 0:
-                if layer:
-                    h = pooled[(layer - 1, 1)] = self._reduce(h)
-                h = self.projections[layer // per_block](h)
-            y = self.layers[layer][op](h)
-            for source in arch.skips[layer]:
-                y = y + self._match(outputs, pooled, source, layer)
-            outputs.append(y)
-            h = y
+        for layer in range(arch.num_layers):
+            h = prefixes.get(arch, layer + 1, lambda: self._layer(h, outputs, pooled, arch, layer))  # noqa: B023 (called at once)
+            outputs.append(h)
         h = self._reduce(h)
         return self.head(from_channels_last(h) if h.dim() == 4 else h)
 

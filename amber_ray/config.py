@@ -255,7 +255,8 @@ class SearchConfig(_Strict):
     workers: PositiveInt = 1
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: float = Field(0.0, ge=0)
-    precision: Literal["float32", "bfloat16"] = "float32"
+    # auto: bfloat16 where the device runs it natively (AVX-512 BF16 or AMX CPUs, recent GPUs), else float32.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # Actor deaths survived per search: each replaces every actor and reloads the last checkpoint.
     max_failures: int = Field(3, ge=0)
     controller: ControllerConfig = ControllerConfig()

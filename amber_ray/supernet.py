@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from amber_ray.child import DagNet
+from amber_ray.child import DagNet, PrefixCache
 from amber_ray.data import CodedDataset, HDF5SequenceFile, SequenceDataset
 from amber_ray.data.dataset import minibatch_indices
 from amber_ray.data.hdf5 import TrainSource
-from amber_ray.device import autocast
+from amber_ray.device import autocast, resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
@@ -38,8 +38,8 @@ class Supernet(DagNet):
         """Always: training and scoring (batch statistics) both run faster in channels-last memory."""
         return True
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-        return self.forward_arch(x, self.space.validate(arch))
+    def forward(self, x: torch.Tensor, arch: Architecture, prefixes: PrefixCache | None = None) -> torch.Tensor:
+        return self.forward_arch(x, self.space.validate(arch), prefixes)
 
     def child_state_dict(self, arch: Architecture) -> dict[str, torch.Tensor]:
         """The weights of ``arch``'s path, loadable into ``ChildNet(space, arch)`` (minus BN stats)."""
@@ -88,11 +88,12 @@ class SupernetTrainer:
         width: float = 1.0,
         valid_max_sequences: int | None = None,
         device: str = "cpu",
-        precision: str = "float32",
+        precision: str = "auto",
     ):
         self.seed = seed
         self.device = torch.device(device)
-        self.precision = precision
+        # ``precision_reason`` says why (``auto``: whether the device runs bfloat16 natively).
+        self.precision, self.precision_reason = resolve_precision(precision, self.device)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.model = Supernet(space, width).to(self.device)
@@ -145,26 +146,35 @@ class SupernetTrainer:
             losses.append(float(loss.detach()) * self.world_size)
         return float(np.mean(losses)) if losses else float("nan")
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: under inference_mode autocast bypasses its cache of cast weights,
+    # and the dense head's weights were cast to bfloat16 again for every architecture.
+    @torch.no_grad()
     def score(
         self, archs: Sequence[Architecture], batch_size: int = 512, all_validation: bool = False
     ) -> list[tuple[float, float, float]]:
         """``(reward, reward on half 1, reward on half 2)`` of each architecture; reward = mean validation AUROC.
 
-        The halves (even and odd positions of the randomly ordered scoring set) measure how
+        All architectures run on each batch in turn, sharing the stem and any common first layers
+        (:class:`~amber_ray.child.PrefixCache`); with batch statistics this gives the same rewards
+        as scoring them one by one. The halves (even and odd positions of the randomly ordered scoring set) measure how
         reliably the rewards rank architectures. ``all_validation`` scores on every validation
         sequence instead of the search's subsample.
         """
         self.model.eval()
         valid = self.valid_all if all_validation else self.valid_data
-        scores = []
+        distinct = list(dict.fromkeys(archs))  # a repeated architecture is scored once
+        logits: dict[Architecture, list[torch.Tensor]] = {arch: [] for arch in distinct}
         with self._autocast():  # one autocast region for all architectures: weights are cast once, not per architecture
-            for arch in archs:
-                logits = [self.model(self._tensor(valid.one_hot(i)), arch) for i in minibatch_indices(valid.num_sequences, batch_size, None)]
-                probs = torch.cat(logits).float().cpu().numpy()
-                halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
-                scores.append((mean_auroc(valid.y, probs), *halves))
-        return scores
+            for index in minibatch_indices(valid.num_sequences, batch_size, None):
+                x, prefixes = self._tensor(valid.one_hot(index)), PrefixCache(distinct)
+                for arch in distinct:
+                    logits[arch].append(self.model(x, arch, prefixes))
+        scores = {}
+        for arch in distinct:
+            probs = torch.cat(logits[arch]).float().cpu().numpy()
+            halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
+            scores[arch] = (mean_auroc(valid.y, probs), *halves)
+        return [scores[arch] for arch in archs]
 
     def path_num_params(self, arch: Architecture) -> int:
         """Parameters of ``arch``'s standalone child, counted on the supernet."""

@@ -12,8 +12,19 @@ seconds per 1,000 training sequences and per architecture scored on 1,000 sequen
 projected cost of the paper's schedule on this device.
 
 FLOPs are those of convolutions and matrix products (torch's FlopCounterMode on meta tensors)
-for the architectures actually run; the peak is a conv1d of the workload's shapes in a tight loop
-in the same process and precision, in the better of the two memory layouts.
+for the architectures actually run, counted per kind. Each kind's peak is measured in the same
+process, precision and device: a conv1d of the workload's shapes in a tight loop (the better of
+the two memory layouts) and the dense head's matrix products. The floor of a step is its
+convolution FLOPs over the conv peak plus its matmul FLOPs over the matmul peak: the time a step
+would take with every such kernel at its peak and nothing else costing time. ``fraction_of_floor``
+is floor / measured step (1.0 = at the floor; the target is 0.7).
+
+``--precision auto`` (the default, as ``search.precision``) picks bfloat16 only where the device
+runs it natively; the JSON says what it chose and why. ``--device cuda`` runs the same workload on
+a GPU. ``--profile`` adds, for one extra reference step run in this process, the time of each kind
+of work as a fraction of that step (self time of torch's ops by name: CPU time on CPU, kernel time
+on CUDA), with the controller's sampling and update as one kind; ``python_and_gaps`` is the rest of
+the step's wall time (Python, the autograd engine, numpy, the profiler's own cost).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import statistics
 import time
@@ -29,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,6 +49,8 @@ from amber_ray.config import ControllerConfig, SearchConfig, SpaceConfig
 from amber_ray.controller import Controller
 from amber_ray.data import SequenceDataset
 from amber_ray.data.simulate import reference_workload
+from amber_ray.device import resolve_device, resolve_precision
+from amber_ray.errors import AmberInputError
 from amber_ray.ops import to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet, SupernetTrainer
@@ -48,6 +63,18 @@ PAPER_ITERATIONS = 300
 PAPER_ARCHS_PER_ITERATION = 100
 PAPER_VALID_SEQUENCES = 8_000
 DEEPSEA_TRAIN_SEQUENCES = 4_400_000
+FLOOR_TARGET = 0.7
+# Kinds of work in a profile, first match wins: (kind, substrings of torch's op names).
+PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("optimizer", ("adam", "sgd", "_foreach_", "optimizer.", "zero_")),
+    ("matmul_conv", ("conv", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("batch_norm", ("batch_norm",)),
+    ("relu", ("relu", "threshold_backward")),
+    ("pooling", ("pool", "aten::maximum")),
+    ("add", ("aten::add", "aten::sum", "aten::div")),
+    ("casts_copies_pads", ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat")),
+)
+CONTROLLER_PHASE = "benchmark:controller"
 
 
 def reference_space() -> ModelSpace:
@@ -82,9 +109,12 @@ def random_dataset(n: int, length: int, labels: int, seed: int) -> SequenceDatas
 class LocalSearch:
     """The controller and one supernet trainer in this process."""
 
-    def __init__(self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str):
-        self.trainer = SupernetTrainer(space, train, valid, learning_rate=1e-3, seed=0, precision=precision)
+    def __init__(self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str, device: torch.device):
+        self.trainer = SupernetTrainer(space, train, valid, learning_rate=1e-3, seed=0, device=str(device), precision=precision)
         self.controller = Controller(space, ControllerConfig(), seed=0)
+
+    def precision(self) -> tuple[str, str]:
+        return self.trainer.precision, self.trainer.precision_reason
 
     def sample(self, n: int) -> list[str]:
         return [arch.to_text() for arch in self.controller.sample(n)[0]]
@@ -108,17 +138,23 @@ class LocalSearch:
 class RaySearch:
     """The same loop through the search's actors: the driver moves architecture strings only."""
 
-    def __init__(self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str, threads: int):
+    def __init__(
+        self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str, device: torch.device, threads: int
+    ):
         import ray
 
         from amber_ray.search.actors import ControllerActor, SupernetWorker
 
         self.ray = ray
-        ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
-        config = SearchConfig(cpus_per_worker=threads, supernet_learning_rate=1e-3, precision=precision)
+        gpus = 1 if device.type == "cuda" else 0
+        ray.init(num_cpus=threads, num_gpus=gpus, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
+        config = SearchConfig(cpus_per_worker=threads, gpus_per_worker=gpus, supernet_learning_rate=1e-3, precision=precision)
         self.controller = ControllerActor.options(num_cpus=0).remote(space, ControllerConfig(), 0)
-        self.worker = SupernetWorker.options(num_cpus=threads).remote(space, train, valid, config, 0, threads)
+        self.worker = SupernetWorker.options(num_cpus=threads, num_gpus=gpus).remote(space, train, valid, config, 0, threads)
         self.pids = ray.get([actor.__ray_call__.remote(lambda _: os.getpid()) for actor in (self.controller, self.worker)])
+
+    def precision(self) -> tuple[str, str]:
+        return self.ray.get(self.worker.precision.remote())
 
     def sample(self, n: int) -> list[str]:
         return self.ray.get(self.controller.sample.remote(n))[0]
@@ -150,23 +186,36 @@ def process_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def run_step(search: LocalSearch | RaySearch, step: int, batches: int) -> tuple[dict[str, float], tuple[list[str], list[str]]]:
+    """One controller step: per-phase seconds, and the architectures trained and scored.
+
+    The controller's work is labelled for the profiler, which counts it as one kind.
+    """
+    started = time.perf_counter()
+    with torch.profiler.record_function(CONTROLLER_PHASE):
+        train_archs = search.sample(batches)
+    search.train_pass(train_archs, step)
+    trained = time.perf_counter()
+    with torch.profiler.record_function(CONTROLLER_PHASE):
+        archs = search.sample(REFERENCE_ARCHS_PER_STEP)
+    rewards = search.score(archs)
+    scored = time.perf_counter()
+    with torch.profiler.record_function(CONTROLLER_PHASE):
+        search.update(archs, rewards)
+    done = time.perf_counter()
+    phases = {"step": done - started, "train": trained - started, "score": scored - trained, "controller": done - scored}
+    return phases, (train_archs, archs)
+
+
 def timed_steps(search: LocalSearch | RaySearch, steps: int, batches: int) -> tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]:
     """Run ``steps`` controller steps; per-phase seconds and the architectures each step ran."""
     timings: dict[str, list[float]] = {"step": [], "train": [], "score": [], "controller": []}
     ran = []
     for step in range(steps):
-        started = time.perf_counter()
-        train_archs = search.sample(batches)
-        search.train_pass(train_archs, step)
-        trained = time.perf_counter()
-        archs = search.sample(REFERENCE_ARCHS_PER_STEP)
-        rewards = search.score(archs)
-        scored = time.perf_counter()
-        search.update(archs, rewards)
-        done = time.perf_counter()
-        for key, value in (("step", done - started), ("train", trained - started), ("score", scored - trained), ("controller", done - scored)):
+        phases, archs = run_step(search, step, batches)
+        for key, value in phases.items():
             timings[key].append(value)
-        ran.append((train_archs, archs))
+        ran.append(archs)
     return timings, ran
 
 
@@ -184,15 +233,15 @@ def summarise(timings: dict[str, list[float]], train_sequences: int) -> dict[str
 
 
 class FlopCounter:
-    """FLOPs of convolutions and matmuls of one architecture on one batch, counted on meta tensors."""
+    """FLOPs of one architecture on one batch, counted on meta tensors: ``{"conv": ..., "matmul": ...}``."""
 
     def __init__(self, space: ModelSpace):
         with torch.device("meta"):
             self.model = Supernet(space)
         self.space = space
-        self.cache: dict[tuple[str, int, bool], int] = {}
+        self.cache: dict[tuple[str, int, bool], dict[str, int]] = {}
 
-    def __call__(self, arch: str, batch: int, backward: bool) -> int:
+    def __call__(self, arch: str, batch: int, backward: bool) -> dict[str, int]:
         key = (arch, batch, backward)
         if key not in self.cache:
             x = torch.empty(batch, 4, self.space.input_length, device="meta")
@@ -201,59 +250,168 @@ class FlopCounter:
                 if backward:
                     out.sum().backward()
             self.model.zero_grad(set_to_none=True)
-            self.cache[key] = counter.get_total_flops()
+            kinds = {"conv": 0, "matmul": 0}
+            for op, flops in counter.get_flop_counts()["Global"].items():
+                kinds["conv" if "convolution" in str(op) else "matmul"] += flops
+            self.cache[key] = kinds
         return self.cache[key]
 
-    def step_flops(self, train_archs: Sequence[str], train_sequences: int, scored: Sequence[str], valid_sequences: int) -> int:
+    def step_flops(self, train_archs: Sequence[str], train_sequences: int, scored: Sequence[str], valid_sequences: int) -> dict[str, int]:
+        """FLOPs per kind of one controller step: a training pass and the scoring of ``scored``."""
         batch_sizes = [min(REFERENCE_BATCH, train_sequences - i * REFERENCE_BATCH) for i in range(len(train_archs))]
-        train = sum(self(arch, batch, True) for arch, batch in zip(train_archs, batch_sizes))
-        return train + sum(self(arch, valid_sequences, False) for arch in scored)
+        runs = [self(arch, batch, True) for arch, batch in zip(train_archs, batch_sizes)]
+        runs += [self(arch, valid_sequences, False) for arch in scored]
+        return {kind: sum(run[kind] for run in runs) for kind in ("conv", "matmul")}
 
 
-def conv_peak_gflops(shapes: Sequence[tuple[int, int, int, int]], precision: str, seconds: float = 1.0) -> float:
+def floor_seconds(flops: dict[str, int], peaks: dict[str, float]) -> float:
+    """Seconds with every convolution and matmul at its kind's measured peak and nothing else costing time."""
+    return sum(flops[kind] / (peaks[kind] * 1e9) for kind in flops)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_loop(call: Callable[[], object], flops: int, device: torch.device, seconds: float, window: float = 0.1) -> float:
+    """Best GFLOP/s of ``call`` over windows of about ``window`` seconds, for about ``seconds`` in all.
+
+    The best window rather than the mean: on a shared machine it is the one least slowed by other work.
+    """
+    call()
+    _synchronize(device)
+    best, started = 0.0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        calls, window_started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - window_started < window:
+            call()
+            calls += 1
+        _synchronize(device)
+        best = max(best, flops * calls / (time.perf_counter() - window_started) / 1e9)
+    return best
+
+
+def _dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def conv_peak_gflops(
+    shapes: Sequence[tuple[int, int, int, int]], precision: str, device: torch.device, seconds: float = 1.0
+) -> float:
     """Best GFLOP/s of a forward conv1d (batch, channels, length, kernel) in a tight loop.
 
     Both memory layouts are tried (``(N, C, L)`` and the supernet's channels-last ``(N, C, 1, L)``),
     so the peak is the better of the two.
     """
-    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     best = 0.0
     for batch, channels, length, kernel in shapes:
-        x = torch.randn(batch, channels, length + kernel - 1, dtype=dtype)
-        weight = torch.randn(channels, channels, kernel, dtype=dtype)
+        x = torch.randn(batch, channels, length + kernel - 1, dtype=_dtype(precision), device=device)
+        weight = torch.randn(channels, channels, kernel, dtype=_dtype(precision), device=device)
         flops = 2 * batch * channels * channels * kernel * length
         layouts = [(F.conv1d, x, weight), (F.conv2d, to_channels_last(x), weight.unsqueeze(2))]
         with torch.inference_mode():
             for conv, inputs, weights in layouts:
-                conv(inputs, weights)
-                calls, started = 0, time.perf_counter()
-                while time.perf_counter() - started < seconds:
-                    conv(inputs, weights)
-                    calls += 1
-                best = max(best, flops * calls / (time.perf_counter() - started) / 1e9)
+                best = max(best, _peak_loop(lambda: conv(inputs, weights), flops, device, seconds))
     return best
 
 
-def run_reference(steps: int, threads: int, precision: str, modes: Sequence[str]) -> dict[str, object]:
+def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, device: torch.device, seconds: float = 1.0) -> float:
+    """Best GFLOP/s of ``(m, k) @ (k, n)`` over ``shapes`` (m, k, n) in a tight loop."""
+    best = 0.0
+    with torch.inference_mode():
+        for m, k, n in shapes:
+            a = torch.randn(m, k, dtype=_dtype(precision), device=device)
+            b = torch.randn(k, n, dtype=_dtype(precision), device=device)
+            best = max(best, _peak_loop(lambda: a @ b, 2 * m * k * n, device, seconds))
+    return best
+
+
+def head_matmul_shapes(space: ModelSpace, batches: Sequence[int]) -> list[tuple[int, int, int]]:
+    """The dense head's large matrix products, forward and both backward products, per batch size."""
+    flat = space.block_channels(space.num_blocks - 1) * space.block_length(space.num_blocks)
+    shapes = []
+    for batch in batches:
+        shapes += [(batch, flat, space.dense_units), (batch, space.dense_units, flat), (space.dense_units, batch, flat)]
+    return shapes
+
+
+def profile_kind(name: str, phases: Sequence[str]) -> str:
+    """The kind of work of a profiled op (``PROFILE_KINDS``); every op under the controller phase is ``controller``."""
+    if name == CONTROLLER_PHASE or CONTROLLER_PHASE in phases:
+        return "controller"
+    lowered = name.lower()
+    for kind, patterns in PROFILE_KINDS:
+        if any(pattern in lowered for pattern in patterns):
+            return kind
+    return "other_ops"
+
+
+def profile_step(search: LocalSearch, step: int, batches: int, device: torch.device) -> dict[str, object]:
+    """One reference step under torch.profiler: each kind of work's self time as a fraction of the step."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        started = time.perf_counter()
+        run_step(search, step, batches)
+        _synchronize(device)
+        wall = time.perf_counter() - started
+    seconds: dict[str, float] = {}
+    for event in profiler.events():
+        if event.device_type != DeviceType.CPU:  # a GPU kernel: already in its op's self device time
+            continue
+        phases, parent = [], event.cpu_parent
+        while parent is not None:
+            phases.append(parent.name)
+            parent = parent.cpu_parent
+        own = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        kind = profile_kind(event.name, phases)
+        seconds[kind] = seconds.get(kind, 0.0) + own / 1e6
+    fractions = {kind: value / wall for kind, value in sorted(seconds.items(), key=lambda item: -item[1])}
+    fractions["python_and_gaps"] = max(0.0, 1.0 - sum(fractions.values()))
+    return {"profiled_step_seconds": wall, "fraction_of_step": fractions}
+
+
+def run_reference(
+    steps: int,
+    threads: int,
+    requested_precision: str,
+    precision: str,
+    device: torch.device,
+    modes: Sequence[str],
+    profile: bool,
+) -> dict[str, object]:
+    """The reference workload in each of ``modes``: the searches resolve ``requested_precision`` themselves
+    (and report what they chose); ``precision`` is its resolution here, for the peaks."""
     space = reference_space()
     train, valid = reference_splits()
     batches = -(-train.num_sequences // REFERENCE_BATCH)
     counter = FlopCounter(space)
-    peak = conv_peak_gflops([(REFERENCE_BATCH, 32, 200, 8)], precision)
-    result: dict[str, object] = {"conv_peak_gflops": peak}
+    peaks = {
+        "conv": conv_peak_gflops([(REFERENCE_BATCH, 32, 200, 8)], precision, device),
+        "matmul": matmul_peak_gflops(head_matmul_shapes(space, [REFERENCE_BATCH, valid.num_sequences]), precision, device),
+    }
+    result: dict[str, object] = {"peak_gflops": peaks}
     factories: dict[str, Callable[[], LocalSearch | RaySearch]] = {
-        "local": lambda: LocalSearch(space, train, valid, precision),
-        "ray": lambda: RaySearch(space, train, valid, precision, threads),
+        "local": lambda: LocalSearch(space, train, valid, requested_precision, device),
+        "ray": lambda: RaySearch(space, train, valid, requested_precision, device, threads),
     }
     for mode in modes:
         search = factories[mode]()
         try:
             timings, ran = timed_steps(search, steps, batches)
-            summary = summarise(timings, train.num_sequences)
+            summary: dict[str, object] = dict(summarise(timings, train.num_sequences))
+            summary["precision"], summary["precision_reason"] = search.precision()
             flops = [counter.step_flops(t, train.num_sequences, s, valid.num_sequences) for t, s in ran[1:]]
-            summary["gflop_per_step"] = statistics.median(flops) / 1e9
-            summary["achieved_gflops"] = sum(flops) / sum(timings["step"][1:]) / 1e9
-            summary["fraction_of_conv_peak"] = summary["achieved_gflops"] / peak
+            floor = statistics.median(floor_seconds(f, peaks) for f in flops)
+            summary["gflop_per_step"] = {kind: statistics.median(f[kind] for f in flops) / 1e9 for kind in peaks}
+            summary["achieved_gflops"] = sum(sum(f.values()) for f in flops) / sum(timings["step"][1:]) / 1e9
+            summary["floor_seconds_per_step"] = floor
+            summary["fraction_of_floor"] = floor / summary["seconds_per_step"]
+            summary[f"target_seconds_per_step_at_{FLOOR_TARGET:.0%}_of_floor"] = floor / FLOOR_TARGET
+            if profile and mode == "local":
+                summary["profile"] = profile_step(search, steps, batches, device)
             summary["peak_rss_mb"] = search.peak_rss_mb()
             result[mode] = summary
         finally:
@@ -264,14 +422,14 @@ def run_reference(steps: int, threads: int, precision: str, modes: Sequence[str]
     return result
 
 
-def run_deepsea(precision: str, train_batches: int, scored_archs: int) -> dict[str, object]:
+def run_deepsea(precision: str, device: torch.device, train_batches: int, scored_archs: int) -> dict[str, object]:
     """The paper's space on random data: training and scoring throughput, and the paper's schedule projected."""
     config = SpaceConfig(profile="deepsea")
     space = ModelSpace.from_config(config, input_length=1000, num_labels=919)
     batch = SearchConfig().batch_size
     train = random_dataset(batch * (train_batches + 1), 1000, 919, seed=0)
     valid = random_dataset(1000, 1000, 919, seed=1)
-    trainer = SupernetTrainer(space, train, valid, learning_rate=1e-3, seed=0, precision=precision)
+    trainer = SupernetTrainer(space, train, valid, learning_rate=1e-3, seed=0, device=str(device), precision=precision)
     rng = np.random.default_rng(0)
     warm, timed = [space.sample(rng)], [space.sample(rng) for _ in range(train_batches)]
     trainer.train_pass(warm, iteration=0, batch_size=batch)
@@ -283,14 +441,16 @@ def run_deepsea(precision: str, train_batches: int, scored_archs: int) -> dict[s
     trainer.score(archs, batch_size=250)
     score_seconds = (time.perf_counter() - started) / scored_archs
     counter = FlopCounter(space)
-    train_flops = sum(counter(arch.to_text(), batch, True) for arch in timed)
+    train_flops = sum(sum(counter(arch.to_text(), batch, True).values()) for arch in timed)
     shapes = [(batch, space.block_channels(b), space.block_length(b), 8) for b in range(space.num_blocks)]
-    peak = conv_peak_gflops(shapes, precision)
+    peak = conv_peak_gflops(shapes, trainer.precision, device)
     per_1000_train = train_seconds / (train_batches * batch) * 1000
     projected = PAPER_ITERATIONS * (
         PAPER_ARCHS_PER_ITERATION * score_seconds * PAPER_VALID_SEQUENCES / 1000 + per_1000_train * DEEPSEA_TRAIN_SEQUENCES / 1000
     )
     return {
+        "precision": trainer.precision,
+        "precision_reason": trainer.precision_reason,
         "supernet_params": trainer.model.num_params(),
         "train_seconds_per_1000_sequences": per_1000_train,
         "score_seconds_per_arch_on_1000_sequences": score_seconds,
@@ -304,30 +464,53 @@ def run_deepsea(precision: str, train_batches: int, scored_archs: int) -> dict[s
     }
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (``/proc/cpuinfo``; the platform's processor elsewhere)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=["reference", "deepsea"], default="reference")
     parser.add_argument("--mode", choices=["local", "ray", "both"], default="both", help="reference workload only")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--profile", action="store_true", help="reference workload: profile one extra step in this process")
     parser.add_argument("--deepsea-batches", type=int, default=8, help="timed training batches of the deepsea workload")
     parser.add_argument("--deepsea-archs", type=int, default=2, help="architectures scored in the deepsea workload")
     args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except AmberInputError as error:
+        parser.error(str(error))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     torch.set_num_threads(args.threads)
+    precision, reason = resolve_precision(args.precision, device)
     result: dict[str, object] = {
         "workload": args.workload,
-        "precision": args.precision,
+        "precision_requested": args.precision,
+        "precision": precision,
+        "precision_reason": reason,
         "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": str(device),
+        "device_name": device_name(device),
         "cpu_count": os.cpu_count(),
     }
     if args.workload == "reference":
         modes = ["local", "ray"] if args.mode == "both" else [args.mode]
-        result.update(steps=args.steps, **run_reference(args.steps, args.threads, args.precision, modes))
+        result.update(steps=args.steps, **run_reference(args.steps, args.threads, args.precision, precision, device, modes, args.profile))
     else:
-        result.update(run_deepsea(args.precision, args.deepsea_batches, args.deepsea_archs))
+        result.update(run_deepsea(args.precision, device, args.deepsea_batches, args.deepsea_archs))
     print(json.dumps(result))
 
 

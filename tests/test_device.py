@@ -1,9 +1,12 @@
-"""The one device rule: auto picks CUDA when present; impossible requests fail with one line naming the option."""
+"""The one device rule (auto picks CUDA when present; impossible requests fail naming the option) and the one precision rule."""
+
+import logging
 
 import pytest
 import torch
 
-from amber_ray.device import resolve_device
+from amber_ray import device
+from amber_ray.device import resolve_device, resolve_precision
 from amber_ray.errors import AmberInputError
 
 
@@ -94,3 +97,41 @@ def test_train_with_cuda_on_a_machine_without_it_fails_naming_the_key(tmp_path) 
     assert result.exit_code == 2, result.output
     assert "train.device" in result.output and "'cuda' requested but this machine has 0 CUDA device" in " ".join(result.output.split())
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"), ({"avx2", "amx_bf16", "amx_tile"}, "bfloat16"), ({"avx2", "avx512f"}, "float32")],
+)
+def test_auto_precision_follows_the_cpus_native_bfloat16(monkeypatch, flags, expected) -> None:
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    precision, reason = resolve_precision("auto", torch.device("cpu"))
+    assert precision == expected
+    assert reason.startswith("auto: CPU has")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cuda_asks_for_native_bfloat16_only(monkeypatch, native) -> None:
+    asked = {}
+
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        asked["including_emulation"] = including_emulation
+        return native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _=None: "Some GPU")
+    assert resolve_precision("auto", torch.device("cuda"))[0] == ("bfloat16" if native else "float32")
+    assert asked == {"including_emulation": False}
+
+
+def test_explicit_bfloat16_without_native_support_warns_with_the_cost(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with caplog.at_level(logging.WARNING, logger="amber_ray.device"):
+        assert resolve_precision("bfloat16", torch.device("cpu"))[0] == "bfloat16"
+    assert "10x slower" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    with caplog.at_level(logging.WARNING, logger="amber_ray.device"):
+        assert resolve_precision("bfloat16", torch.device("cpu"))[0] == "bfloat16"
+        assert resolve_precision("float32", torch.device("cpu"))[0] == "float32"
+    assert caplog.text == ""

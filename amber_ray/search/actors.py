@@ -95,6 +95,10 @@ class SupernetWorker:
             "device": str(self.device),
         }
 
+    def precision(self) -> tuple[str, str]:
+        """The precision this worker runs and why (what ``search.precision: auto`` chose here)."""
+        return self.trainer.precision, self.trainer.precision_reason
+
     def num_batches(self, batch_size: int, max_batches: int | None) -> int:
         return self.trainer.num_batches(batch_size, max_batches)
 
