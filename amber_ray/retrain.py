@@ -239,13 +239,16 @@ def quiet_tune() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its configuration box and paths print even at verbose=0
 
 
-def trial_outcomes(result_grid: tune.ResultGrid) -> list[TrialOutcome]:
-    """Every finished trial with its best model file (in its last checkpoint)."""
-    return [
-        TrialOutcome(result.config["trial"], result.metrics, Path(result.checkpoint.path) / outputs.BEST_MODEL)
-        for result in result_grid
-        if result.error is None and result.metrics.get("done") and result.checkpoint is not None
-    ]
+def searched_outcomes(result_grid: tune.ResultGrid, fetch_dir: Path) -> list[TrialOutcome]:
+    """Every finished searched trial with its best model file, its last checkpoint copied into
+    ``fetch_dir`` (the trials' storage may be remote, e.g. S3)."""
+    outcomes = []
+    for number, result in enumerate(result_grid):
+        finished = result.error is None and result.metrics.get("done") and result.checkpoint is not None
+        if finished and result.config["trial"]["role"] == "searched":
+            local = Path(result.checkpoint.to_directory(str(fetch_dir / str(number))))
+            outcomes.append(TrialOutcome(result.config["trial"], result.metrics, local / outputs.BEST_MODEL))
+    return outcomes
 
 
 def run_retrain(
@@ -304,7 +307,8 @@ def run_retrain(
     atomic_write_table(table, out_dir / outputs.RESULTS)
     parent.log_artifact(out_dir / outputs.RESULTS)
     if not errors and any(result.config["trial"]["role"] == "searched" for result in result_grid):
-        final = write_final_model(trial_outcomes(result_grid), config, out_dir)
+        with tempfile.TemporaryDirectory() as fetched:
+            final = write_final_model(searched_outcomes(result_grid, Path(fetched)), config, out_dir)
         register_final_model(parent, final, config.registered_model_name)
     if errors:
         parent.finish("FAILED")

@@ -55,7 +55,7 @@ def test_variants_score_run_beside_the_table(tmp_path):
     for path, records in ((tmp_path / "ref.fa", ref), (tmp_path / "alt.fa", alt)):
         path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
     out = tmp_path / "scores"
-    args = ["variants", "score", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out", out / "s.parquet"]
+    args = ["variants", "score", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out-file", out / "s.parquet"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     _, run = only_run(out, "amber-ray")
