@@ -478,14 +478,30 @@ RESUME_SAFE_KEYS = frozenset({
 })
 # Sections the search does not read (training of single architectures and the retraining grid).
 SEARCH_IGNORES = ("train.", "retrain.", "data.label_annotation")
+# What a resumed retraining grid may change: where and how often trials run, not what they train.
+RETRAIN_RESUME_SAFE_KEYS = frozenset({"retrain.max_failures", "retrain.cpus_per_trial", "retrain.gpus_per_trial", "train.device"})
+# Sections the retraining does not read (it takes the search's choice from final_architectures.json).
+RETRAIN_IGNORES = ("search.", "data.label_annotation")
 
 
-def search_resume_conflicts(stored: Mapping[str, Any], config: ExperimentConfig) -> list[str]:
-    """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a search
-    in a way its resume cannot take: anything but :data:`RESUME_SAFE_KEYS` and keys the search ignores."""
+def resume_conflicts(
+    stored: Mapping[str, Any], config: ExperimentConfig, safe: frozenset[str], ignores: tuple[str, ...]
+) -> list[str]:
+    """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a run
+    in a way its resume cannot take: anything but the ``safe`` keys and keys under ``ignores``."""
     old, new = _flatten(stored), config_as_flat_dict(config)
     return [
         f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and key not in RESUME_SAFE_KEYS and not key.startswith(SEARCH_IGNORES)
+        if old.get(key) != new.get(key) and key not in safe and not key.startswith(ignores)
     ]
+
+
+def check_resume(
+    stored: Mapping[str, Any], config: ExperimentConfig, safe: frozenset[str], ignores: tuple[str, ...], source: str | Path
+) -> None:
+    """Refuse to resume with a config that differs from the ``stored`` one in any key but the safe ones, naming them all."""
+    conflicts = resume_conflicts(stored, config, safe, ignores)
+    if conflicts:
+        differences, allowed = "; ".join(conflicts), ", ".join(sorted(safe))
+        raise AmberInputError(f"--resume with a config that differs from the stored one in {differences} (only {allowed} may change)", source)

@@ -40,6 +40,7 @@ CHECKPOINT_KEYS = frozenset({"iteration", "history", "stats", "op_probs", "contr
 # --- `amber-ray retrain` and `amber-ray compare` ---------------------------------------------
 RESULTS = "results.parquet"
 COMPARISON = "compare.json"
+RETRAIN_CONFIG = "config.json"  # the retraining's resolved config, checked by --resume
 RUN_ID = "mlflow_run_id"  # the command's MLflow run, so that a resume (and compare, report) reopens it
 TUNE_DIR = "tune"
 TUNE_NAME = "grid"

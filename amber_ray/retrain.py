@@ -25,10 +25,10 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from amber_ray import outputs, storage
-from amber_ray.atomic import atomic_write_table
+from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
-from amber_ray.config import ExperimentConfig, config_as_flat_dict
+from amber_ray.config import RETRAIN_IGNORES, RETRAIN_RESUME_SAFE_KEYS, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import Splits, load_splits
 from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
@@ -329,12 +329,18 @@ def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:
 
 
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
-    """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it."""
-    id_file = out_dir / outputs.RUN_ID
+    """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it.
+
+    The config is kept there too: a resume with a config that changes what the trials train is refused.
+    """
+    id_file, stored = out_dir / outputs.RUN_ID, out_dir / outputs.RETRAIN_CONFIG
+    if resume and stored.is_file():
+        check_resume(json.loads(stored.read_text()), config, RETRAIN_RESUME_SAFE_KEYS, RETRAIN_IGNORES, stored)
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
     parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir))
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config.model_dump(mode="json"), stored)
     id_file.write_text(parent.run_id)
     return parent

@@ -40,7 +40,7 @@ from scipy import stats as scipy_stats
 from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import require
-from amber_ray.config import RESUME_SAFE_KEYS, ExperimentConfig, config_as_flat_dict, search_resume_conflicts
+from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
@@ -440,12 +440,7 @@ def check_resume_config(payload: dict[str, Any], config: ExperimentConfig, path:
     if outputs.CONFIG_KEY not in payload:
         logger.warning("checkpoint %s does not record its config: the resumed search's config is not checked", path)
         return
-    conflicts = search_resume_conflicts(payload[outputs.CONFIG_KEY], config)
-    if conflicts:
-        allowed = ", ".join(sorted(RESUME_SAFE_KEYS))
-        differences = "; ".join(conflicts)
-        problem = f"--resume with a config that differs from the checkpoint's in {differences} (only {allowed} may change)"
-        raise AmberInputError(problem, path)
+    check_resume(payload[outputs.CONFIG_KEY], config, RESUME_SAFE_KEYS, SEARCH_IGNORES, path)
 
 
 def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -> None:
