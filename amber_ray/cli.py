@@ -374,8 +374,7 @@ def score_with_progress(model: Any, windows: Any, labels: list[str], both_strand
     from amber_ray.variants import score_windows
 
     with progress_bar() as progress:
-        update = add_task(progress, "variants", len(windows))
-        return score_windows(model, windows, labels, batch_size, both_strands, lambda n: update(advance=n))
+        return score_windows(model, windows, labels, batch_size, both_strands, progress_stages(progress)("variants", len(windows)))
 
 
 @variants_app.command("score")

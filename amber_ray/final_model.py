@@ -21,8 +21,8 @@ from typing import Any
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_path, atomic_write_json
-from amber_ray.child import load_child
 from amber_ray.config import ExperimentConfig
+from amber_ray.predict import load_model
 from amber_ray.tracking import RunTracker, log_final_model
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def write_final_model(trials: Iterable[TrialOutcome], config: ExperimentConfig, 
     previous = read_card(directory)
     if previous.get("arch") == chosen.trial["arch"] and previous.get("replicate") == int(chosen.trial["replicate"]):
         return FinalModel(directory, previous)  # a resumed grid that chose the same trial again
-    model, extra = load_child(chosen.model_file)
-    labels = [str(label) for label in extra.get("label_names") or [f"label_{i}" for i in range(model.space.num_labels)]]
+    model, labels = load_model(chosen.model_file, "cpu")
     card = model_card(chosen, config, labels, model.space.input_length, model.num_params())
     with atomic_path(directory / outputs.MODEL) as tmp:
         shutil.copyfile(chosen.model_file, tmp)

@@ -133,6 +133,11 @@ def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epoch
     }
 
 
+def trials_done(trials: list, completing: Any) -> int:
+    """Trials finished, counting ``completing`` (Tune calls ``on_trial_complete`` before marking it)."""
+    return sum(t.status == "TERMINATED" or t is completing for t in trials)
+
+
 class MlflowTrialCallback(tune.Callback):
     """Logs every trial as a nested MLflow run of the retrain parent run, from the driver.
 
@@ -179,7 +184,7 @@ class MlflowTrialCallback(tune.Callback):
             run.log_metrics({**final, "num_params": result["num_params"], "epochs": result["epochs"]})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        finished = sum(t.status == "TERMINATED" or t is trial for t in trials)
+        finished = trials_done(trials, trial)
         result = trial.last_result or {}
         logger.debug(
             "trial %d/%d done: %s replicate %s, test AUROC %.4f after %s epochs",
@@ -214,7 +219,7 @@ class TrialProgress(tune.Callback):
         auroc = (trial.last_result or {}).get("test_auroc", float("nan"))
         self.best = auroc if np.isnan(self.best) else max(self.best, auroc)
         if self.on_trial:
-            self.on_trial(sum(t.status == "TERMINATED" or t is trial for t in trials), len(trials), self.best)
+            self.on_trial(trials_done(trials, trial), len(trials), self.best)
 
 
 def grid_results(result_grid: tune.ResultGrid) -> pd.DataFrame:
@@ -275,6 +280,8 @@ def run_retrain(
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
+    if resume:
+        check_retrain_resume(out_dir, config)
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -328,19 +335,25 @@ def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:
     return storage.exists(grid_location(config, out_dir))
 
 
+def check_retrain_resume(out_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse to resume a grid with a config that changes what its trials train (grids written
+    before the config was kept resume unchecked)."""
+    stored = out_dir / outputs.RETRAIN_CONFIG
+    if stored.is_file():
+        check_resume(json.loads(stored.read_text()), config, RETRAIN_RESUME_SAFE_KEYS, RETRAIN_IGNORES, stored)
+
+
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it.
 
-    The config is kept there too: a resume with a config that changes what the trials train is refused.
+    The config is kept there too, for :func:`check_retrain_resume`.
     """
-    id_file, stored = out_dir / outputs.RUN_ID, out_dir / outputs.RETRAIN_CONFIG
-    if resume and stored.is_file():
-        check_resume(json.loads(stored.read_text()), config, RETRAIN_RESUME_SAFE_KEYS, RETRAIN_IGNORES, stored)
+    id_file = out_dir / outputs.RUN_ID
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
     parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir))
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config.model_dump(mode="json"), stored)
+    atomic_write_json(config.model_dump(mode="json"), out_dir / outputs.RETRAIN_CONFIG)
     id_file.write_text(parent.run_id)
     return parent

@@ -37,7 +37,7 @@ from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from amber_ray.errors import AmberInputError
-from amber_ray.outputs import MLFLOW_STORE
+from amber_ray.outputs import MLFLOW_STORE, MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def comparison_page(store: Path) -> str:
 
     Experiments written before the view existed are tagged here, so any run directory opens on it.
     """
-    client = MlflowClient(tracking_uri=f"sqlite:///{store.resolve()}")
+    client = open_client(f"sqlite:///{store.resolve()}")
     experiments = [e for e in client.search_experiments(order_by=["last_update_time DESC"]) if e.name != "Default"]
     if not experiments:
         return "/"
@@ -409,15 +409,13 @@ def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], in
 def download_registered_model(uri: str, directory: Path) -> Path:
     """The ``model.pt`` of a registered final model ``models:/NAME/VERSION`` (from ``MLFLOW_TRACKING_URI``'s
     store), downloaded into ``directory``."""
-    from amber_ray.errors import AmberInputError
-
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         raise AmberInputError("set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri)
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
     except MlflowException as error:
         raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
-    found = sorted(Path(local).rglob("model.pt"))
+    found = sorted(Path(local).rglob(MODEL))
     if not found:
         raise AmberInputError("the registered model holds no model.pt (not an amber_ray final model)", uri)
     return found[0]

@@ -205,15 +205,16 @@ def test_retrain_resume_with_a_changed_config_names_every_differing_key(tmp_path
     """The retraining keeps its config beside its MLflow run id; a resume may change only where trials run."""
     from amber_ray.config import ExperimentConfig
     from amber_ray.errors import AmberInputError
-    from amber_ray.retrain import parent_run
+    from amber_ray.retrain import check_retrain_resume, parent_run
 
     config = ExperimentConfig(name="resume-check")
     parent_run(tmp_path, config, resume=False).finish()
     changed = config.model_copy(update={"seed": 7, "retrain": config.retrain.model_copy(update={"replicates": 2})})
     with pytest.raises(AmberInputError) as error:
-        parent_run(tmp_path, changed, resume=True)
+        check_retrain_resume(tmp_path, changed)
     message = str(error.value)
     assert "seed '0' -> '7'" in message and "retrain.replicates '6' -> '2'" in message and "config.json" in message
     safe = config.model_copy(update={"retrain": config.retrain.model_copy(update={"max_failures": 4, "cpus_per_trial": 2.0})})
     search_only = safe.model_copy(update={"search": safe.search.model_copy(update={"iterations": 5})})
+    check_retrain_resume(tmp_path, search_only)
     assert parent_run(tmp_path, search_only, resume=True).run_id
