@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from amber_ray.atomic import atomic_torch_save
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
+from amber_ray.ops import Linear, build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
 STEM_KERNEL = 8
@@ -104,10 +104,10 @@ class DagNet(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(flat, space.dense_units),
+            Linear(flat, space.dense_units),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(space.dense_units, space.num_labels),
+            Linear(space.dense_units, space.num_labels),
         )
 
     def _scaled(self, channels: int) -> int:

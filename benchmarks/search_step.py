@@ -14,9 +14,9 @@ projected cost of the paper's schedule on this device.
 FLOPs are those of convolutions and matrix products (torch's FlopCounterMode on meta tensors)
 for the architectures actually run, counted per kind. Each kind's peak is measured in the same
 process, precision and device: a conv1d of the workload's shapes in a tight loop (the better of
-the two memory layouts) and the dense head's matrix products. The floor of a step is its
-convolution FLOPs over the conv peak plus its matmul FLOPs over the matmul peak: the time a step
-would take with every such kernel at its peak and nothing else costing time. ``fraction_of_floor``
+the two memory layouts) and the dense head's matrix products (on CPU the better of the BLAS and
+oneDNN). The floor of a step is its convolution FLOPs over the conv peak plus its matmul FLOPs
+over the matmul peak: the time a step would take with every such kernel at its peak and nothing else costing time. ``fraction_of_floor``
 is floor / measured step (1.0 = at the floor; the target is 0.7).
 
 ``--precision auto`` (the default, as ``search.precision``) picks bfloat16 only where the device
@@ -317,13 +317,22 @@ def conv_peak_gflops(
 
 
 def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, device: torch.device, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of ``(m, k) @ (k, n)`` over ``shapes`` (m, k, n) in a tight loop."""
+    """Best GFLOP/s of ``(m, k) @ (k, n)`` over ``shapes`` (m, k, n) in a tight loop.
+
+    On CPU both of torch's routes are timed, the BLAS's (``a @ b``) and oneDNN's (the kernel
+    ``amber_ray.ops.Linear`` runs, input already converted), so the peak is the better of the two.
+    """
     best = 0.0
     with torch.inference_mode():
         for m, k, n in shapes:
             a = torch.randn(m, k, dtype=_dtype(precision), device=device)
             b = torch.randn(k, n, dtype=_dtype(precision), device=device)
-            best = max(best, _peak_loop(lambda: a @ b, 2 * m * k * n, device, seconds))
+            routes: list[Callable[[], object]] = [lambda: a @ b]
+            if device.type == "cpu" and torch.backends.mkldnn.is_available():
+                a_onednn, b_rows = a.to_mkldnn(), b.t().contiguous()
+                routes.append(lambda: torch._C._nn.mkldnn_linear(a_onednn, b_rows))
+            for route in routes:
+                best = max(best, _peak_loop(route, 2 * m * k * n, device, seconds))
     return best
 
 

@@ -5,7 +5,7 @@ import torch
 from amber_ray.child import ChildNet, load_child, save_child
 from amber_ray.config import OP_NAMES, SpaceConfig
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import build_op
+from amber_ray.ops import Linear, build_op
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -15,6 +15,25 @@ def test_every_op_keeps_shape(op, length):
     module = build_op(op, channels=8)
     x = torch.randn(3, 8, length)
     assert module(x).shape == x.shape
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs torch built with oneDNN")
+def test_linear_runs_float32_through_onednn_with_nn_linears_results():
+    torch.manual_seed(0)
+    layer, reference = Linear(640, 100), torch.nn.Linear(640, 100)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(32, 640, requires_grad=True)
+    grad = torch.randn(32, 100)
+    out, expected = layer(x), reference(x)
+    assert type(out.grad_fn).__name__ == "_OneDnnLinearBackward"
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
+    want = torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", torch.bfloat16):  # autocast keeps its own route
+        assert type(layer(x).grad_fn).__name__ != "_OneDnnLinearBackward"
+    assert torch.jit.trace(layer, x.detach()).graph.findNode("aten::linear") is not None  # tracing sees F.linear
 
 
 def test_identity_and_pools_have_no_parameters():
