@@ -4,11 +4,15 @@ A Ray worker or Tune trial follows the same rule on the GPUs Ray gave it (Ray se
 ``CUDA_VISIBLE_DEVICES``, so ``cuda`` there is its own GPU); one given no GPU runs on the CPU.
 
 And the one precision rule: ``auto`` is bfloat16 only where the device runs it natively.
+On the CPU, compute loops also keep freed host memory for reuse (:func:`keep_freed_host_memory`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
+import platform
 from pathlib import Path
 
 import torch
@@ -21,7 +25,28 @@ NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # Measured on a 2-core AVX2 EPYC without either: the reference search step took 39.8 s in bfloat16, 4.1 s in float32.
 EMULATED_BF16_SLOWDOWN = "about 10x slower than float32"
 
+# glibc's mallopt parameters, and the largest block it will serve from the heap rather than by mmap.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 1024**2
+
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def keep_freed_host_memory() -> bool:
+    """Have glibc keep freed memory (blocks up to 32 MiB) for reuse rather than return it to the OS.
+
+    By default glibc hands large freed blocks (a batch's activations: a few MB each) back to the
+    kernel, and every new activation is then zero-filled page by page on first touch. On the
+    reference search step (2 cores) that page faulting took a quarter of the scoring time in
+    float32: keeping the memory made the step 12 % faster in float32 and 5 % in bfloat16. Peak
+    memory is unchanged; memory once used stays with the process. Process-wide and done once;
+    returns whether it applied (not on other C libraries).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
 
 
 def resolve_device(device: str | torch.device | None = AUTO, source: str = "--device") -> torch.device:

@@ -69,6 +69,10 @@ class Conv1d(nn.Conv1d):
         )
 
 
+# oneDNN's dense linear kernel; torch builds without oneDNN lack it.
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def _onednn_linear_applies(x: torch.Tensor) -> bool:
     """Whether :class:`Linear` takes oneDNN's route: float32 on CPU in eager mode (tracing, export
     and compilation see plain ``F.linear``; autocast keeps its own bfloat16 route, already oneDNN's)."""
@@ -76,31 +80,37 @@ def _onednn_linear_applies(x: torch.Tensor) -> bool:
         x.dtype == torch.float32
         and x.device.type == "cpu"
         and x.dim() == 2
-        and torch.backends.mkldnn.is_available()
+        and ONEDNN_LINEAR
         and not torch.is_autocast_enabled("cpu")
         and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
     )
 
 
+def onednn_matmul(a: torch.Tensor, b_rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b_rows.T (+ bias)`` by oneDNN on dense tensors, read and written in place (the kernel inductor's
+    linear layers call)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_rows, bias, "none", [], "")
+
+
 class _OneDnnLinear(torch.autograd.Function):
-    """``F.linear`` (forward and both gradients) through oneDNN's matrix products; the weight is read in place."""
+    """``F.linear`` (forward and both gradients) through oneDNN's matrix products."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
+        x, weight = x.contiguous(), weight.contiguous()
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch._C._nn.mkldnn_linear(x.to_mkldnn(), weight.contiguous(), bias).to_dense()
+        return onednn_matmul(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
         grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.mkldnn_linear_backward_input(x.shape, grad.to_mkldnn(), weight.contiguous()).to_dense()
-        if ctx.needs_input_grad[1]:  # grad^T @ x, as a linear layer of grad^T with "weight" x^T
-            grad_weight = torch._C._nn.mkldnn_linear(grad.t().contiguous().to_mkldnn(), x.t().contiguous()).to_dense()
+        if ctx.needs_input_grad[0]:  # grad @ weight, without transposing the weight
+            grad_x = torch.ops.aten.mkldnn_linear_backward_input(x.shape, grad.to_mkldnn(), weight).to_dense()
+        if ctx.needs_input_grad[1]:
+            grad_weight = onednn_matmul(grad.t().contiguous(), x.t().contiguous())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from amber_ray.child import ChildNet, load_child
-from amber_ray.device import resolve_device
+from amber_ray.device import keep_freed_host_memory, resolve_device
 from amber_ray.errors import AmberInputError
 from amber_ray.outputs import MODEL
 
@@ -115,6 +115,7 @@ def predict(
         raise ValueError("X must have a batch axis")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    keep_freed_host_memory()
     outputs = []
     with eval_mode_on(model, device):
         target = model_device(model)

@@ -17,7 +17,7 @@ from amber_ray.child import DagNet, PrefixCache
 from amber_ray.data import CodedDataset, HDF5SequenceFile, SequenceDataset
 from amber_ray.data.dataset import minibatch_indices
 from amber_ray.data.hdf5 import TrainSource
-from amber_ray.device import autocast, resolve_precision
+from amber_ray.device import autocast, keep_freed_host_memory, resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
@@ -90,6 +90,7 @@ class SupernetTrainer:
         device: str = "cpu",
         precision: str = "auto",
     ):
+        keep_freed_host_memory()
         self.seed = seed
         self.device = torch.device(device)
         # ``precision_reason`` says why (``auto``: whether the device runs bfloat16 natively).

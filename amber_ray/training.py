@@ -23,7 +23,7 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import SequenceDataset, load_splits
-from amber_ray.device import autocast, resolve_device
+from amber_ray.device import autocast, keep_freed_host_memory, resolve_device
 from amber_ray.data.hdf5 import TrainSource
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import model_device, predict
@@ -168,6 +168,7 @@ def fit(
     epoch is seeded from ``(seed, epoch)`` alone, so a fit resumed from the
     :meth:`FitState.state_dict` of an epoch (``resume``) continues exactly as the uninterrupted one.
     """
+    keep_freed_host_memory()
     if device is not None:
         model.to(device)
     optimizer = make_optimizer(model, config)

@@ -51,7 +51,7 @@ from amber_ray.data import SequenceDataset
 from amber_ray.data.simulate import reference_workload
 from amber_ray.device import resolve_device, resolve_precision
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import to_channels_last
+from amber_ray.ops import ONEDNN_LINEAR, onednn_matmul, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet, SupernetTrainer
 
@@ -320,7 +320,7 @@ def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, d
     """Best GFLOP/s of ``(m, k) @ (k, n)`` over ``shapes`` (m, k, n) in a tight loop.
 
     On CPU both of torch's routes are timed, the BLAS's (``a @ b``) and oneDNN's (the kernel
-    ``amber_ray.ops.Linear`` runs, input already converted), so the peak is the better of the two.
+    ``amber_ray.ops.Linear`` runs), so the peak is the better of the two.
     """
     best = 0.0
     with torch.inference_mode():
@@ -328,9 +328,9 @@ def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, d
             a = torch.randn(m, k, dtype=_dtype(precision), device=device)
             b = torch.randn(k, n, dtype=_dtype(precision), device=device)
             routes: list[Callable[[], object]] = [lambda: a @ b]
-            if device.type == "cpu" and torch.backends.mkldnn.is_available():
-                a_onednn, b_rows = a.to_mkldnn(), b.t().contiguous()
-                routes.append(lambda: torch._C._nn.mkldnn_linear(a_onednn, b_rows))
+            if device.type == "cpu" and ONEDNN_LINEAR:
+                b_rows = b.t().contiguous()
+                routes.append(lambda: onednn_matmul(a, b_rows))
             for route in routes:
                 best = max(best, _peak_loop(route, 2 * m * k * n, device, seconds))
     return best

@@ -1,6 +1,9 @@
 """The one device rule (auto picks CUDA when present; impossible requests fail naming the option) and the one precision rule."""
 
 import logging
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -135,3 +138,30 @@ def test_explicit_bfloat16_without_native_support_warns_with_the_cost(monkeypatc
         assert resolve_precision("bfloat16", torch.device("cpu"))[0] == "bfloat16"
         assert resolve_precision("float32", torch.device("cpu"))[0] == "float32"
     assert caplog.text == ""
+
+
+# A fresh process (the setting is process-wide) makes twelve 10 MB activations and frees them together,
+# then prints how much of the 120 MB it still holds. By default glibc hands freed memory above twice its
+# largest freed block (at most 64 MB) back to the kernel, to be paged in again by the next batch.
+HELD_AFTER_FREE_SCRIPT = """
+import os, sys, torch
+from amber_ray.device import keep_freed_host_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_host_memory()
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+before = resident_mb()
+activations = [torch.ones(2_500_000) for _ in range(12)]
+del activations
+print(resident_mb() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc")
+def test_freed_host_memory_is_kept_for_the_next_batch() -> None:
+    def held_mb(mode: str) -> float:
+        run = subprocess.run([sys.executable, "-c", HELD_AFTER_FREE_SCRIPT, mode], capture_output=True, text=True, check=True)
+        return float(run.stdout)
+
+    assert held_mb("default") < 70
+    assert held_mb("keep") > 110
