@@ -41,6 +41,11 @@ class Supernet(DagNet):
     def forward(self, x: torch.Tensor, arch: Architecture, prefixes: PrefixCache | None = None) -> torch.Tensor:
         return self.forward_arch(x, self.space.validate(arch), prefixes)
 
+    def path_num_params(self, arch: Architecture) -> int:
+        """Parameters of ``arch``'s standalone child: those a training batch of ``arch`` updates."""
+        parameters = dict(self.named_parameters())
+        return sum(parameters[name].numel() for name in self.child_state_dict(arch) if name in parameters)
+
     def child_state_dict(self, arch: Architecture) -> dict[str, torch.Tensor]:
         """The weights of ``arch``'s path, loadable into ``ChildNet(space, arch)`` (minus BN stats)."""
         chosen = {f"layers.{i}.{op}." for i, op in enumerate(arch.ops)}
@@ -176,11 +181,6 @@ class SupernetTrainer:
             halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
             scores[arch] = (mean_auroc(valid.y, probs), *halves)
         return [scores[arch] for arch in archs]
-
-    def path_num_params(self, arch: Architecture) -> int:
-        """Parameters of ``arch``'s standalone child, counted on the supernet."""
-        parameters = dict(self.model.named_parameters())
-        return sum(parameters[name].numel() for name in self.model.child_state_dict(arch) if name in parameters)
 
     def state(self) -> dict:
         """Model and optimizer state on the CPU (a driver without a GPU must be able to hold it)."""

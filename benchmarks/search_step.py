@@ -19,6 +19,12 @@ oneDNN). The floor of a step is its convolution FLOPs over the conv peak plus it
 over the matmul peak: the time a step would take with every such kernel at its peak and nothing else costing time. ``fraction_of_floor``
 is floor / measured step (1.0 = at the floor; the target is 0.7).
 
+What the floor leaves out is reported beside it: the memory traffic a training pass cannot avoid
+outside matrix products (Adam's update of every trained parameter after each batch and, in
+bfloat16, autocast's copies of those weights and of their gradients), over this machine's
+measured copy bandwidth (``memory_floor_seconds_per_step``), and the step's fraction of both
+floors together (``fraction_of_compute_and_memory_floor``).
+
 ``--precision auto`` (the default, as ``search.precision``) picks bfloat16 only where the device
 runs it natively; the JSON says what it chose and why. ``--device cuda`` runs the same workload on
 a GPU. ``--profile`` adds, for one extra reference step run in this process, the time of each kind
@@ -64,6 +70,11 @@ PAPER_ARCHS_PER_ITERATION = 100
 PAPER_VALID_SEQUENCES = 8_000
 DEEPSEA_TRAIN_SEQUENCES = 4_400_000
 FLOOR_TARGET = 0.7
+# Bytes moved per trained parameter per batch: Adam reads the parameter, its gradient and both moments and
+# writes the parameter and moments (7 float32 values); bfloat16 autocast copies the weight to bfloat16
+# (4 bytes read, 2 written) and its bfloat16 gradient back to float32 (2 read, 4 written).
+ADAM_BYTES_PER_PARAMETER = 28
+BFLOAT16_CAST_BYTES_PER_PARAMETER = 12
 # Kinds of work in a profile, first match wins: (kind, substrings of torch's op names).
 PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optimizer", ("adam", "sgd", "_foreach_", "optimizer.", "zero_")),
@@ -256,6 +267,11 @@ class FlopCounter:
             self.cache[key] = kinds
         return self.cache[key]
 
+    def step_memory_bytes(self, train_archs: Sequence[str], precision: str) -> int:
+        """Bytes a training pass moves outside matrix products: Adam's updates and (bfloat16) autocast's copies."""
+        per_parameter = ADAM_BYTES_PER_PARAMETER + (BFLOAT16_CAST_BYTES_PER_PARAMETER if precision == "bfloat16" else 0)
+        return per_parameter * sum(self.model.path_num_params(Architecture.from_text(arch)) for arch in train_archs)
+
     def step_flops(self, train_archs: Sequence[str], train_sequences: int, scored: Sequence[str], valid_sequences: int) -> dict[str, int]:
         """FLOPs per kind of one controller step: a training pass and the scoring of ``scored``."""
         batch_sizes = [min(REFERENCE_BATCH, train_sequences - i * REFERENCE_BATCH) for i in range(len(train_archs))]
@@ -274,8 +290,9 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _peak_loop(call: Callable[[], object], flops: int, device: torch.device, seconds: float, window: float = 0.1) -> float:
-    """Best GFLOP/s of ``call`` over windows of about ``window`` seconds, for about ``seconds`` in all.
+def _peak_loop(call: Callable[[], object], work: int, device: torch.device, seconds: float, window: float = 0.1) -> float:
+    """Best rate of ``call`` in billions of ``work`` units (FLOPs, bytes) per second, over windows of about
+    ``window`` seconds, for about ``seconds`` in all.
 
     The best window rather than the mean: on a shared machine it is the one least slowed by other work.
     """
@@ -288,7 +305,7 @@ def _peak_loop(call: Callable[[], object], flops: int, device: torch.device, sec
             call()
             calls += 1
         _synchronize(device)
-        best = max(best, flops * calls / (time.perf_counter() - window_started) / 1e9)
+        best = max(best, work * calls / (time.perf_counter() - window_started) / 1e9)
     return best
 
 
@@ -334,6 +351,13 @@ def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, d
             for route in routes:
                 best = max(best, _peak_loop(route, 2 * m * k * n, device, seconds))
     return best
+
+
+def copy_bandwidth_gbs(device: torch.device, megabytes: int = 256, seconds: float = 1.0) -> float:
+    """Best GB/s (bytes read plus written) of copying one large tensor into another."""
+    source = torch.empty(megabytes * 2**18, device=device).fill_(1.0)
+    target = torch.empty_like(source)
+    return _peak_loop(lambda: target.copy_(source), 2 * source.numel() * source.element_size(), device, seconds)
 
 
 def head_matmul_shapes(space: ModelSpace, batches: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -401,7 +425,8 @@ def run_reference(
         "conv": conv_peak_gflops([(REFERENCE_BATCH, 32, 200, 8)], precision, device),
         "matmul": matmul_peak_gflops(head_matmul_shapes(space, [REFERENCE_BATCH, valid.num_sequences]), precision, device),
     }
-    result: dict[str, object] = {"peak_gflops": peaks}
+    bandwidth = copy_bandwidth_gbs(device)
+    result: dict[str, object] = {"peak_gflops": peaks, "copy_bandwidth_gbs": bandwidth}
     factories: dict[str, Callable[[], LocalSearch | RaySearch]] = {
         "local": lambda: LocalSearch(space, train, valid, requested_precision, device),
         "ray": lambda: RaySearch(space, train, valid, requested_precision, device, threads),
@@ -419,6 +444,10 @@ def run_reference(
             summary["floor_seconds_per_step"] = floor
             summary["fraction_of_floor"] = floor / summary["seconds_per_step"]
             summary[f"target_seconds_per_step_at_{FLOOR_TARGET:.0%}_of_floor"] = floor / FLOOR_TARGET
+            memory = statistics.median(counter.step_memory_bytes(t, summary["precision"]) for t, _ in ran[1:])
+            summary["memory_gb_per_step"] = memory / 1e9
+            summary["memory_floor_seconds_per_step"] = memory / (bandwidth * 1e9)
+            summary["fraction_of_compute_and_memory_floor"] = (floor + summary["memory_floor_seconds_per_step"]) / summary["seconds_per_step"]
             if profile and mode == "local":
                 summary["profile"] = profile_step(search, steps, batches, device)
             summary["peak_rss_mb"] = search.peak_rss_mb()

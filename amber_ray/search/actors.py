@@ -109,7 +109,7 @@ class SupernetWorker:
         """``(reward, reward on half 1, reward on half 2, parameter count)`` per architecture."""
         parsed = [Architecture.from_text(a) for a in archs]
         scores = self.trainer.score(parsed, all_validation=all_validation)
-        return [(*score, self.trainer.path_num_params(a)) for score, a in zip(scores, parsed)]
+        return [(*score, self.trainer.model.path_num_params(a)) for score, a in zip(scores, parsed)]
 
     def state(self) -> dict:
         return self.trainer.state()
