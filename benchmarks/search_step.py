@@ -78,12 +78,12 @@ BFLOAT16_CAST_BYTES_PER_PARAMETER = 12
 # Kinds of work in a profile, first match wins: (kind, substrings of torch's op names).
 PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optimizer", ("adam", "sgd", "_foreach_", "optimizer.", "zero_")),
-    ("matmul_conv", ("conv", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("matmul_conv", ("conv", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "linear")),
     ("batch_norm", ("batch_norm",)),
     ("relu", ("relu", "threshold_backward")),
     ("pooling", ("pool", "aten::maximum")),
     ("add", ("aten::add", "aten::sum", "aten::div")),
-    ("casts_copies_pads", ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat")),
+    ("casts_copies_pads", ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat", "_to_dense")),
 )
 CONTROLLER_PHASE = "benchmark:controller"
 
