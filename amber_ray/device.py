@@ -85,16 +85,27 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags from ``/proc/cpuinfo`` (empty where there is no such file, e.g. macOS)."""
+def cpuinfo_field(name: str) -> str:
+    """The first ``name`` field of ``/proc/cpuinfo`` (empty where there is no such file, e.g. macOS)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags from ``/proc/cpuinfo`` (empty where unknown)."""
+    return frozenset(cpuinfo_field("flags").split())
+
+
+def cpu_vendor() -> str:
+    """This CPU's vendor ID from ``/proc/cpuinfo``: ``AuthenticAMD``, ``GenuineIntel`` (empty where unknown)."""
+    return cpuinfo_field("vendor_id")
 
 
 def native_bfloat16(device: torch.device) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from amber_ray.config import OP_NAMES
+from amber_ray.device import cpu_vendor
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +70,10 @@ class Conv1d(nn.Conv1d):
         )
 
 
-# oneDNN's dense linear kernel; torch builds without oneDNN lack it.
-ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# oneDNN's dense linear kernel (torch builds without oneDNN lack it), and whether :class:`Linear` takes it:
+# on AMD CPUs, where MKL's float32 GEMM runs a generic path (measured); elsewhere MKL stays.
+ONEDNN_LINEAR_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN_LINEAR = ONEDNN_LINEAR_AVAILABLE and cpu_vendor() == "AuthenticAMD"
 
 
 def _onednn_linear_applies(x: torch.Tensor) -> bool:
@@ -117,7 +120,7 @@ class _OneDnnLinear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` whose float32 CPU products run through oneDNN instead of the BLAS (MKL).
+    """``nn.Linear`` whose float32 products on AMD CPUs run through oneDNN instead of the BLAS (MKL).
 
     MKL's float32 GEMM takes its generic path on AMD CPUs: the dense head's products (100-400 rows
     of 6,400 x 1,000) ran at 140-200 GFLOP/s there, oneDNN's at 280-470 (2 cores, AVX-512; the

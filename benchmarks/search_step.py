@@ -57,7 +57,7 @@ from amber_ray.data import SequenceDataset
 from amber_ray.data.simulate import reference_workload
 from amber_ray.device import resolve_device, resolve_precision
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import ONEDNN_LINEAR, onednn_matmul, to_channels_last
+from amber_ray.ops import ONEDNN_LINEAR_AVAILABLE, onednn_matmul, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet, SupernetTrainer
 
@@ -345,7 +345,7 @@ def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, d
             a = torch.randn(m, k, dtype=_dtype(precision), device=device)
             b = torch.randn(k, n, dtype=_dtype(precision), device=device)
             routes: list[Callable[[], object]] = [lambda: a @ b]
-            if device.type == "cpu" and ONEDNN_LINEAR:
+            if device.type == "cpu" and ONEDNN_LINEAR_AVAILABLE:
                 b_rows = b.t().contiguous()
                 routes.append(lambda: onednn_matmul(a, b_rows))
             for route in routes:

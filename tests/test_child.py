@@ -5,7 +5,8 @@ import torch
 from amber_ray.child import ChildNet, load_child, save_child
 from amber_ray.config import OP_NAMES, SpaceConfig
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import ONEDNN_LINEAR, Linear, build_op
+from amber_ray import ops
+from amber_ray.ops import Linear, build_op
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -17,8 +18,9 @@ def test_every_op_keeps_shape(op, length):
     assert module(x).shape == x.shape
 
 
-@pytest.mark.skipif(not ONEDNN_LINEAR, reason="needs torch built with oneDNN")
-def test_linear_runs_float32_through_onednn_with_nn_linears_results():
+@pytest.mark.skipif(not ops.ONEDNN_LINEAR_AVAILABLE, reason="needs torch built with oneDNN")
+def test_linear_runs_float32_through_onednn_with_nn_linears_results(monkeypatch):
+    monkeypatch.setattr(ops, "ONEDNN_LINEAR", True)  # the route AMD CPUs take
     torch.manual_seed(0)
     layer, reference = Linear(640, 100), torch.nn.Linear(640, 100)
     reference.load_state_dict(layer.state_dict())
@@ -34,6 +36,8 @@ def test_linear_runs_float32_through_onednn_with_nn_linears_results():
     with torch.autocast("cpu", torch.bfloat16):  # autocast keeps its own route
         assert type(layer(x).grad_fn).__name__ != "_OneDnnLinearBackward"
     assert torch.jit.trace(layer, x.detach()).graph.findNode("aten::linear") is not None  # tracing sees F.linear
+    monkeypatch.setattr(ops, "ONEDNN_LINEAR", False)  # other CPUs keep the BLAS
+    assert type(layer(x).grad_fn).__name__ == "AddmmBackward0"
 
 
 def test_identity_and_pools_have_no_parameters():
