@@ -38,10 +38,10 @@ def keep_freed_host_memory() -> bool:
 
     By default glibc hands large freed blocks (a batch's activations: a few MB each) back to the
     kernel, and every new activation is then zero-filled page by page on first touch. On the
-    reference search step (2 cores) that page faulting took a quarter of the scoring time in
-    float32: keeping the memory made the step 12 % faster in float32 and 5 % in bfloat16. Peak
-    memory is unchanged; memory once used stays with the process. Process-wide and done once;
-    returns whether it applied (not on other C libraries).
+    reference search step (2 cores) keeping the memory cut scoring from 0.44 to 0.29 s in float32
+    and the step from 0.97 to 0.81 s (0.59 to 0.56 s in bfloat16). Peak memory is unchanged;
+    memory once used stays with the process. Process-wide and done once; returns whether it
+    applied (not on other C libraries).
     """
     if platform.libc_ver()[0] != "glibc":
         return False

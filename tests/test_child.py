@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from amber_ray import ops
 from amber_ray.child import ChildNet, load_child, save_child
 from amber_ray.config import OP_NAMES, SpaceConfig
 from amber_ray.errors import AmberInputError
-from amber_ray import ops
 from amber_ray.ops import Linear, build_op
 from amber_ray.space import Architecture, ModelSpace
 
