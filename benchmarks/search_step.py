@@ -16,8 +16,9 @@ for the architectures actually run, counted per kind. Each kind's peak is measur
 process, precision and device: a conv1d of the workload's shapes in a tight loop (the better of
 the two memory layouts) and the dense head's matrix products (on CPU the better of the BLAS and
 oneDNN). The floor of a step is its convolution FLOPs over the conv peak plus its matmul FLOPs
-over the matmul peak: the time a step would take with every such kernel at its peak and nothing else costing time. ``fraction_of_floor``
-is floor / measured step (1.0 = at the floor; the target is 0.7).
+over the matmul peak: the time a step would take with every such kernel at its peak and nothing
+else costing time. ``fraction_of_floor`` is floor / measured step (1.0 = at the floor; the target
+is 0.7).
 
 What the floor leaves out is reported beside it: the memory traffic a training pass cannot avoid
 outside matrix products (Adam's update of every trained parameter after each batch and, in
