@@ -278,6 +278,8 @@ def run_retrain(
     grid_path = grid_location(config, out_dir)
     if resume and not tune.Tuner.can_restore(grid_path):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
+    if resume:
+        check_grid_state(grid_path)
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     if resume:
@@ -329,6 +331,25 @@ def run_retrain(
 def grid_location(config: ExperimentConfig, out_dir: Path) -> str:
     """Ray Tune's experiment directory of the retraining grid of ``out_dir``: under it, or under ``storage``."""
     return storage.location(config.storage, out_dir, outputs.TUNE_DIR, outputs.TUNE_NAME)
+
+
+def check_grid_state(grid_path: str) -> None:
+    """Refuse to resume a grid whose newest saved state is cut off.
+
+    Tune copies its experiment state into the grid's storage without a rename, so a driver killed
+    during that copy leaves an empty or partial file, from which ``Tuner.restore`` would start trials
+    without their configuration.
+    """
+    state = storage.newest(grid_path, "experiment_state-")
+    if state is None:
+        return
+    try:
+        json.loads(storage.read_bytes(state))
+    except ValueError:
+        raise AmberInputError(
+            "the retraining grid's saved state is incomplete (the run was stopped while writing it), so it cannot be "
+            "resumed; retrain into a new --out", state
+        ) from None
 
 
 def has_retrain_grid(config: ExperimentConfig, out_dir: Path) -> bool:

@@ -39,6 +39,23 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def newest(uri: str, prefix: str) -> str | None:
+    """The last by name of the files directly under ``uri`` whose names start with ``prefix`` (a URI or path), if any."""
+    fs, path = filesystem(uri)
+    names = sorted(
+        PurePosixPath(info.path).name
+        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        if info.type == pafs.FileType.File and PurePosixPath(info.path).name.startswith(prefix)
+    )
+    return f"{uri.rstrip('/')}/{names[-1]}" if names else None
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
 def upload(local: Path, uri: str) -> None:
     """Copy the file ``local`` to ``uri`` (a no-op when they are the same file)."""
     fs, path = filesystem(uri)

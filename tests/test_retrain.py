@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -100,6 +101,21 @@ def epochs_reported(trial_dir: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in lines if line.strip()]
 
 
+def state_saved_after_last_report(grid: Path) -> bool:
+    """Whether Tune's experiment state in ``grid`` is whole and was written after every trial's last reported epoch."""
+    states = sorted(grid.glob("experiment_state-*.json"))
+    reports = [p.stat().st_mtime_ns for p in grid.glob("train_trial*/result.json")]
+    if not states or states[-1].stat().st_mtime_ns <= max(reports, default=0):
+        return False
+    try:
+        json.loads(states[-1].read_bytes())
+        for searcher in grid.glob("basic-variant-state-*.json"):
+            pickle.loads(searcher.read_bytes())
+    except (ValueError, EOFError, pickle.UnpicklingError):  # still being copied into the grid
+        return False
+    return True
+
+
 def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_path):
     import ray
 
@@ -115,12 +131,16 @@ def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_pa
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    grid = out / "tune" / "grid"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
-        trials = [epochs_reported(d) for d in (out / "tune" / "grid").glob("train_trial*")]
-        if any(len(e) == 6 for e in trials) and any(0 < len(e) < 6 for e in trials):
+        trials = [epochs_reported(d) for d in grid.glob("train_trial*")]
+        # Kill once one trial is done and another half way, and the driver has saved its experiment state since
+        # the last epoch was reported: an epoch reported between Tune's result callback and that save is, by
+        # Tune's design, run again on resume.
+        if any(len(e) == 6 for e in trials) and any(0 < len(e) < 6 for e in trials) and state_saved_after_last_report(grid):
             break
-        time.sleep(0.05)
+        time.sleep(0.005)
     assert driver.poll() is None, "the grid ended before it could be interrupted"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
@@ -143,6 +163,20 @@ def test_resume_without_a_grid_is_a_clear_error(ray_session, tmp_path):
 
     with pytest.raises(AmberInputError, match="no retraining grid to resume"):
         run_retrain(parse_config(RAW), search_dir(tmp_path), tmp_path / "none", resume=True)
+
+
+def test_resume_from_a_cut_off_grid_state_is_a_clear_error(tmp_path):
+    """A driver killed while Tune copied its experiment state leaves the newest state empty: resume names it."""
+    from amber_ray.errors import AmberInputError
+
+    grid = tmp_path / "out" / "tune" / "grid"
+    grid.mkdir(parents=True)
+    (grid / "tuner.pkl").write_bytes(pickle.dumps({}))
+    (grid / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    (grid / "experiment_state-2026-01-01_00-10-00.json").write_text("")
+    with pytest.raises(AmberInputError, match="saved state is incomplete") as error:
+        run_retrain(parse_config(RAW), tmp_path / "search", tmp_path / "out", resume=True)
+    assert error.value.source.endswith("experiment_state-2026-01-01_00-10-00.json")
 
 
 def test_train_command_and_a_one_replicate_trial_give_identical_weights(ray_session, tmp_path):
