@@ -278,11 +278,10 @@ def run_retrain(
     grid_path = grid_location(config, out_dir)
     if resume and not tune.Tuner.can_restore(grid_path):
         raise AmberInputError("no retraining grid to resume; run without --resume", tune_dir)
-    if resume:
-        check_grid_state(grid_path)
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     if resume:
+        check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)

@@ -40,7 +40,7 @@ def exists(uri: str) -> bool:
 
 
 def newest(uri: str, prefix: str) -> str | None:
-    """The last by name of the files directly under ``uri`` whose names start with ``prefix`` (a URI or path), if any."""
+    """The last by name of the files directly under ``uri`` (a URI or path) whose names start with ``prefix``; None if none do."""
     fs, path = filesystem(uri)
     names = sorted(
         PurePosixPath(info.path).name
