@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -32,3 +35,18 @@ def promoter_fastas() -> tuple[Path, Path]:
     negatives = PROMOTER_DATA / "arabidopsis_nonpromoters.fa"
     assert positives.is_file() and negatives.is_file(), f"promoter data missing from {PROMOTER_DATA}"
     return positives, negatives
+
+
+@pytest.fixture
+def load_job(monkeypatch) -> Callable[[str], ModuleType]:
+    """Loads ``jobs/NAME.py`` as a module (the jobs are scripts, not a package), with ``jobs/`` on the path."""
+    jobs = REPO / "jobs"
+    monkeypatch.syspath_prepend(str(jobs))
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"{name}_job", jobs / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

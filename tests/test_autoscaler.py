@@ -10,7 +10,6 @@ key, and a GPU node killed mid-search is replaced while the search goes on.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -21,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from ray.job_submission import JobStatus, JobSubmissionClient
-from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, ray_cli, stop_cluster
+from ray.job_submission import JobStatus
+from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, stop_cluster, submit_pipeline_job
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_NODE = {"resources": {"CPU": 2, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
@@ -111,25 +110,8 @@ def autoscaling_cluster(s3):
 
 
 def submit(address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None) -> tuple[JobStatus, str, float]:
-    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``; waits for the end: status, logs, seconds.
-
-    ``during`` is called once while the job runs (e.g. to kill a node).
-    """
-    command = ["job", "submit", "--address", address, "--working-dir", working_dir, "--no-wait", "--", "python", "jobs/pipeline.py", *arguments]
-    started = time.monotonic()
-    for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
-        submitted = ray_cli(*command, temp_dir=tempfile.gettempdir())
-        if "No available agent" not in submitted.stderr:
-            break
-        time.sleep(2)
-    assert submitted.returncode == 0, submitted.stderr
-    job_id = re.search(r"raysubmit_\w+", submitted.stdout + submitted.stderr).group()
-    jobs = JobSubmissionClient(address)
-    if during is not None:
-        during()
-    while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() - started < 280:
-        time.sleep(2)
-    return status, jobs.get_job_logs(job_id), time.monotonic() - started
+    """The pipeline as a job on the fake cluster (:func:`test_jobs.submit_pipeline_job`, up to 280 s)."""
+    return submit_pipeline_job(address, working_dir, *arguments, temp_dir=tempfile.gettempdir(), timeout=280, during=during)
 
 
 def gpu_nodes(address: str) -> list:

@@ -47,13 +47,19 @@ def test_train_run_holds_the_config_test_metrics_and_model(tmp_path):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"model.pt", "metrics.json"}
 
 
+def write_snv_fastas(directory, n: int, seed: int, bases: str) -> None:
+    """``ref.fa`` and ``alt.fa`` in ``directory``: ``n`` random 40-bp sequences, each alternative with base 20
+    changed to ``bases[0]`` (``bases[1]`` where the reference has ``bases[0]`` there)."""
+    rng = np.random.default_rng(seed)
+    ref = {f"v{i}": "".join(rng.choice(list("ACGT"), 40)) for i in range(n)}
+    alt = {name: seq[:20] + (bases[0] if seq[20] != bases[0] else bases[1]) + seq[21:] for name, seq in ref.items()}
+    for path, records in ((directory / "ref.fa", ref), (directory / "alt.fa", alt)):
+        path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+
+
 def test_variants_score_run_beside_the_table(tmp_path):
     save_child(tiny_net(labels=2, length=40), tmp_path / "m.pt", {"label_names": ["a", "b"]})
-    rng = np.random.default_rng(0)
-    ref = {f"v{i}": "".join(rng.choice(list("ACGT"), 40)) for i in range(3)}
-    alt = {name: seq[:20] + ("A" if seq[20] != "A" else "C") + seq[21:] for name, seq in ref.items()}
-    for path, records in ((tmp_path / "ref.fa", ref), (tmp_path / "alt.fa", alt)):
-        path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+    write_snv_fastas(tmp_path, 3, seed=0, bases="AC")
     out = tmp_path / "scores"
     args = ["variants", "score", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out-file", out / "s.parquet"]
     result = CliRunner().invoke(app, [str(a) for a in args])
@@ -65,11 +71,7 @@ def test_variants_score_run_beside_the_table(tmp_path):
 
 def test_variants_eval_run_holds_the_eval_summary(tmp_path):
     save_child(tiny_net(labels=1, length=40), tmp_path / "m.pt", {"label_names": ["MA0139.1_CTCF"]})
-    rng = np.random.default_rng(1)
-    ref = {f"v{i}": "".join(rng.choice(list("ACGT"), 40)) for i in range(6)}
-    alt = {name: seq[:20] + ("G" if seq[20] != "G" else "T") + seq[21:] for name, seq in ref.items()}
-    for path, records in ((tmp_path / "ref.fa", ref), (tmp_path / "alt.fa", alt)):
-        path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
+    write_snv_fastas(tmp_path, 6, seed=1, bases="GT")
     out = tmp_path / "eval"
     args = ["variants", "eval", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out", out]
     result = CliRunner().invoke(app, [str(a) for a in args])

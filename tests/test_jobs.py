@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,28 @@ def ray_cli(*args: str, temp_dir: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ray", *args], capture_output=True, text=True, env={**ENV, "RAY_TMPDIR": temp_dir}, timeout=300)
 
 
+def submit_pipeline_job(
+    address: str, working_dir: str, *arguments: str, temp_dir: str, timeout: float, during: Callable[[], None] | None = None
+) -> tuple[JobStatus, str, float]:
+    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``, then wait for its end (at most
+    ``timeout`` seconds): its status, logs and seconds. ``during`` is called once while it runs (e.g. to kill a node)."""
+    command = ["job", "submit", "--address", address, "--working-dir", working_dir, "--no-wait", "--", "python", "jobs/pipeline.py", *arguments]
+    started = time.monotonic()
+    for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
+        submitted = ray_cli(*command, temp_dir=temp_dir)
+        if "No available agent" not in submitted.stderr:
+            break
+        time.sleep(2)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = re.search(r"raysubmit_\w+", submitted.stdout + submitted.stderr).group()
+    jobs = JobSubmissionClient(address)
+    if during is not None:
+        during()
+    while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() - started < timeout:
+        time.sleep(2)
+    return status, jobs.get_job_logs(job_id), time.monotonic() - started
+
+
 @pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
 def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
     # Each node needs its own temp dir: two nodes of one host sharing one would unpack the job's
@@ -123,24 +146,12 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
             '--resources={"second_node": 1}', f"--temp-dir={worker_temp_dir}", *node_ports(worker_ports), temp_dir=temp_dir,
         )
         assert worker.returncode == 0, worker.stderr
-        address = f"http://127.0.0.1:{dashboard}"
-        command = [
-            "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-            "python", "jobs/pipeline.py", "jobs/configs/demo.yaml", "--out", str(out),
+        status, logs, _ = submit_pipeline_job(
+            f"http://127.0.0.1:{dashboard}", str(ROOT), "jobs/configs/demo.yaml", "--out", str(out),
             "--set", "search.workers=2", "--set", "search.iterations=4", "--set", "retrain.sampled=1",
-        ]
-        for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
-            submit = ray_cli(*command, temp_dir=temp_dir)
-            if "No available agent" not in submit.stderr:
-                break
-            time.sleep(2)
-        assert submit.returncode == 0, submit.stderr
-        job_id = re.search(r"raysubmit_\w+", submit.stdout + submit.stderr).group()
-        jobs = JobSubmissionClient(address)
-        deadline = time.monotonic() + 600
-        while not (status := jobs.get_job_status(job_id)).is_terminal() and time.monotonic() < deadline:
-            time.sleep(3)
-        assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(job_id)[-4000:]
+            temp_dir=temp_dir, timeout=600,
+        )
+        assert status == JobStatus.SUCCEEDED, logs[-4000:]
 
         client = MlflowClient(f"sqlite:///{out}/mlflow.db")
         runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])

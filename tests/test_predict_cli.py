@@ -171,15 +171,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(model, genome, tmp_pat
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_job_entrypoint_makes_every_path_absolute(monkeypatch):
-    import importlib.util
+def test_job_entrypoint_makes_every_path_absolute(monkeypatch, load_job):
     import sys
 
-    jobs = Path(__file__).resolve().parents[1] / "jobs"
-    monkeypatch.syspath_prepend(str(jobs))
-    spec = importlib.util.spec_from_file_location("predict_job", jobs / "predict.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = load_job("predict")
     monkeypatch.setattr(sys, "argv", ["predict.py", "final", "--bed", "r.bed", "--genome", "g.fa", "--out", "rel", "--both-strands"])
     command = job.command_line(*job.parse_args())
     assert command == ["predict", str(Path("final").resolve()), "--out", str(Path("rel").resolve()), "--bed", str(Path("r.bed").resolve()),

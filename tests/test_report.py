@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from scipy import stats

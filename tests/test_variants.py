@@ -451,16 +451,11 @@ def test_preferred_table_is_checked(tmp_path):
     assert_clean_failure(result, out, "pref.tsv", "record q", "not 0 or 1")
 
 
-def test_job_entrypoint_builds_the_cli_call_with_absolute_outputs(monkeypatch):
+def test_job_entrypoint_builds_the_cli_call_with_absolute_outputs(monkeypatch, load_job):
     import argparse
-    import importlib.util
     import sys
 
-    jobs = Path(__file__).resolve().parents[1] / "jobs"
-    monkeypatch.syspath_prepend(str(jobs))
-    spec = importlib.util.spec_from_file_location("variants_job", jobs / "variants.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = load_job("variants")
     monkeypatch.setattr(sys, "argv", ["variants.py", "score", "m.pt", "--vcf", "v.vcf", "--out", "rel", "--ldsc-annot", "auto"])
     args, rest = job.parse_args()
     assert isinstance(args, argparse.Namespace) and args.out.is_absolute() and rest == ["--vcf", "v.vcf"]
