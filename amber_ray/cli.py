@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -542,9 +542,10 @@ def convert(
     console.print(f"wrote {count} sequences to {out}")
 
 
-def run() -> None:
-    """The console script. SIGTERM (``kill``, a batch scheduler) stops a command as Ctrl-C does
-    (checkpoints kept, no stack dump) and exits 143 (128 + 15), as the shell reports a kill."""
+def run(args: Sequence[str] | None = None) -> None:
+    """The console script and the Ray jobs (``args``: the command line, default ``sys.argv``). SIGTERM
+    (``kill``, a batch scheduler, ``ray job stop``) stops a command as Ctrl-C does (checkpoints kept,
+    MLflow runs closed, no stack dump) and exits 143 (128 + 15), as the shell reports a kill."""
     terminated = False
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -554,7 +555,7 @@ def run() -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        app(prog_name="amber-ray")
+        app(None if args is None else list(args), prog_name="amber-ray")
     except SystemExit:
         if terminated:
             raise SystemExit(128 + signal.SIGTERM) from None

@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clone that is 
 
 
 def run_command(*command: str) -> None:
-    """``amber-ray COMMAND`` with this process's arguments; exits with its code (2 for bad input)."""
-    from amber_ray.cli import app
+    """``amber-ray COMMAND`` with this process's arguments; exits with its code (2 for bad input, 143 when
+    stopped by SIGTERM, as ``ray job stop`` does)."""
+    from amber_ray.cli import run
 
-    app([*command, *sys.argv[1:]], prog_name="amber-ray")
+    run([*command, *sys.argv[1:]])

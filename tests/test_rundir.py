@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from amber_ray.cli import app
 from amber_ray.search.checkpoint import load_checkpoint, manifest_path
 from amber_ray.tracking import RunTracker
+from conftest import REPO
 
 SEARCH = {
     "name": "rundir-test",
@@ -178,13 +179,15 @@ def test_ui_on_a_busy_port_is_an_error(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in error_line(result.output)
 
 
-def test_sigterm_stops_a_command_like_ctrl_c(ray_session, tmp_path):
-    """Exit 143 with the search's resume hint, no traceback or Ray stack dump; the checkpoint is kept."""
+@pytest.mark.parametrize("entry", [["-m", "amber_ray.cli", "search"], [str(REPO / "jobs" / "search.py")]], ids=["cli", "ray-job"])
+def test_sigterm_stops_a_command_like_ctrl_c(ray_session, tmp_path, entry):
+    """Exit 143 with the search's resume hint, no traceback or Ray stack dump; the checkpoint is kept.
+    The Ray job's entrypoint too: ``ray job stop`` sends it SIGTERM."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "iterations": 200}}))
     out = tmp_path / "run"
     command = subprocess.Popen(
-        [sys.executable, "-m", "amber_ray.cli", "search", str(config), "--out", str(out)],
+        [sys.executable, *entry, str(config), "--out", str(out)],
         env=cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     deadline = time.monotonic() + 120
