@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
 import pandas as pd
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -35,6 +35,8 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from amber_ray.errors import AmberInputError
 from amber_ray.outputs import MLFLOW_STORE, MODEL
@@ -379,22 +381,36 @@ def _quiet_model_saving() -> Iterator[None]:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar
 
 
+def model_requirements() -> list[str]:
+    """The logged model's pip requirements: amber_ray's own dependencies (its package travels with the
+    model as code), each pinned to the version installed here, as MLflow pins what it infers. A local
+    version label (``2.13.0+cpu``) is dropped: no package index serves it, and ``==2.13.0`` matches it."""
+    declared = [Requirement(line) for line in metadata.requires("amber_ray") or []]
+    pinned = []
+    for requirement in declared:
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an optional extra (export, dev)
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        pinned.append(f"{requirement.name}{extras}=={Version(metadata.version(requirement.name)).public}")
+    return pinned
+
+
 def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]) -> str:
     """Log ``model_file`` as a pyfunc model (artifact ``final_model``) of ``run`` and register it as ``name``,
     its new version tagged with ``tags``; returns the version.
 
     The signature names the outputs (a probability column per label) and leaves the inputs open, since
-    the model takes sequences or one-hot arrays; the input example is two sequences. The model is saved
+    the model takes sequences or one-hot arrays; the input example is two sequences. The amber_ray package
+    is saved with it (``code/``) and its requirements pinned, so it loads where amber_ray is not installed. The model is saved
     and registered through ``run``'s client, not MLflow's fluent API, whose store is process-global state.
     """
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
     example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
-    requirements = [f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "numpy", "pandas"]
     with tempfile.TemporaryDirectory() as tmp, _quiet_model_saving():
         local = Path(tmp) / FINAL_MODEL_ARTIFACT
         mlflow.pyfunc.save_model(
             local, python_model=SequenceModel(), artifacts={"model": str(model_file)}, signature=signature,
-            input_example=example, pip_requirements=requirements,
+            input_example=example, pip_requirements=model_requirements(), code_paths=[str(Path(__file__).parent)],
         )
         run.client.log_artifacts(run.run_id, str(local), FINAL_MODEL_ARTIFACT)
     source = f"{run.client.get_run(run.run_id).info.artifact_uri}/{FINAL_MODEL_ARTIFACT}"

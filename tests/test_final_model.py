@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from packaging.requirements import Requirement
+from packaging.version import Version
 from typer.testing import CliRunner
 
 from amber_ray.child import load_child
@@ -23,6 +30,7 @@ from amber_ray.data.dataset import one_hot_encode
 from amber_ray.outputs import BEST_MODEL, tune_grid
 from amber_ray.retrain import run_retrain
 
+from conftest import REPO
 from test_retrain import RAW, SEARCHED, search_dir
 
 CONFIG = {**RAW, "name": "final-test", "train": {**RAW["train"], "max_epochs": 2}, "retrain": {"replicates": 2, "sampled": 1, "register_as": "promoters"}}
@@ -99,6 +107,55 @@ def test_registry_round_trip(retrained, monkeypatch, tmp_path):
         assert result.exit_code == 0, result.output
         table = pd.read_parquet(tmp_path / "p" / "predictions.parquet")
         np.testing.assert_allclose(table.probability.to_numpy().reshape(7, 2), expected, atol=1e-6)
+
+
+# Loads a logged model and predicts, with amber_ray importable only from the model's own code directory.
+LOAD_WITH_THE_MODELS_CODE_ONLY = """
+import json, sys
+from importlib.machinery import PathFinder
+model_dir = sys.argv[1]
+
+class ModelCodeOnly:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] != "amber_ray":
+            return None
+        spec = PathFinder.find_spec(name, path if path is not None else [model_dir + "/code"])
+        if spec is None:
+            raise ModuleNotFoundError(name)
+        return spec
+
+sys.meta_path.insert(0, ModelCodeOnly)
+import mlflow.pyfunc
+model = mlflow.pyfunc.load_model(model_dir)
+import amber_ray
+print(json.dumps({"package": amber_ray.__file__, "probabilities": model.predict(sys.argv[2:]).to_numpy().tolist()}))
+"""
+
+
+def test_the_registered_model_carries_its_code_and_pins_its_requirements(retrained, monkeypatch, tmp_path):
+    """A serving environment needs no amber_ray install: the package travels in the model's ``code/``, and its
+    requirements are amber_ray's dependencies (pyproject.toml), pinned to the public versions that trained it
+    (``torch==2.13.0``, not the CPU build's ``2.13.0+cpu``, which no package index serves)."""
+    out, _ = retrained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
+    local = Path(mlflow.artifacts.download_artifacts("models:/promoters/1", dst_path=str(tmp_path)))
+    seqs = sequences(3)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_WITH_THE_MODELS_CODE_ONLY, str(local), *seqs], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    result = json.loads(loaded.stdout.splitlines()[-1])
+    assert Path(result["package"]).is_relative_to(local / "code" / "amber_ray")
+    np.testing.assert_allclose(result["probabilities"], direct(out / "final" / "model.pt", seqs), atol=1e-6)
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    expected = set()
+    for line in declared:
+        requirement = Requirement(line)
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        expected.add(f"{requirement.name}{extras}=={Version(metadata.version(requirement.name)).public}")
+    assert set((local / "requirements.txt").read_text().split()) == expected
 
 
 def test_an_unknown_registered_model_is_one_line(retrained, monkeypatch, tmp_path):
