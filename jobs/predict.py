@@ -13,7 +13,7 @@ from pathlib import Path
 
 import _entry  # noqa: F401  (puts the project on sys.path)
 
-from amber_ray.cli import app
+from amber_ray.cli import run
 from amber_ray.predict import REGISTRY_SCHEME
 
 PATH_OPTIONS = ("--fasta", "--bed", "--genome", "--regions")
@@ -43,4 +43,4 @@ def command_line(args: argparse.Namespace, rest: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    app(command_line(*parse_args()), prog_name="amber-ray")
+    run(command_line(*parse_args()))

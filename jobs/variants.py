@@ -14,7 +14,7 @@ from pathlib import Path
 
 import _entry  # noqa: F401  (puts the project on sys.path)
 
-from amber_ray.cli import app
+from amber_ray.cli import run
 
 
 def parse_args() -> tuple[argparse.Namespace, list[str]]:
@@ -42,4 +42,4 @@ def command_line(args: argparse.Namespace, rest: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    app(command_line(*parse_args()), prog_name="amber-ray")
+    run(command_line(*parse_args()))
