@@ -14,8 +14,8 @@ import torch
 from torch.nn import functional as F
 
 from amber_ray.child import DagNet, PrefixCache
-from amber_ray.data import CodedDataset, HDF5SequenceFile, SequenceDataset
-from amber_ray.data.dataset import minibatch_indices
+from amber_ray.data import HDF5SequenceFile, SequenceDataset
+from amber_ray.data.dataset import LoadedData, minibatch_indices
 from amber_ray.data.hdf5 import TrainSource
 from amber_ray.device import autocast, keep_freed_host_memory, resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
@@ -25,7 +25,6 @@ from amber_ray.training import as_tensor
 
 # Scoring data: in memory, one-hot or as codes; or a file, read into codes.
 ScoringSource = SequenceDataset | HDF5SequenceFile
-ScoringData = SequenceDataset | CodedDataset
 
 
 class Supernet(DagNet):
@@ -56,7 +55,7 @@ class Supernet(DagNet):
         }
 
 
-def scoring_subset(valid: ScoringSource, max_sequences: int | None, seed: int) -> ScoringData:
+def scoring_subset(valid: ScoringSource, max_sequences: int | None, seed: int) -> LoadedData:
     """A seeded random sample of the validation set, in random order.
 
     The supernet's batch norm uses batch statistics, so every scoring batch must be a fair mix

@@ -22,9 +22,10 @@ from amber_ray import outputs
 from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
-from amber_ray.data import SequenceDataset, load_splits
-from amber_ray.device import autocast, keep_freed_host_memory, resolve_device
+from amber_ray.data import load_splits
+from amber_ray.data.dataset import LoadedData
 from amber_ray.data.hdf5 import TrainSource
+from amber_ray.device import autocast, keep_freed_host_memory, resolve_device
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import model_device, predict
 from amber_ray.space import Architecture, ModelSpace
@@ -60,9 +61,10 @@ def train_epoch(
     return total / max(seen, 1)
 
 
-def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Sigmoid outputs ``(N, labels)`` in eval mode; the model's train/eval mode is restored."""
-    return predict(model, x, batch_size, func=torch.sigmoid)
+def predict_proba(model: nn.Module, data: LoadedData, batch_size: int = 512) -> np.ndarray:
+    """Sigmoid outputs ``(N, labels)`` of every sequence of ``data`` in eval mode (the model's train/eval mode is
+    restored); a dataset of base codes is expanded to one-hot a batch at a time."""
+    return predict(model, np.arange(data.num_sequences), batch_size, func=torch.sigmoid, prepare=data.one_hot)
 
 
 @dataclass
@@ -155,7 +157,7 @@ def initial_model(space: ModelSpace, arch: Architecture, width: float, seed: int
 def fit(
     model: nn.Module,
     train: TrainSource,
-    valid: SequenceDataset,
+    valid: LoadedData,
     config: TrainConfig,
     seed: int,
     on_epoch: Callable[[FitState], None] | None = None,
@@ -178,7 +180,7 @@ def fit(
     for epoch in range(state.epoch + 1, config.max_epochs):
         torch.manual_seed(seed * 10_000 + epoch)
         loss = train_epoch(model, optimizer, train, config.batch_size, np.random.default_rng([seed, epoch]), config.precision)
-        auroc = mean_auroc(valid.y, predict_proba(model, valid.x))
+        auroc = mean_auroc(valid.y, predict_proba(model, valid))
         if state.stopper.step(epoch, auroc):
             state.best_model = copy.deepcopy(model.state_dict())
         state.epoch = epoch
@@ -192,9 +194,9 @@ def fit(
     return FitResult(state.stopper.best_epoch, state.stopper.best_score, len(state.history), state.history)
 
 
-def evaluate(model: nn.Module, data: SequenceDataset, batch_size: int = 512) -> dict[str, object]:
+def evaluate(model: nn.Module, data: LoadedData, batch_size: int = 512) -> dict[str, object]:
     """Test metrics: mean and per-label AUROC/AUPR, plus accuracy/MCC/... for a single binary label."""
-    probs = predict_proba(model, data.x, batch_size)
+    probs = predict_proba(model, data, batch_size)
     result = multilabel_metrics(data.y, probs, data.label_names)
     metrics: dict[str, object] = {
         "auroc": result.mean_auroc,

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -204,9 +205,12 @@ def test_train_command_and_a_one_replicate_trial_give_identical_weights(ray_sess
 
 
 def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
-    """With `data.kind: hdf5` the training set reaches `fit` as the opened file, read batch by batch."""
+    """With `data.kind: hdf5` the training set reaches `fit` as the opened file, read batch by batch; validation
+    and test stay base codes (1 byte per base), and score as their one-hot data does."""
     from amber_ray import training
-    from amber_ray.data import HDF5SequenceFile, write_hdf5
+    from amber_ray.child import load_child
+    from amber_ray.data import CodedDataset, HDF5SequenceFile, write_hdf5
+    from amber_ray.outputs import MODEL
 
     splits = load_splits(parse_config(RAW).data, RAW["seed"])
     for split in ("train", "valid", "test"):
@@ -214,13 +218,16 @@ def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
     config = parse_config({**RAW, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "train": {**RAW["train"], "threads": 1}})
     given, real_fit = [], training.fit
 
-    def recording_fit(model, train, *args, **options):
-        given.append(train)
-        return real_fit(model, train, *args, **options)
+    def recording_fit(model, train, valid, *args, **options):
+        given.extend([train, valid])
+        return real_fit(model, train, valid, *args, **options)
 
     monkeypatch.setattr(training, "fit", recording_fit)
     losses = []
     metrics = training.train_architecture(config, SEARCHED, tmp_path / "out", lambda state: losses.append(state.record["train_loss"]))
-    assert len(given) == 1 and isinstance(given[0], HDF5SequenceFile)
+    assert len(given) == 2 and isinstance(given[0], HDF5SequenceFile)
+    assert isinstance(given[1], CodedDataset) and given[1].codes.dtype == np.uint8
     assert metrics["split"]["train"] == splits.train.num_sequences and metrics["epochs"] == len(losses) == 3
     assert losses[-1] < losses[0]  # the model learns from the streamed batches
+    model, _ = load_child(tmp_path / "out" / MODEL)
+    assert metrics["test"] == training.evaluate(model, splits.test)  # the test set as one-hot floats in memory

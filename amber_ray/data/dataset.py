@@ -184,10 +184,14 @@ class CodedDataset:
         return SequenceDataset(codes_to_one_hot(self.codes), self.y.astype(np.float32), self.names, self.label_names)
 
 
+# A dataset in memory: one-hot, or base codes expanded to one-hot a batch at a time.
+LoadedData = SequenceDataset | CodedDataset
+
+
 @dataclass
 class Splits:
     """Train, validation and test sets; the training set may be a file that training streams."""
 
     train: SequenceDataset | HDF5SequenceFile
-    valid: SequenceDataset
-    test: SequenceDataset
+    valid: LoadedData
+    test: LoadedData

@@ -243,9 +243,13 @@ class HDF5SequenceFile:
         position = np.searchsorted(wanted, indices)
         return CodedDataset(codes[position], labels[position], [names[i] for i in position], self.label_names)
 
+    def load_codes(self) -> CodedDataset:
+        """The whole file in memory as base codes (1 byte per base)."""
+        return self.subset(np.arange(self._num_sequences))
+
     def load(self) -> SequenceDataset:
         """The whole file in memory as one-hot ``float32`` (16 bytes per base: only for data that fits)."""
-        return self.subset(np.arange(self._num_sequences)).to_one_hot()
+        return self.load_codes().to_one_hot()
 
 
 # Training data: in memory, or a file read batch by batch; both give ``shard_batches``.

@@ -50,13 +50,14 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
     """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded).
 
     With ``stream_train`` an HDF5 training set stays on disk: ``train`` is the opened file, which
-    training reads batch by batch (validation and test are loaded).
+    training reads batch by batch; validation and test are loaded as base codes (1 byte per base,
+    not one-hot's 16), which evaluation expands a batch at a time.
     """
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
     elif data.kind == "hdf5" and stream_train:
         files = open_hdf5_dir(_path(data, "hdf5_dir"))
-        splits = Splits(files["train"], files["valid"].load(), files["test"].load())
+        splits = Splits(files["train"], files["valid"].load_codes(), files["test"].load_codes())
     elif data.kind == "hdf5":
         splits = read_hdf5_dir(_path(data, "hdf5_dir"))
     else:
