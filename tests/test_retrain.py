@@ -97,6 +97,24 @@ def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
     assert comparison["trials"] == {"searched": 2, "sampled": 4}
 
 
+def test_grid_trains_on_hdf5_files(ray_session, tmp_path):
+    """`data.kind: hdf5` through the Tune grid: trials get the training file's handle and validation and test as
+    base codes (through Ray's object store, read-only); the reported test AUROC is that of the trial's model
+    on the one-hot test split in memory."""
+    from amber_ray.data import write_hdf5
+
+    splits = load_splits(parse_config(RAW).data, RAW["seed"])
+    for split in ("train", "valid", "test"):
+        write_hdf5(getattr(splits, split), tmp_path / "data" / f"{split}.h5", chunk_size=64)
+    raw = {**RAW, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "retrain": {"replicates": 1, "sampled": 1}}
+    results = run_retrain(parse_config(raw), search_dir(tmp_path), tmp_path / "retrain")
+    assert len(results) == 2 and set(results.role) == {"searched", "sampled"}
+    client, runs = trial_runs(tmp_path / "retrain")
+    for run in runs:
+        model_file = client.download_artifacts(run.info.run_id, "model/best_model.pt", str(tmp_path / run.info.run_id))
+        assert run.data.metrics["test_auroc"] == pytest.approx(rescore(model_file, splits.test)[0], abs=1e-6)
+
+
 def epochs_reported(trial_dir: Path) -> list[int]:
     lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").exists() else []
     return [json.loads(line)["epoch"] for line in lines if line.strip()]
