@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from amber_ray import ops
 from amber_ray.child import ChildNet, load_child, save_child
 from amber_ray.config import OP_NAMES, SpaceConfig
 from amber_ray.errors import AmberInputError
-from amber_ray.ops import Linear, build_op
+from amber_ray.ops import Linear, SamePool, build_op, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
 
@@ -44,6 +45,29 @@ def test_identity_and_pools_have_no_parameters():
     for op in ("maxpool", "avgpool", "identity"):
         assert sum(p.numel() for p in build_op(op, 16).parameters()) == 0
     assert sum(p.numel() for p in build_op("dconv8", 16).parameters()) == 16 * 16 * 8 + 2 * 16
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_same_pool_is_the_mean_or_max_of_each_window(mode, kernel):
+    """Windows of ``kernel`` positions, ``(kernel - 1) // 2`` before each one; zeros (mean) or nothing (max)
+    beyond the ends. The same values and gradients in (N, C, L) and channels-last (N, C, 1, L)."""
+    torch.manual_seed(kernel)
+    x = torch.randn(3, 5, 17, requires_grad=True)
+    left = (kernel - 1) // 2
+    padded = F.pad(x, (left, kernel - 1 - left), value=0.0 if mode == "avg" else float("-inf"))
+    windows = padded.unfold(-1, kernel, 1)
+    expected = windows.mean(-1) if mode == "avg" else windows.amax(-1)
+    grad = torch.randn_like(expected)
+    (want,) = torch.autograd.grad(expected, x, grad)
+    pool = SamePool(kernel, mode)
+    for layout in (lambda t: t, to_channels_last):
+        out = pool(layout(x))
+        (got,) = torch.autograd.grad(out, x, layout(grad))
+        torch.testing.assert_close(out.reshape(expected.shape), expected)
+        torch.testing.assert_close(got, want)
+        with torch.no_grad():  # scoring takes another route for maxima
+            torch.testing.assert_close(pool(layout(x)).reshape(expected.shape), expected)
 
 
 def test_random_architectures_give_one_output_per_label():
