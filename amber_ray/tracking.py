@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -381,13 +382,21 @@ def _quiet_model_saving() -> Iterator[None]:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar
 
 
+def declared_dependencies() -> list[str]:
+    """amber_ray's dependencies as declared: from ``pyproject.toml`` in a source tree (a clone, or an editable
+    install whose metadata may predate an edit), else from the installed package's metadata."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        return tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    return metadata.requires("amber_ray") or []
+
+
 def model_requirements() -> list[str]:
     """The logged model's pip requirements: amber_ray's own dependencies (its package travels with the
     model as code), each pinned to the version installed here, as MLflow pins what it infers. A local
     version label (``2.13.0+cpu``) is dropped: no package index serves it, and ``==2.13.0`` matches it."""
-    declared = [Requirement(line) for line in metadata.requires("amber_ray") or []]
     pinned = []
-    for requirement in declared:
+    for requirement in map(Requirement, declared_dependencies()):
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue  # an optional extra (export, dev)
         extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
@@ -401,8 +410,9 @@ def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], in
 
     The signature names the outputs (a probability column per label) and leaves the inputs open, since
     the model takes sequences or one-hot arrays; the input example is two sequences. The amber_ray package
-    is saved with it (``code/``) and its requirements pinned, so it loads where amber_ray is not installed. The model is saved
-    and registered through ``run``'s client, not MLflow's fluent API, whose store is process-global state.
+    is saved with it (``code/``) and its requirements pinned, so it loads where amber_ray is not installed.
+    The model is saved and registered through ``run``'s client, not MLflow's fluent API, whose store is
+    process-global state.
     """
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
     example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
