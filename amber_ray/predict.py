@@ -107,7 +107,9 @@ def predict(
     of ``X`` into the model's input (e.g. base codes into one-hot) so that only one batch is ever
     expanded; ``on_batch`` gets the number of rows after each batch (a progress bar's advance).
     An empty ``X`` still goes through the model once, as an empty batch, so the result has the
-    output's shape.
+    output's shape. The result is allocated once, from the first batch's output (which may hold a
+    fixed number of rows per row of ``X``, as ``prepare`` can expand a row): a large test set's
+    outputs are held once, not twice as stacking the batches' outputs would.
     """
     if not isinstance(X, (np.ndarray, torch.Tensor)):
         raise TypeError(f"X must be a NumPy array or a torch tensor, not {type(X).__name__}")
@@ -116,7 +118,8 @@ def predict(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     keep_freed_host_memory()
-    outputs = []
+    result: torch.Tensor | None = None
+    written = 0
     with eval_mode_on(model, device):
         target = model_device(model)
         for start in range(0, max(len(X), 1), batch_size):
@@ -127,7 +130,13 @@ def predict(
             if isinstance(batch, np.ndarray):  # arrays from Ray's object store are read-only: torch wants a copy
                 batch = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
             y = model(batch.to(target))
-            outputs.append((func(y) if func is not None else y).cpu())
+            y = (func(y) if func is not None else y).cpu()
+            if result is None:
+                result = torch.empty((len(X) * (len(y) // rows if rows else 1), *y.shape[1:]), dtype=y.dtype)
+            result[written : written + len(y)] = y
+            written += len(y)
             if on_batch is not None and rows:
                 on_batch(rows)
-    return torch.cat(outputs).numpy()
+    if written != len(result):
+        raise RuntimeError(f"the model gave {written} output rows for {len(X)} input rows, not a fixed number per row")
+    return result.numpy()

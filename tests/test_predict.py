@@ -49,6 +49,16 @@ def test_read_only_arrays_progress_and_prepare():
     np.testing.assert_allclose(prepared, plain, rtol=1e-5, atol=1e-6)
 
 
+def test_a_prepare_that_expands_rows_gives_every_output_row():
+    """As variant scoring does: each row of X holds a ref and an alt sequence, scored as two rows."""
+    net, x = tiny_net(), one_hot(9)
+    pairs = x.reshape(9 // 3, 3, 4, 40)  # 3 rows of 3 sequences each
+    expected = predict(net, x, 4)
+    for batch_size in (1, 2, 3):
+        got = predict(net, pairs, batch_size, prepare=lambda b: b.reshape(-1, 4, 40))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_empty_input_has_the_output_shape():
     seen: list[int] = []
     assert predict(tiny_net(labels=2), one_hot(0), on_batch=seen.append).shape == (0, 2)
