@@ -17,7 +17,9 @@ forward and reverse-complement strands.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,6 +137,21 @@ def predict_bed(
     return prediction_table([r.name for r in regions], labels, probs, [r.chrom for r in regions], starts, length)
 
 
+def allow_open_files(extra: int, purpose: str) -> None:
+    """Let this process open ``extra`` more files than it has open now, raising its soft limit up to the hard one.
+
+    A bigWig per label stays open while tiles are written: 919 for a DeepSEA model, near the usual
+    soft limit of 1,024. Beyond the hard limit it is an input error naming the limit, before any output.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = len(os.listdir("/proc/self/fd")) + extra + 16 if os.path.isdir("/proc/self/fd") else extra + 256
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise AmberInputError(f"{purpose} needs {needed} open files, but this process may open at most {hard} (ulimit -Hn)", "--tile")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def write_tracks(
     model: nn.Module, labels: list[str], genome: ReferenceGenome, plan: list[TileStretch], out: Path,
     batch_size: int, both_strands: bool, progress: ProgressFactory | None,
@@ -149,6 +166,7 @@ def write_tracks(
     paths = [track_file(out, label) for label in labels]
     if len(set(paths)) != len(paths):
         raise AmberInputError("two labels share a track file name after replacing unusual characters", "--out")
+    allow_open_files(len(paths), f"writing {len(paths)} bigWig tracks at once")
     header = [(name, genome.length(name)) for name in genome.names]
     totals, bins = np.zeros(len(labels), dtype=np.float64), 0
     with contextlib.ExitStack() as stack:

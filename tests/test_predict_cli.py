@@ -3,6 +3,10 @@ for the documented windows; bad input is one line, exit 2, nothing written; each
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +133,40 @@ def test_tiles_are_one_bigwig_per_label_with_the_windows_predictions(model, geno
     assert [(s, e) for s, e, _ in intervals] == [(s, s + 10) for s in range(100, 150, 10)] and read_track(out / "a.bw", "chr2") == []
     expected = direct([genome["chr1"][s - 15 : s + 25] for s in range(100, 150, 10)])[:, 0]
     np.testing.assert_allclose([v for _, _, v in intervals], expected, atol=1e-6)
+
+
+def test_a_track_per_label_beyond_the_soft_open_file_limit(tmp_path, genome, monkeypatch):
+    """A bigWig per label stays open while tiles are written (919 for a DeepSEA model): the soft limit on
+    open files is raised for them, and a hard limit too low is a one-line error with nothing written."""
+    labels = [f"label{i}" for i in range(120)]
+    many = tmp_path / "many.pt"
+    save_child(tiny_net(labels=len(labels), length=LENGTH, dropout=0.0), many, {"label_names": labels})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = len(os.listdir("/proc/self/fd")) + 40
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        result = invoke("predict", many, "--genome", tmp_path / "genome.fa", "--tile", 10, "--out", tmp_path / "out")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.bw"))) == 120
+    np.testing.assert_allclose([v for _, _, v in read_track(tmp_path / "out" / "label119.bw", "chr2")],
+                               direct_many(genome["chr2"], len(labels))[:, 119], atol=1e-6)
+
+    command = [sys.executable, "-m", "amber_ray.cli", "predict", str(many), "--genome", str(tmp_path / "genome.fa"),
+               "--tile", "10", "--out", str(tmp_path / "capped")]
+    capped = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100)))
+    assert capped.returncode == 2, capped.stderr
+    assert "needs" in capped.stderr and "may open at most 100 (ulimit -Hn)" in " ".join(capped.stderr.split())
+    assert not (tmp_path / "capped").exists()
+
+
+def direct_many(seq: str, labels: int) -> np.ndarray:
+    """Probabilities of the tiled windows of ``seq`` (step 10) under the many-label model."""
+    net = tiny_net(labels=labels, length=LENGTH, dropout=0.0).eval()
+    windows = [seq[10 * k - 15 : 10 * k + 25] for k in range(len(seq) // 10) if 10 * k - 15 >= 0 and 10 * k + 25 <= len(seq)]
+    with torch.no_grad():
+        return torch.sigmoid(net(torch.from_numpy(one_hot_encode(windows)))).numpy()
 
 
 @pytest.mark.parametrize(
