@@ -23,7 +23,7 @@ from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.training import as_tensor
 
-# Scoring data: in memory, one-hot or as codes; or a file, read into codes.
+# Validation data the trainer scores on: one-hot in memory, or a file (:func:`scoring_subset` reads it into codes).
 ScoringSource = SequenceDataset | HDF5SequenceFile
 
 
