@@ -91,9 +91,7 @@ class DagNet(nn.Module):
             for c_in, c_out in zip(incoming, self.channels)
         )
         self.layers = nn.ModuleList(
-            nn.ModuleDict(
-                {op: build_op(op, self.channels[space.block_of(i)], space.dilation, track_running_stats) for op in ops}
-            )
+            nn.ModuleDict({op: build_op(op, self.channels[space.block_of(i)], space.dilation, track_running_stats) for op in ops})
             for i, ops in enumerate(layer_ops)
         )
         flat = self.channels[-1] * space.block_length(space.num_blocks)
@@ -123,7 +121,9 @@ class DagNet(nn.Module):
             return self.reduce(h)
         return max_pool_length(h, self.space.reduction, self.space.reduction)
 
-    def _match(self, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], source: int, target: int) -> torch.Tensor:
+    def _match(
+        self, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], source: int, target: int
+    ) -> torch.Tensor:
         """Pool and zero-pad layer ``source``'s output to layer ``target``'s shape.
 
         ``pooled`` memoizes ``(source, blocks pooled)`` within one forward pass, so an output that
@@ -138,7 +138,12 @@ class DagNet(nn.Module):
         return F.pad(skip, (0, 0) * (skip.dim() - 2) + (0, missing)) if missing else skip
 
     def _layer(
-        self, h: torch.Tensor, outputs: list[torch.Tensor], pooled: dict[tuple[int, int], torch.Tensor], arch: Architecture, layer: int
+        self,
+        h: torch.Tensor,
+        outputs: list[torch.Tensor],
+        pooled: dict[tuple[int, int], torch.Tensor],
+        arch: Architecture,
+        layer: int,
     ) -> torch.Tensor:
         """Layer ``layer`` of ``arch`` on the previous output ``h``, with the block's entry and the layer's skips."""
         per_block = self.space.layers_per_block
@@ -198,7 +203,15 @@ def save_child(model: ChildNet, path: str | Path, extra: dict[str, Any] | None =
 
 
 LOAD_ERRORS = (
-    RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+    RuntimeError,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    EOFError,
+    OSError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
 )
 
 

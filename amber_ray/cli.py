@@ -49,13 +49,17 @@ ScoresOutOption = Annotated[
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set search.workers=2.")]
 
 
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages of amber_ray (not of the libraries it uses).")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Debug messages of amber_ray (not of the libraries it uses).")
+]
 
 
 def configure_logging(verbose: bool) -> None:
     """amber_ray's messages at INFO (DEBUG with ``-v``); other libraries' only from WARNING up."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is first imported
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
+    )
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -145,7 +149,8 @@ def train(
     arch: Annotated[str, typer.Option("--arch", help="Architecture in text form, e.g. 'conv8,skip:;conv4,skip:0'.")],
     out: OutOption,
     device: Annotated[
-        str | None, typer.Option("--device", help="Torch device (sets train.device): auto (CUDA when present), cpu, cuda or cuda:N.")
+        str | None,
+        typer.Option("--device", help="Torch device (sets train.device): auto (CUDA when present), cpu, cuda or cuda:N."),
     ] = None,
     overrides: SetOption = None,
 ) -> None:
@@ -226,7 +231,9 @@ def retrain(
     from amber_ray.retrain import run_retrain
 
     values = parse_overrides(overrides or [])
-    values.setdefault("retrain", {}).update({k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None})
+    values.setdefault("retrain", {}).update(
+        {k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None}
+    )
 
     experiment = load_config(config, values)
     with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), progress_bar() as progress, cluster.ray_session():
@@ -243,18 +250,26 @@ def comparison_table(comparison: dict[str, Any]) -> Any:
         table.add_column(column)
     for category, entry in comparison["categories"].items():
         for metric, values in entry.items():
-            cells = [f"{values[role]['mean']:.4f} ± {values[role]['std']:.4f} (n={values[role]['n']})" for role in ("searched", "sampled")]
+            cells = [
+                f"{values[role]['mean']:.4f} ± {values[role]['std']:.4f} (n={values[role]['n']})"
+                for role in ("searched", "sampled")
+            ]
             table.add_row(category, metric, *cells, f"{values['t_test']['p']:.3g}")
     rho = comparison["params_vs_auroc"]
     caption = [f"parameters vs test AUROC: Spearman rho {rho['spearman_rho']:.3f} (p {rho['p']:.3g}, n={rho['n']})"]
     per_arch = comparison.get("architecture_level", {}).get("auroc")
     if per_arch:
         difference = per_arch["difference"]
-        caption.insert(0, (
-            f"per architecture (replicates averaged; {per_arch['searched']['n']} searched, {per_arch['sampled']['n']} sampled): "
-            f"test AUROC difference {difference['mean']:+.4f} (95% CI {difference['low']:+.4f} to {difference['high']:+.4f}), "
-            f"median percentile {per_arch['median_percentile']:.0f}, one-sided Mann-Whitney p {per_arch['mannwhitney']['p']:.3g}"
-        ))
+        caption.insert(
+            0,
+            (
+                f"per architecture (replicates averaged; {per_arch['searched']['n']} searched, "
+                f"{per_arch['sampled']['n']} sampled): test AUROC difference {difference['mean']:+.4f} "
+                f"(95% CI {difference['low']:+.4f} to {difference['high']:+.4f}), "
+                f"median percentile {per_arch['median_percentile']:.0f}, "
+                f"one-sided Mann-Whitney p {per_arch['mannwhitney']['p']:.3g}"
+            ),
+        )
     table.caption = "\n".join(caption)
     return table
 
@@ -263,7 +278,9 @@ def comparison_table(comparison: dict[str, Any]) -> Any:
 @user_errors
 def compare(
     run_dir: Annotated[Path, typer.Argument(help="Output directory of `amber-ray retrain`.")],
-    annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category (e.g. TF, Pol, DNase, Histone).")] = None,
+    annotation: Annotated[
+        Path | None, typer.Option(help="TSV with columns label, category (e.g. TF, Pol, DNase, Histone).")
+    ] = None,
 ) -> None:
     """Per-label and per-category statistics of searched vs sampled; writes compare.json."""
     from amber_ray import outputs
@@ -276,14 +293,22 @@ def compare(
 @app.command()
 @user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory (with search/ and retrain/, as the demo writes), or one of them.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory (with search/ and retrain/, as the demo writes), or one of them.")
+    ],
     search_dir: Annotated[Path | None, typer.Option("--search", help="Search output (default: RUN_DIR/search).")] = None,
     retrain_dir: Annotated[Path | None, typer.Option("--retrain", help="Retrain output (default: RUN_DIR/retrain).")] = None,
-    variants_dir: Annotated[Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")] = None,
-    interpret_dir: Annotated[Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")] = None,
+    variants_dir: Annotated[
+        Path | None, typer.Option("--variants", help="Variant evaluation output (default: RUN_DIR/variants).")
+    ] = None,
+    interpret_dir: Annotated[
+        Path | None, typer.Option("--interpret", help="Interpretation output (default: RUN_DIR/interpret).")
+    ] = None,
     annotation: Annotated[Path | None, typer.Option(help="TSV with columns label, category, as for `compare`.")] = None,
     out: ReportOutOption = None,
-    track: Annotated[bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")] = True,
+    track: Annotated[
+        bool, typer.Option("--track/--no-track", help="Also log the report to the run's MLflow parent runs.")
+    ] = True,
 ) -> None:
     """Write a self-contained HTML report (the paper's figures) from whatever parts of a run exist."""
     from amber_ray.report import report_run
@@ -367,14 +392,18 @@ RefFastaOption = Annotated[Path | None, typer.Option("--ref-fasta", help="First 
 AltFastaOption = Annotated[Path | None, typer.Option("--alt-fasta", help="Second allele of each pair.")]
 StrandsOption = Annotated[bool, typer.Option("--both-strands", help="Average forward and reverse-complement predictions.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Variants per prediction batch.")]
-DeviceOption = Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Torch device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+]
 
 
 def score_with_progress(model: Any, windows: Any, labels: list[str], both_strands: bool, batch_size: int) -> Any:
     from amber_ray.variants import score_windows
 
     with progress_bar() as progress:
-        return score_windows(model, windows, labels, batch_size, both_strands, progress_stages(progress)("variants", len(windows)))
+        return score_windows(
+            model, windows, labels, batch_size, both_strands, progress_stages(progress)("variants", len(windows))
+        )
 
 
 @variants_app.command("score")
@@ -390,7 +419,12 @@ def variants_score(
     batch_size: BatchOption = 64,
     device: DeviceOption = "auto",
     ldsc_annot: Annotated[Path | None, typer.Option("--ldsc-annot", help="Also write PREFIX.<chr>.annot.gz for LDSC.")] = None,
-    ldsc_score: Annotated[str, typer.Option("--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff.")] = "diff",
+    ldsc_score: Annotated[
+        str,
+        typer.Option(
+            "--ldsc-score", help="Effect score whose absolute value fills the LDSC columns: diff, log2fc or logit_diff."
+        ),
+    ] = "diff",
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
     from amber_ray.command_runs import track_variants_score
@@ -403,7 +437,14 @@ def variants_score(
         windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
         effects = score_with_progress(net, windows, labels, both_strands, batch_size)
         written = write_scores(effects, skipped, out, ldsc_annot, ldsc_score)
-    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "both_strands": both_strands}
+    options = {
+        "model": model,
+        "vcf": vcf,
+        "fasta": fasta,
+        "ref_fasta": ref_fasta,
+        "alt_fasta": alt_fasta,
+        "both_strands": both_strands,
+    }
     track_variants_score(out, options, len(effects.windows), len(skipped))
     ldsc = f" and {len(written) - 2} LDSC files {ldsc_annot}.*.annot.gz" if ldsc_annot else ""
     counts = f"scored {len(effects.windows)} variants x {len(labels)} labels, {len(skipped)} not scored"
@@ -439,7 +480,15 @@ def variants_eval(
         effects = score_with_progress(net, windows, labels, both_strands, batch_size)
         summary, table = evaluate_pairs(effects, label, motif, wanted)
         write_eval(summary, table, out)
-    options = {"model": model, "vcf": vcf, "fasta": fasta, "ref_fasta": ref_fasta, "alt_fasta": alt_fasta, "label": label, "motif": motif}
+    options = {
+        "model": model,
+        "vcf": vcf,
+        "fasta": fasta,
+        "ref_fasta": ref_fasta,
+        "alt_fasta": alt_fasta,
+        "label": label,
+        "motif": motif,
+    }
     track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
@@ -455,7 +504,9 @@ def interpret_model(
     fasta: Annotated[Path, typer.Option("--fasta", help="Sequences to explain, of the model's input length (A, C, G, T only).")],
     label: Annotated[str, typer.Option("--label", help="Model label whose logit is explained.")],
     out: OutOption,
-    top: Annotated[int, typer.Option("--top", min=1, help="Highest-scoring sequences drawn as logos and mutated base by base (ISM).")] = 5,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="Highest-scoring sequences drawn as logos and mutated base by base (ISM).")
+    ] = 5,
     shuffles: Annotated[int, typer.Option("--shuffles", min=1, help="Dinucleotide-shuffled references per sequence.")] = 20,
     jaspar: Annotated[
         str, typer.Option("--jaspar", help="JASPAR CORE taxonomic group to match seqlets against: " + ", ".join(TAX_GROUPS) + ".")
@@ -463,7 +514,10 @@ def interpret_model(
     seed: Annotated[int, typer.Option(help="Seed of the shuffled references.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR; writes seqlets.tsv, attributions.npz, figures/."""
+    """DeepLIFT/SHAP attributions, saturation mutagenesis and seqlets matched to JASPAR.
+
+    Writes seqlets.tsv, attributions.npz and figures/.
+    """
     from amber_ray.command_runs import track_interpret
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
@@ -486,12 +540,27 @@ ModelSourceArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 @user_errors
 def predict_command(
     model: ModelSourceArg,
-    out: Annotated[Path, typer.Option("--out", help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.", parser=output_path)],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output directory: predictions.parquet (FASTA, BED) or <label>.bw (--tile), and summary.json.",
+            parser=output_path,
+        ),
+    ],
     fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of the model's input length (A, C, G, T, N).")] = None,
-    bed: Annotated[Path | None, typer.Option("--bed", help="Regions (with --genome); each predicted on the window centred on it.")] = None,
-    genome: Annotated[Path | None, typer.Option("--genome", help="Reference FASTA (indexed with pyfaidx) for --bed or --tile.")] = None,
-    tile: Annotated[int | None, typer.Option("--tile", min=1, help="Tile the genome in bins of STEP bp; one bigWig track per label.")] = None,
-    regions: Annotated[Path | None, typer.Option("--regions", help="BED of the stretches to tile (default: whole chromosomes).")] = None,
+    bed: Annotated[
+        Path | None, typer.Option("--bed", help="Regions (with --genome); each predicted on the window centred on it.")
+    ] = None,
+    genome: Annotated[
+        Path | None, typer.Option("--genome", help="Reference FASTA (indexed with pyfaidx) for --bed or --tile.")
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option("--tile", min=1, help="Tile the genome in bins of STEP bp; one bigWig track per label.")
+    ] = None,
+    regions: Annotated[
+        Path | None, typer.Option("--regions", help="BED of the stretches to tile (default: whole chromosomes).")
+    ] = None,
     both_strands: StrandsOption = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per prediction batch.")] = 256,
     device: DeviceOption = "auto",
@@ -506,7 +575,9 @@ def predict_command(
         with output_dir(out):
             summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
     track_predict(out, summary)
-    console.print(f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}")
+    console.print(
+        f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}"
+    )
 
 
 @app.command("export")
@@ -527,12 +598,22 @@ def export_command(
 @app.command()
 @user_errors
 def convert(
-    out: Annotated[Path, typer.Argument(help="HDF5 file to write (compact: 1 byte per base, labels as bits), e.g. DIR/train.h5.")],
-    mat: Annotated[Path | None, typer.Option("--mat", help="DeepSEA train.mat, valid.mat or test.mat (v7.3 read block by block).")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="Variable prefix in --mat: train, valid or test (default: the file name).")] = None,
+    out: Annotated[
+        Path, typer.Argument(help="HDF5 file to write (compact: 1 byte per base, labels as bits), e.g. DIR/train.h5.")
+    ],
+    mat: Annotated[
+        Path | None, typer.Option("--mat", help="DeepSEA train.mat, valid.mat or test.mat (v7.3 read block by block).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Variable prefix in --mat: train, valid or test (default: the file name).")
+    ] = None,
     fasta: Annotated[Path | None, typer.Option("--fasta", help="Sequences of one length, with --labels.")] = None,
-    labels: Annotated[Path | None, typer.Option("--labels", help="TSV: header row, sequence name, one 0/1 column per label.")] = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Sequences per HDF5 chunk (the unit of streamed reads).")] = 1024,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="TSV: header row, sequence name, one 0/1 column per label.")
+    ] = None,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", min=1, help="Sequences per HDF5 chunk (the unit of streamed reads).")
+    ] = 1024,
 ) -> None:
     """Write the chunked HDF5 format that `data.kind: hdf5` streams, from DeepSEA .mat or FASTA + labels TSV."""
     from amber_ray.data.convert import convert as convert_data

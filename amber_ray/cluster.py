@@ -105,7 +105,10 @@ def require(resources: Mapping[str, tuple[str, float]], count: int = 1, count_ke
     startable = [kind.name for kind in node_types if kind.holds(request)] or ["unknown"]
     logger.info(
         "waiting for the autoscaler: %d x %s (%s) do not fit the nodes up now; node types that can hold them: %s",
-        count, bundle_text(request), ", ".join(key for key, amount in resources.values() if amount > 0), ", ".join(startable),
+        count,
+        bundle_text(request),
+        ", ".join(key for key, amount in resources.values() if amount > 0),
+        ", ".join(startable),
     )
 
 
@@ -190,7 +193,11 @@ def node_types_from_config(config: Mapping) -> list[NodeKind]:
     """Worker node types of a Ray autoscaling config (``available_node_types``; the head is a live node)."""
     default_max = config.get("max_workers")
     return [
-        NodeKind(name, {key: float(value) for key, value in node_type.get("resources", {}).items()}, node_type.get("max_workers", default_max))
+        NodeKind(
+            name,
+            {key: float(value) for key, value in node_type.get("resources", {}).items()},
+            node_type.get("max_workers", default_max),
+        )
         for name, node_type in config.get("available_node_types", {}).items()
         if name != config.get("head_node_type")
     ]

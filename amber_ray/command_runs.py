@@ -27,16 +27,28 @@ def track_train(config: ExperimentConfig, out: Path, metrics: Mapping[str, Any])
     scalars = {f"test_{key}": value for key, value in metrics["test"].items() if isinstance(value, (int, float))}
     scalars.update({key: metrics[key] for key in ("num_params", "epochs", "best_epoch", "best_valid_auroc", "train_seconds")})
     return log_command_run(
-        out, "train", config.name, {**config_as_flat_dict(config), "arch": metrics["arch"]}, scalars,
+        out,
+        "train",
+        config.name,
+        {**config_as_flat_dict(config), "arch": metrics["arch"]},
+        scalars,
         [out / outputs.MODEL, out / outputs.METRICS],
     )
 
 
 def track_predict(out: Path, summary: Mapping[str, Any]) -> str:
     """``amber-ray predict``: model, inputs, the count predicted, mean probability per label and ``summary.json``."""
-    params = {"model": summary["model"], "arch": summary["arch"], "mode": summary["mode"], "both_strands": summary["both_strands"]}
+    params = {
+        "model": summary["model"],
+        "arch": summary["arch"],
+        "mode": summary["mode"],
+        "both_strands": summary["both_strands"],
+    }
     params.update({f"input.{key}": value for key, value in summary["inputs"].items()})
-    metrics = {"predicted": summary["predicted"], **{f"mean_probability.{label}": p for label, p in summary["mean_probability"].items()}}
+    metrics = {
+        "predicted": summary["predicted"],
+        **{f"mean_probability.{label}": p for label, p in summary["mean_probability"].items()},
+    }
     return log_command_run(out, "predict", params=params, metrics=metrics, artifacts=[out / outputs.PREDICT_SUMMARY])
 
 
@@ -47,11 +59,16 @@ def track_variants_score(out: Path, options: Mapping[str, Any], scored: int, ski
 
 def track_variants_eval(out: Path, options: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     """``amber-ray variants eval``: its options, AUROC and accuracy of model and PWM, and ``eval.json``."""
-    metrics = {"n": summary["n"], **{f"{who}_{key}": summary[who][key] for who in ("model", "pwm") for key in ("auroc", "accuracy")}}
+    metrics = {
+        "n": summary["n"],
+        **{f"{who}_{key}": summary[who][key] for who in ("model", "pwm") for key in ("auroc", "accuracy")},
+    }
     return log_command_run(out, "variants eval", params=_given(options), metrics=metrics, artifacts=[out / "eval.json"])
 
 
 def track_interpret(out: Path, options: Mapping[str, Any], seqlets: int, matched: int) -> str:
     """``amber-ray interpret``: its options, seqlet counts, the seqlet and motif tables and the figures."""
     artifacts = [out / "seqlets.tsv", out / "motifs.tsv", *sorted((out / "figures").glob("*.png"))]
-    return log_command_run(out, "interpret", params=_given(options), metrics={"seqlets": seqlets, "matched_seqlets": matched}, artifacts=artifacts)
+    return log_command_run(
+        out, "interpret", params=_given(options), metrics={"seqlets": seqlets, "matched_seqlets": matched}, artifacts=artifacts
+    )

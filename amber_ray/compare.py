@@ -63,7 +63,11 @@ def mean_sd_n(values: np.ndarray) -> dict[str, float]:
     """Mean, sample standard deviation and count of ``values`` (NaN ignored in the mean and sd)."""
     if len(values) == 0 or np.isnan(values).all():
         return {"mean": math.nan, "std": math.nan, "n": int(len(values))}
-    return {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan, "n": int(len(values))}
+    return {
+        "mean": float(np.nanmean(values)),
+        "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan,
+        "n": int(len(values)),
+    }
 
 
 def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -82,16 +86,22 @@ def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = Non
             entry[metric]["t_test"] = t_test(values[is_role["searched"]], values[is_role["sampled"]])
         for column in per_label_columns(results, metric):
             label = column.split(".", 1)[1]
-            out["per_label"].setdefault(label, {})[metric] = {role: float(np.nanmean(results.loc[mask, column])) for role, mask in is_role.items()}
+            out["per_label"].setdefault(label, {})[metric] = {
+                role: float(np.nanmean(results.loc[mask, column])) for role, mask in is_role.items()
+            }
     overall = {}
     for key in [c for c in results.columns if c.startswith("test_")]:
-        overall[key.removeprefix("test_")] = {role: mean_sd_n(results.loc[mask, key].to_numpy(dtype=float)) for role, mask in is_role.items()}
+        overall[key.removeprefix("test_")] = {
+            role: mean_sd_n(results.loc[mask, key].to_numpy(dtype=float)) for role, mask in is_role.items()
+        }
         overall[key.removeprefix("test_")]["t_test"] = t_test(
-            results.loc[is_role["searched"], key].to_numpy(dtype=float), results.loc[is_role["sampled"], key].to_numpy(dtype=float)
+            results.loc[is_role["searched"], key].to_numpy(dtype=float),
+            results.loc[is_role["sampled"], key].to_numpy(dtype=float),
         )
     out["overall"] = overall
     out["architecture_level"] = {
-        key.removeprefix("test_"): architecture_level(results, key) for key in [c for c in results.columns if c.startswith("test_")]
+        key.removeprefix("test_"): architecture_level(results, key)
+        for key in [c for c in results.columns if c.startswith("test_")]
     }
     rho, p = stats.spearmanr(results["num_params"], results["test_auroc"])
     out["params_vs_auroc"] = {"spearman_rho": float(rho), "p": float(p), "n": int(len(results))}
@@ -148,17 +158,21 @@ def architecture_level(results: pd.DataFrame, metric: str = "test_auroc", seed: 
         test = stats.mannwhitneyu(searched, sampled, alternative="greater")
         out["mannwhitney"] = {"u": float(test.statistic), "p": float(test.pvalue), "alternative": "greater"}
         rng = np.random.default_rng(seed)
-        boot = (
-            searched[rng.integers(0, len(searched), (n_boot, len(searched)))].mean(axis=1)
-            - sampled[rng.integers(0, len(sampled), (n_boot, len(sampled)))].mean(axis=1)
-        )
+        boot = searched[rng.integers(0, len(searched), (n_boot, len(searched)))].mean(axis=1) - sampled[
+            rng.integers(0, len(sampled), (n_boot, len(sampled)))
+        ].mean(axis=1)
         low, high = np.percentile(boot, [2.5, 97.5])
         difference = float(searched.mean() - sampled.mean())
     else:
         out["mannwhitney"] = {"u": math.nan, "p": math.nan, "alternative": "greater"}
         difference, low, high = math.nan, math.nan, math.nan
     out["difference"] = {
-        "mean": difference, "low": float(low), "high": float(high), "level": 0.95, "n_boot": int(n_boot), "seed": int(seed)
+        "mean": difference,
+        "low": float(low),
+        "high": float(high),
+        "level": 0.95,
+        "n_boot": int(n_boot),
+        "seed": int(seed),
     }
     return out
 

@@ -222,13 +222,29 @@ class ControllerConfig(_Strict):
 
 # This project's update before the search learned: one step per iteration, EMA baseline, summed skip KL.
 LEGACY_UPDATE: dict[str, Any] = {
-    "update": "reinforce", "policy_epochs": 1, "policy_minibatches": 1, "max_kl": None, "baseline": "ema",
-    "normalize_advantages": False, "skip_kl_reduction": "sum", "skip_weight": 0.8, "entropy_weight": 1e-3, "learning_rate": 1e-3,
+    "update": "reinforce",
+    "policy_epochs": 1,
+    "policy_minibatches": 1,
+    "max_kl": None,
+    "baseline": "ema",
+    "normalize_advantages": False,
+    "skip_kl_reduction": "sum",
+    "skip_weight": 0.8,
+    "entropy_weight": 1e-3,
+    "learning_rate": 1e-3,
 }
 # The original AMBER update (zj-zhang/AMBER generalController): up to 10 epochs x 5 minibatches, KL stop 0.01.
 AMBER_UPDATE: dict[str, Any] = {
-    "update": "reinforce", "policy_epochs": 10, "policy_minibatches": 5, "max_kl": 0.01, "baseline": "previous",
-    "normalize_advantages": False, "loss_reduction": "sum", "skip_weight": 1.0, "entropy_weight": 1e-3, "learning_rate": 1e-3,
+    "update": "reinforce",
+    "policy_epochs": 10,
+    "policy_minibatches": 5,
+    "max_kl": 0.01,
+    "baseline": "previous",
+    "normalize_advantages": False,
+    "loss_reduction": "sum",
+    "skip_weight": 1.0,
+    "entropy_weight": 1e-3,
+    "learning_rate": 1e-3,
 }
 
 
@@ -321,7 +337,12 @@ def demo_config() -> ExperimentConfig:
         space=SpaceConfig(profile="small"),
         train=TrainConfig(batch_size=100, max_epochs=20, patience=5),
         search=SearchConfig(
-            iterations=40, archs_per_iteration=10, warmup_batch_size=50, batch_size=50, top_k=3, valid_max_sequences=400,
+            iterations=40,
+            archs_per_iteration=10,
+            warmup_batch_size=50,
+            batch_size=50,
+            top_k=3,
+            valid_max_sequences=400,
             final_samples=50,
         ),
         retrain=RetrainConfig(replicates=2, sampled=4),
@@ -472,10 +493,19 @@ def config_as_flat_dict(config: ExperimentConfig) -> dict[str, str]:
 
 
 # What a resumed search may change: how long it runs, on which resources, how the end is chosen.
-RESUME_SAFE_KEYS = frozenset({
-    "search.iterations", "search.workers", "search.cpus_per_worker", "search.gpus_per_worker", "search.max_failures",
-    "search.top_k", "search.final_iterations", "search.final_candidates", "search.final_samples",
-})
+RESUME_SAFE_KEYS = frozenset(
+    {
+        "search.iterations",
+        "search.workers",
+        "search.cpus_per_worker",
+        "search.gpus_per_worker",
+        "search.max_failures",
+        "search.top_k",
+        "search.final_iterations",
+        "search.final_candidates",
+        "search.final_samples",
+    }
+)
 # Sections the search does not read (training of single architectures and the retraining grid).
 SEARCH_IGNORES = ("train.", "retrain.", "data.label_annotation")
 # What a resumed retraining grid may change: where and how often trials run, not what they train.
@@ -504,4 +534,6 @@ def check_resume(
     conflicts = resume_conflicts(stored, config, safe, ignores)
     if conflicts:
         differences, allowed = "; ".join(conflicts), ", ".join(sorted(safe))
-        raise AmberInputError(f"--resume with a config that differs from the stored one in {differences} (only {allowed} may change)", source)
+        raise AmberInputError(
+            f"--resume with a config that differs from the stored one in {differences} (only {allowed} may change)", source
+        )

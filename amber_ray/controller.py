@@ -246,12 +246,14 @@ class Controller(nn.Module):
         A copy: ``Optimizer.load_state_dict`` keeps the tensors it is given, so a shared state would
         let one controller's steps move another's.
         """
-        return copy.deepcopy({
-            "model": self.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "baseline": self.baseline,
-            "generator": self.generator.get_state(),
-        })
+        return copy.deepcopy(
+            {
+                "model": self.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline,
+                "generator": self.generator.get_state(),
+            }
+        )
 
     def load_full_state(self, state: dict) -> None:
         self.load_state_dict(state["model"])

@@ -60,7 +60,9 @@ def resolve_device(device: str | torch.device | None = AUTO, source: str = "--de
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise AmberInputError(f"unknown device {str(device)!r} ({str(error).splitlines()[0]}); use auto, cpu or cuda", source) from None
+        raise AmberInputError(
+            f"unknown device {str(device)!r} ({str(error).splitlines()[0]}); use auto, cpu or cuda", source
+        ) from None
     if resolved.type == "cuda":
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if available == 0 or (resolved.index or 0) >= available:

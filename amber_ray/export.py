@@ -44,8 +44,14 @@ def export_onnx(model: nn.Module, path: Path, labels: list[str]) -> None:
         # torch notes that it cannot fold strided slices into constants: the graph is right, only not folded there
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(
-            StrandProbabilities(model).eval(), (_example(model),), str(tmp), input_names=["one_hot"], output_names=["probabilities"],
-            dynamic_axes={"one_hot": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=ONNX_OPSET, dynamo=False,
+            StrandProbabilities(model).eval(),
+            (_example(model),),
+            str(tmp),
+            input_names=["one_hot"],
+            output_names=["probabilities"],
+            dynamic_axes={"one_hot": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
         )
         graph = onnx.load(str(tmp))
         onnx.helper.set_model_props(graph, {"labels": json.dumps(labels), "input_length": str(model.space.input_length)})

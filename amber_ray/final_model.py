@@ -62,7 +62,9 @@ def best_searched_trial(trials: Iterable[TrialOutcome]) -> TrialOutcome:
     return max(searched, key=lambda t: (t.metrics[SELECTED_BY], -int(t.trial["replicate"])))
 
 
-def model_card(chosen: TrialOutcome, config: ExperimentConfig, label_names: list[str], input_length: int, num_params: int) -> dict[str, Any]:
+def model_card(
+    chosen: TrialOutcome, config: ExperimentConfig, label_names: list[str], input_length: int, num_params: int
+) -> dict[str, Any]:
     metrics = chosen.metrics
     test = {key.removeprefix("test_"): value for key, value in metrics.items() if key.startswith("test_")}
     return {
@@ -110,12 +112,23 @@ def register_final_model(run: RunTracker, final: FinalModel, name: str) -> str:
     replicate); returns ``models:/NAME/VERSION``, also kept in the card. A model registered already is kept."""
     if final.card.get("registered_model"):
         return final.card["registered_model"]
-    tags = {**final.scalar_metrics(), "arch": final.card["arch"], "replicate": final.card["replicate"], "selected_by": SELECTED_BY}
+    tags = {
+        **final.scalar_metrics(),
+        "arch": final.card["arch"],
+        "replicate": final.card["replicate"],
+        "selected_by": SELECTED_BY,
+    }
     version = log_final_model(run, final.model_file, final.card["label_names"], final.card["input_length"], name, tags)
     final.card["registered_model"] = f"models:/{name}/{version}"
     atomic_write_json(final.card, final.directory / outputs.FINAL_CARD)
     run.log_artifact(final.directory / outputs.FINAL_CARD, outputs.FINAL_DIR)
     run.set_tags({"final_model": final.card["registered_model"]})
-    logger.info("final model: %s replicate %d (%s %.4f), registered as %s", final.card["arch"], final.card["replicate"],
-                SELECTED_BY, final.card[SELECTED_BY], final.card["registered_model"])
+    logger.info(
+        "final model: %s replicate %d (%s %.4f), registered as %s",
+        final.card["arch"],
+        final.card["replicate"],
+        SELECTED_BY,
+        final.card[SELECTED_BY],
+        final.card["registered_model"],
+    )
     return final.card["registered_model"]

@@ -75,8 +75,12 @@ def probabilities(
 
 
 def prediction_table(
-    names: Sequence[str], labels: Sequence[str], probs: np.ndarray, chrom: Sequence[str] | None = None,
-    start: np.ndarray | None = None, length: int = 0,
+    names: Sequence[str],
+    labels: Sequence[str],
+    probs: np.ndarray,
+    chrom: Sequence[str] | None = None,
+    start: np.ndarray | None = None,
+    length: int = 0,
 ) -> pd.DataFrame:
     """Long format: one row per sequence and label, sequence-major, columns :data:`TABLE_COLUMNS`."""
     n, k = len(names), len(labels)
@@ -111,24 +115,39 @@ class PredictInputs:
 
     def mode(self) -> str:
         given = {key for key, value in vars(self).items() if value is not None}
-        for mode, keys in (("fasta", {"fasta"}), ("bed", {"bed", "genome"}), ("tile", {"genome", "tile"}), ("tile", {"genome", "tile", "regions"})):
+        for mode, keys in (
+            ("fasta", {"fasta"}),
+            ("bed", {"bed", "genome"}),
+            ("tile", {"genome", "tile"}),
+            ("tile", {"genome", "tile", "regions"}),
+        ):
             if given == keys:
                 return mode
-        raise AmberInputError("give --fasta F, or --bed B with --genome G, or --genome G with --tile STEP [--regions B]", "predict")
+        raise AmberInputError(
+            "give --fasta F, or --bed B with --genome G, or --genome G with --tile STEP [--regions B]", "predict"
+        )
 
 
 def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> Callable[[int], None] | None:
     return progress(name, total) if progress is not None else None
 
 
-def predict_fasta(model: nn.Module, labels: list[str], fasta: Path, batch_size: int, both_strands: bool, progress: ProgressFactory | None) -> pd.DataFrame:
+def predict_fasta(
+    model: nn.Module, labels: list[str], fasta: Path, batch_size: int, both_strands: bool, progress: ProgressFactory | None
+) -> pd.DataFrame:
     names, seqs = read_fasta(fasta, length=model.space.input_length, unique_names=False)
     probs = probabilities(model, encode_codes(seqs), batch_size, both_strands, _on_batch(progress, "predict", len(seqs)))
     return prediction_table(names, labels, probs)
 
 
 def predict_bed(
-    model: nn.Module, labels: list[str], bed: Path, genome: ReferenceGenome, batch_size: int, both_strands: bool, progress: ProgressFactory | None
+    model: nn.Module,
+    labels: list[str],
+    bed: Path,
+    genome: ReferenceGenome,
+    batch_size: int,
+    both_strands: bool,
+    progress: ProgressFactory | None,
 ) -> pd.DataFrame:
     length = model.space.input_length
     regions = read_bed(bed, genome)
@@ -148,13 +167,21 @@ def allow_open_files(extra: int, purpose: str) -> None:
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise AmberInputError(f"{purpose} needs {needed} open files, but this process may open at most {hard} (ulimit -Hn)", "--tile")
+        raise AmberInputError(
+            f"{purpose} needs {needed} open files, but this process may open at most {hard} (ulimit -Hn)", "--tile"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def write_tracks(
-    model: nn.Module, labels: list[str], genome: ReferenceGenome, plan: list[TileStretch], out: Path,
-    batch_size: int, both_strands: bool, progress: ProgressFactory | None,
+    model: nn.Module,
+    labels: list[str],
+    genome: ReferenceGenome,
+    plan: list[TileStretch],
+    out: Path,
+    batch_size: int,
+    both_strands: bool,
+    progress: ProgressFactory | None,
 ) -> tuple[list[Path], np.ndarray, int]:
     """One bigWig per label from the tiles of ``plan``; returns the files, the summed probabilities and the bin count.
 
@@ -196,7 +223,9 @@ def run_predict(
     tsv: bool = False,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """``amber-ray predict``: predictions of the model ``source`` (any source :func:`amber_ray.predict.load_model` takes) into ``out``.
+    """``amber-ray predict``: predictions of the model ``source`` into ``out``.
+
+    ``source`` is anything :func:`amber_ray.predict.load_model` takes.
 
     Returns the summary that ``summary.json`` holds.
     """
@@ -234,4 +263,3 @@ def run_predict(
     }
     atomic_write_json(summary, out / outputs.PREDICT_SUMMARY)
     return summary
-

@@ -62,7 +62,9 @@ class LabelLogit(nn.Module):
         return self.model(x)[:, self.index : self.index + 1]
 
 
-def same_pool_rule(module: SamePool, grad_input: tuple[torch.Tensor, ...], grad_output: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+def same_pool_rule(
+    module: SamePool, grad_input: tuple[torch.Tensor, ...], grad_output: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor]:
     """Exact DeepLIFT multipliers for :class:`~amber_ray.ops.SamePool` (tangermeme's rule signature).
 
     Average pooling is linear: the ordinary gradient is already its multiplier. For max pooling each
@@ -96,7 +98,9 @@ def check_one_hot(x: np.ndarray, names: Sequence[str], source: str | Path) -> No
     """Attribution methods perturb one-hot bases: an unknown base (a 0.25 column) is an input error naming its record."""
     bad = np.flatnonzero(~(x.max(axis=1) == 1).all(axis=1))
     if len(bad):
-        raise AmberInputError("has a base other than A, C, G, T; interpretation needs fully known sequences", source, names[bad[0]])
+        raise AmberInputError(
+            "has a base other than A, C, G, T; interpretation needs fully known sequences", source, names[bad[0]]
+        )
 
 
 @dataclass
@@ -141,8 +145,15 @@ def deeplift_shap(
             with warnings.catch_warnings():  # tangermeme warns per batch; the deltas are checked and logged below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 result = deep_lift_shap(
-                    target, batch, target=0, n_shuffles=n_shuffles, batch_size=len(batch) * n_shuffles, return_references=True,
-                    additional_nonlinear_ops=DEEPLIFT_RULES, random_state=seed, device=device,
+                    target,
+                    batch,
+                    target=0,
+                    n_shuffles=n_shuffles,
+                    batch_size=len(batch) * n_shuffles,
+                    return_references=True,
+                    additional_nonlinear_ops=DEEPLIFT_RULES,
+                    random_state=seed,
+                    device=device,
                 )
             references = result.references.reshape(-1, *batch.shape[1:]).float()
             scores.append(result.attributions.numpy())
@@ -193,7 +204,9 @@ def saturation_mutagenesis(
     return np.concatenate(effects) if effects else np.zeros((0, *x.shape[1:]), dtype=np.float32)
 
 
-def call_seqlets(scores: np.ndarray, threshold: float = 0.01, min_length: int = 4, max_length: int = 25, flank: int = 2) -> pd.DataFrame:
+def call_seqlets(
+    scores: np.ndarray, threshold: float = 0.01, min_length: int = 4, max_length: int = 25, flank: int = 2
+) -> pd.DataFrame:
     """Spans of high positive attribution (tangermeme's recursive seqlets): ``example_idx, start, end, attribution, p-value``.
 
     ``flank`` bases are added on both sides (clipped to the sequence), since recursive seqlets tend to
@@ -228,7 +241,9 @@ def match_seqlets(x: np.ndarray, seqlets: pd.DataFrame, tax_group: str, n_neares
     return indices.numpy().astype(np.int64), p_values.numpy()
 
 
-def seqlet_table(x: np.ndarray, names: Sequence[str], seqlets: pd.DataFrame, indices: np.ndarray, p_values: np.ndarray, tax_group: str) -> pd.DataFrame:
+def seqlet_table(
+    x: np.ndarray, names: Sequence[str], seqlets: pd.DataFrame, indices: np.ndarray, p_values: np.ndarray, tax_group: str
+) -> pd.DataFrame:
     """One row per seqlet (``SEQLET_COLUMNS``): its bases, sequence, span, attribution, best JASPAR match.
 
     ``count`` is the number of seqlets whose best match is the same JASPAR matrix; rows are sorted
@@ -237,7 +252,10 @@ def seqlet_table(x: np.ndarray, names: Sequence[str], seqlets: pd.DataFrame, ind
     ids, motif_names, _ = jaspar_motifs(tax_group)
     rows = []
     for (example, start, end, attribution), best, p in zip(
-        seqlets[["example_idx", "start", "end", "attribution"]].itertuples(index=False), indices[:, 0], p_values[:, 0], strict=True
+        seqlets[["example_idx", "start", "end", "attribution"]].itertuples(index=False),
+        indices[:, 0],
+        p_values[:, 0],
+        strict=True,
     ):
         bases = "".join("ACGT"[b] for b in x[example, :, start:end].argmax(axis=0))
         rows.append((bases, names[example], int(start), int(end), float(attribution), ids[best], motif_names[best], float(p)))
@@ -251,7 +269,10 @@ def recovered_motifs(table: pd.DataFrame, max_p: float = 0.05) -> pd.DataFrame:
     """Per JASPAR matrix: seqlets whose best match it is (at TOMTOM ``p <= max_p``), median p, median seqlet centre."""
     significant = table[table["p_value"] <= max_p].assign(centre=lambda t: (t["start"] + t["end"]) / 2)
     summary = significant.groupby(["jaspar_id", "jaspar_name"], as_index=False).agg(
-        seqlets=("seqlet", "size"), median_p=("p_value", "median"), median_centre=("centre", "median"), example=("seqlet", "first")
+        seqlets=("seqlet", "size"),
+        median_p=("p_value", "median"),
+        median_centre=("centre", "median"),
+        example=("seqlet", "first"),
     )
     return summary.sort_values(["seqlets", "median_p"], ascending=[False, True]).reset_index(drop=True)
 
@@ -397,11 +418,18 @@ def interpret(
         model, x, index, n_shuffles, seed=seed, device=device, on_batch=progress("DeepLIFT/SHAP", len(x)) if progress else None
     )
     best = np.argsort(-attributions.logits, kind="stable")[:top]
-    ism = saturation_mutagenesis(model, x[best], index, device=device, on_sequence=progress("mutagenesis", len(best)) if progress else None)
+    ism = saturation_mutagenesis(
+        model, x[best], index, device=device, on_sequence=progress("mutagenesis", len(best)) if progress else None
+    )
     seqlets = call_seqlets(attributions.scores)
     indices, p_values = match_seqlets(x, seqlets, tax_group)
     table = seqlet_table(x, names, seqlets, indices, p_values, tax_group)
-    log.info("%d seqlets in %d sequences; %d with a JASPAR match at p <= 0.05", len(table), len(x), int((table["p_value"] <= 0.05).sum()))
+    log.info(
+        "%d seqlets in %d sequences; %d with a JASPAR match at p <= 0.05",
+        len(table),
+        len(x),
+        int((table["p_value"] <= 0.05).sum()),
+    )
     return Interpretation(label, names, x, attributions, best, ism, table, recovered_motifs(table))
 
 
@@ -413,14 +441,24 @@ def write_outputs(result: Interpretation, out: Path) -> None:
     a, best = result.attributions, result.top
     with atomic_path(out / "attributions.npz") as tmp, tmp.open("wb") as handle:
         np.savez_compressed(
-            handle, names=np.array(result.names), label=result.label, x=result.x.astype(np.uint8), attributions=a.scores,
-            logits=a.logits, reference_logits=a.reference_logits, convergence_delta=a.convergence_delta, top=best, ism=result.ism,
+            handle,
+            names=np.array(result.names),
+            label=result.label,
+            x=result.x.astype(np.uint8),
+            attributions=a.scores,
+            logits=a.logits,
+            reference_logits=a.reference_logits,
+            convergence_delta=a.convergence_delta,
+            top=best,
+            ism=result.ism,
         )
     atomic_write_table(result.seqlets, out / "seqlets.tsv")
     atomic_write_table(result.motifs, out / "motifs.tsv")
     top_names = [result.names[i] for i in best]
     figures = {
-        "attribution_logos.png": lambda: attribution_logos(a.scores[best], top_names, a.logits[best], result.seqlets, result.label),
+        "attribution_logos.png": lambda: attribution_logos(
+            a.scores[best], top_names, a.logits[best], result.seqlets, result.label
+        ),
         "ism_heatmap.png": lambda: ism_heatmap(result.ism[:3], result.x[best[:3]], top_names[:3], result.label),
         "motifs.png": lambda: motif_table(result.motifs),
         "attribution_profile.png": lambda: attribution_profile(a.scores, result.seqlets, result.label),

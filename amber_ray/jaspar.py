@@ -54,7 +54,17 @@ def jaspar_motif(motif_id: str, source: str = "data.simulate.motifs") -> tuple[s
 
 # The taxonomic groups of JASPAR 2024 (``tax_group`` annotations of its matrices).
 TAX_GROUPS = (
-    "cnidaria", "diatoms", "dictyostelium", "fungi", "insects", "nematodes", "oomycota", "plants", "trematodes", "urochordates", "vertebrates",
+    "cnidaria",
+    "diatoms",
+    "dictyostelium",
+    "fungi",
+    "insects",
+    "nematodes",
+    "oomycota",
+    "plants",
+    "trematodes",
+    "urochordates",
+    "vertebrates",
 )
 
 

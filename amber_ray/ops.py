@@ -85,7 +85,9 @@ def _onednn_linear_applies(x: torch.Tensor) -> bool:
         and x.dim() == 2
         and ONEDNN_LINEAR
         and not torch.is_autocast_enabled("cpu")
-        and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+        and not (
+            torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        )
     )
 
 
@@ -193,9 +195,7 @@ def sliding_max(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return x
 
 
-def conv_bn_relu(
-    c_in: int, c_out: int, kernel: int, dilation: int = 1, track_running_stats: bool = True
-) -> nn.Sequential:
+def conv_bn_relu(c_in: int, c_out: int, kernel: int, dilation: int = 1, track_running_stats: bool = True) -> nn.Sequential:
     """Pad to the same length -> conv (no bias) -> batch norm -> ReLU.
 
     The pad is explicit: torch's ``padding="same"`` copies the input for even kernels anyway, and

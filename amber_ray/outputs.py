@@ -94,7 +94,14 @@ def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Every scored architecture; ``reward_half1``/``reward_half2`` are its rewards on the two halves of the scoring set."""
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     return table.astype(
-        {"iteration": "int64", "sample": "int64", "reward": "float64", "num_params": "int64", "reward_half1": "float64", "reward_half2": "float64"}
+        {
+            "iteration": "int64",
+            "sample": "int64",
+            "reward": "float64",
+            "num_params": "int64",
+            "reward_half1": "float64",
+            "reward_half2": "float64",
+        }
     )
 
 
@@ -109,12 +116,17 @@ def op_probs_table(op_probs: list[list[list[float]]], ops: tuple[str, ...]) -> p
 
 # --- retraining tables -----------------------------------------------------------------------
 def trial_row(trial: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of ``results.parquet``: a finished trial's ``trial`` config and its last report (test metrics, epochs, best validation AUROC, time)."""
+    """One row of ``results.parquet``: a finished trial's ``trial`` config and its last report.
+
+    The report holds the test metrics, epochs, best validation AUROC and time.
+    """
     row = {**{key: trial[key] for key in ("role", "arch", "replicate")}, "num_params": metrics["num_params"]}
     row.update({key: value for key, value in metrics.items() if key.startswith("test_") and isinstance(value, (int, float))})
     row.update({f"auroc.{label}": value for label, value in metrics["test_per_label_auroc"].items()})
     row.update({f"aupr.{label}": value for label, value in metrics["test_per_label_aupr"].items()})
-    row.update({"epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "best_valid_auroc": metrics["best_valid_auroc"]})
+    row.update(
+        {"epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "best_valid_auroc": metrics["best_valid_auroc"]}
+    )
     row["wall_seconds"] = metrics["train_seconds"]
     return row
 

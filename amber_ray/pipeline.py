@@ -76,6 +76,8 @@ def run_pipeline(
     with ray_session():
         final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
         logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
-        results = run_retrain(config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial)
+        results = run_retrain(
+            config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
+        )
     comparison = compare_retrain(retrain_dir, annotation)
     return PipelineResult(final, results, comparison, report_run(out))

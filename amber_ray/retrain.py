@@ -164,7 +164,12 @@ class MlflowTrialCallback(tune.Callback):
                 self.out_dir,
                 self.experiment,
                 f"{info['role']}-{trial.trial_id}",
-                tags={"role": info["role"], "arch": info["arch"], "replicate": str(info["replicate"]), "trial_id": trial.trial_id},
+                tags={
+                    "role": info["role"],
+                    "arch": info["arch"],
+                    "replicate": str(info["replicate"]),
+                    "trial_id": trial.trial_id,
+                },
                 parent=parent,
             )
         return self._runs[trial.trial_id]
@@ -188,8 +193,12 @@ class MlflowTrialCallback(tune.Callback):
         result = trial.last_result or {}
         logger.debug(
             "trial %d/%d done: %s replicate %s, test AUROC %.4f after %s epochs",
-            finished, len(trials), trial.config["trial"]["role"], trial.config["trial"]["replicate"],
-            result.get("test_auroc", float("nan")), result.get("epochs", "?"),
+            finished,
+            len(trials),
+            trial.config["trial"]["role"],
+            trial.config["trial"]["replicate"],
+            result.get("test_auroc", float("nan")),
+            result.get("epochs", "?"),
         )
         run = self._run_for(trial)
         if trial.checkpoint is not None:
@@ -223,7 +232,10 @@ class TrialProgress(tune.Callback):
 
 
 def grid_results(result_grid: tune.ResultGrid) -> pd.DataFrame:
-    """One row per finished trial (:func:`amber_ray.outputs.trial_row`): role, arch, replicate, parameters, test metrics, epochs, time."""
+    """One row per finished trial (:func:`amber_ray.outputs.trial_row`).
+
+    Columns: role, arch, replicate, parameters, test metrics, epochs, time.
+    """
     return outputs.results_table(
         outputs.trial_row(result.config["trial"], result.metrics)
         for result in result_grid
@@ -286,7 +298,12 @@ def run_retrain(
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
-    require({"CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial), "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial)})
+    require(
+        {
+            "CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial),
+            "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial),
+        }
+    )
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
         {"cpu": config.retrain.cpus_per_trial, "gpu": config.retrain.gpus_per_trial},
@@ -321,7 +338,8 @@ def run_retrain(
     if errors:
         parent.finish("FAILED")
         raise RuntimeError(
-            f"{len(errors)} retraining trial(s) failed; resume with: amber-ray retrain CONFIG --search {search_dir} --out {out_dir} --resume"
+            f"{len(errors)} retraining trial(s) failed; resume with: "
+            f"amber-ray retrain CONFIG --search {search_dir} --out {out_dir} --resume"
         )
     parent.finish()
     return table
@@ -347,7 +365,8 @@ def check_grid_state(grid_path: str) -> None:
     except ValueError:
         raise AmberInputError(
             "the retraining grid's saved state is incomplete (the run was stopped while writing it), so it cannot be "
-            "resumed; retrain into a new --out", state
+            "resumed; retrain into a new --out",
+            state,
         ) from None
 
 
@@ -371,7 +390,9 @@ def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTrac
     id_file = out_dir / outputs.RUN_ID
     if resume and id_file.is_file():
         return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
-    parent = RunTracker.start(out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir))
+    parent = RunTracker.start(
+        out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir)
+    )
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.model_dump(mode="json"), out_dir / outputs.RETRAIN_CONFIG)

@@ -127,9 +127,7 @@ class Architecture:
                 raise AmberInputError(f"skips {list(sources)} must be sorted and unique", "architecture", f"layer {layer}")
             for source in sources:
                 if not 0 <= source < layer:
-                    raise AmberInputError(
-                        f"skip to layer {source} is not an earlier layer", "architecture", f"layer {layer}"
-                    )
+                    raise AmberInputError(f"skip to layer {source} is not an earlier layer", "architecture", f"layer {layer}")
 
     @property
     def num_layers(self) -> int:
@@ -148,7 +146,9 @@ class Architecture:
             try:
                 sources = tuple(int(s) for s in skip_text.split("+")) if skip_text else ()
             except ValueError:
-                raise AmberInputError(f"skip list {skip_text!r} is not '+'-joined integers", "architecture", f"layer {layer}") from None
+                raise AmberInputError(
+                    f"skip list {skip_text!r} is not '+'-joined integers", "architecture", f"layer {layer}"
+                ) from None
             ops.append(op)
             skips.append(sources)
         return cls(tuple(ops), tuple(skips))
@@ -167,4 +167,3 @@ class Architecture:
 
     def __str__(self) -> str:
         return self.to_text()
-

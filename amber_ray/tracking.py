@@ -181,7 +181,8 @@ def comparison_page(store: Path) -> str:
         return "/"
     for experiment in experiments:
         mark_for_model_training(client, experiment.experiment_id)
-    return f"/#/experiments/{experiments[0].experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={COMPARISON_VIEW_KEY}"
+    query = f"workflowType=machine_learning&viewStateShareKey={COMPARISON_VIEW_KEY}"
+    return f"/#/experiments/{experiments[0].experiment_id}/runs?{query}"
 
 
 class RunTracker:
@@ -240,7 +241,9 @@ class RunTracker:
             self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        items = [Metric(key, float(value), int(pd.Timestamp.now().timestamp() * 1000), step or 0) for key, value in metrics.items()]
+        items = [
+            Metric(key, float(value), int(pd.Timestamp.now().timestamp() * 1000), step or 0) for key, value in metrics.items()
+        ]
         for start in range(0, len(items), BATCH_LIMIT):
             self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_LIMIT])
 
@@ -270,7 +273,12 @@ class RunTracker:
     def details(self) -> dict[str, Any]:
         """Status, start and end time (ms since the epoch; end ``None`` while running) and params."""
         run = self.client.get_run(self.run_id)
-        return {"status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time, "params": dict(run.data.params)}
+        return {
+            "status": run.info.status,
+            "start_time": run.info.start_time,
+            "end_time": run.info.end_time,
+            "params": dict(run.data.params),
+        }
 
 
 def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
@@ -328,7 +336,11 @@ def log_command_run(
     run = RunTracker.start(out_dir, experiment, command, {"command": command})
     try:
         run.log_params(params or {})
-        finite = {key: float(value) for key, value in (metrics or {}).items() if isinstance(value, (int, float)) and math.isfinite(value)}
+        finite = {
+            key: float(value)
+            for key, value in (metrics or {}).items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        }
         run.log_metrics(finite)
         for path in artifacts:
             run.log_artifact(path)
@@ -404,7 +416,9 @@ def model_requirements() -> list[str]:
     return pinned
 
 
-def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]) -> str:
+def log_final_model(
+    run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]
+) -> str:
     """Log ``model_file`` as a pyfunc model (artifact ``final_model``) of ``run`` and register it as ``name``,
     its new version tagged with ``tags``; returns the version.
 
@@ -419,8 +433,13 @@ def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], in
     with tempfile.TemporaryDirectory() as tmp, _quiet_model_saving():
         local = Path(tmp) / FINAL_MODEL_ARTIFACT
         mlflow.pyfunc.save_model(
-            local, python_model=SequenceModel(), artifacts={"model": str(model_file)}, signature=signature,
-            input_example=example, pip_requirements=model_requirements(), code_paths=[str(Path(__file__).parent)],
+            local,
+            python_model=SequenceModel(),
+            artifacts={"model": str(model_file)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=model_requirements(),
+            code_paths=[str(Path(__file__).parent)],
         )
         run.client.log_artifacts(run.run_id, str(local), FINAL_MODEL_ARTIFACT)
     source = f"{run.client.get_run(run.run_id).info.artifact_uri}/{FINAL_MODEL_ARTIFACT}"
@@ -428,7 +447,9 @@ def log_final_model(run: RunTracker, model_file: Path, labels: Sequence[str], in
         run.client.get_registered_model(name)
     except MlflowException:
         run.client.create_registered_model(name)
-    version = run.client.create_model_version(name, source, run_id=run.run_id, tags={key: str(value)[:MAX_TAG_LENGTH] for key, value in tags.items()})
+    version = run.client.create_model_version(
+        name, source, run_id=run.run_id, tags={key: str(value)[:MAX_TAG_LENGTH] for key, value in tags.items()}
+    )
     return str(version.version)
 
 
@@ -436,7 +457,9 @@ def download_registered_model(uri: str, directory: Path) -> Path:
     """The ``model.pt`` of a registered final model ``models:/NAME/VERSION`` (from ``MLFLOW_TRACKING_URI``'s
     store), downloaded into ``directory``."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        raise AmberInputError("set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri)
+        raise AmberInputError(
+            "set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri
+        )
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
     except MlflowException as error:

@@ -125,7 +125,11 @@ class FitState:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "best_model": self.best_model,
-            "stopper": {"best_score": stopper.best_score, "best_epoch": stopper.best_epoch, "epochs_without_improvement": stopper.epochs_without_improvement},
+            "stopper": {
+                "best_score": stopper.best_score,
+                "best_epoch": stopper.best_epoch,
+                "epochs_without_improvement": stopper.epochs_without_improvement,
+            },
             "epoch": self.epoch,
             "history": self.history,
         }
@@ -184,7 +188,9 @@ def fit(
         if state.stopper.step(epoch, auroc):
             state.best_model = copy.deepcopy(model.state_dict())
         state.epoch = epoch
-        state.history.append({"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": state.stopper.best_score})
+        state.history.append(
+            {"epoch": epoch, "train_loss": loss, "valid_auroc": auroc, "best_valid_auroc": state.stopper.best_score}
+        )
         state.done = state.stopper.should_stop or epoch == config.max_epochs - 1
         if on_epoch:
             on_epoch(state)
@@ -236,7 +242,12 @@ def train_architecture(
         "best_valid_auroc": result.best_valid_auroc,
         "train_seconds": time.perf_counter() - started,
         "device": str(device),
-        "split": {"train": splits.train.num_sequences, "valid": splits.valid.num_sequences, "test": splits.test.num_sequences, "seed": config.seed},
+        "split": {
+            "train": splits.train.num_sequences,
+            "valid": splits.valid.num_sequences,
+            "test": splits.test.num_sequences,
+            "seed": config.seed,
+        },
         "test": evaluate(model, splits.test),
     }
     save_child(model, out / outputs.MODEL, {"label_names": splits.train.label_names})

@@ -39,8 +39,10 @@ from amber_ray.search.loop import SearchDriver
 
 T = TypeVar("T")
 THROUGHPUTS = (
-    "train_sequences_per_second", "train_sequences_per_worker_cpu_second",
-    "score_sequences_per_second", "score_sequences_per_worker_cpu_second",
+    "train_sequences_per_second",
+    "train_sequences_per_worker_cpu_second",
+    "score_sequences_per_second",
+    "score_sequences_per_worker_cpu_second",
 )
 GIB = 1024**3
 TARGET_RSS_BYTES = 2 * GIB
@@ -63,7 +65,9 @@ def write_synthetic(path: Path, sequences: int, length: int, labels: int, seed: 
 
 def in_memory(sequences: int, length: int, labels: int, seed: int) -> SequenceDataset:
     codes, y = random_block(np.random.default_rng(seed), sequences, length, labels)
-    return SequenceDataset(codes_to_one_hot(codes), y.astype(np.float32), [f"seq{i}" for i in range(sequences)], [f"label{j}" for j in range(labels)])
+    return SequenceDataset(
+        codes_to_one_hot(codes), y.astype(np.float32), [f"seq{i}" for i in range(sequences)], [f"label{j}" for j in range(labels)]
+    )
 
 
 def experiment(data_dir: Path, args: argparse.Namespace) -> ExperimentConfig:

@@ -67,8 +67,18 @@ def run_searches(config: ExperimentConfig, searches: int, out: Path) -> list[dic
             directory = out / "searches" / f"{strategy}-{seed}"
             started = time.perf_counter()
             final = run_search(search_config(config, strategy, seed), directory)
-            runs.append({"strategy": strategy, "seed": seed, "directory": directory, "final": final, "seconds": time.perf_counter() - started})
-            logging.info("%s search %d: %s (re-scored reward %.4f)", strategy, seed, final["best"]["arch"], final["best"]["reward"])
+            runs.append(
+                {
+                    "strategy": strategy,
+                    "seed": seed,
+                    "directory": directory,
+                    "final": final,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            logging.info(
+                "%s search %d: %s (re-scored reward %.4f)", strategy, seed, final["best"]["arch"], final["best"]["reward"]
+            )
     return runs
 
 
@@ -80,7 +90,12 @@ def supernet_rewards(config: ExperimentConfig, runs: list[dict[str, Any]], archs
     columns = {}
     for run in runs:
         trainer = SupernetTrainer(
-            space, splits.train, splits.valid, config.search.supernet_learning_rate, run["seed"], precision=config.search.precision
+            space,
+            splits.train,
+            splits.valid,
+            config.search.supernet_learning_rate,
+            run["seed"],
+            precision=config.search.precision,
         )
         trainer.load(load_checkpoint(checkpoint_path(run["directory"]))["supernet"])
         columns[f"{run['strategy']}-{run['seed']}"] = [score[0] for score in trainer.score(parsed, all_validation=True)]
@@ -162,8 +177,13 @@ def main() -> None:
         **mode,
         "search": {"iterations": config.search.iterations, "archs_per_iteration": config.search.archs_per_iteration},
         "chosen": [
-            {"strategy": run["strategy"], "seed": run["seed"], "arch": run["final"]["best"]["arch"],
-             "rescored_reward": run["final"]["best"]["reward"], "test_auroc": float(test_auroc[run["final"]["best"]["arch"]])}
+            {
+                "strategy": run["strategy"],
+                "seed": run["seed"],
+                "arch": run["final"]["best"]["arch"],
+                "rescored_reward": run["final"]["best"]["reward"],
+                "test_auroc": float(test_auroc[run["final"]["best"]["arch"]]),
+            }
             for run in runs
         ],
         "architecture_level": {strategy: strategy_comparison(results, strategy) for strategy in STRATEGIES},

@@ -84,7 +84,10 @@ PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("relu", ("relu", "threshold_backward")),
     ("pooling", ("pool", "aten::maximum")),
     ("add", ("aten::add", "aten::sum", "aten::div")),
-    ("casts_copies_pads", ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat", "_to_dense")),
+    (
+        "casts_copies_pads",
+        ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat", "_to_dense"),
+    ),
 )
 CONTROLLER_PHASE = "benchmark:controller"
 
@@ -151,7 +154,13 @@ class RaySearch:
     """The same loop through the search's actors: the driver moves architecture strings only."""
 
     def __init__(
-        self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str, device: torch.device, threads: int
+        self,
+        space: ModelSpace,
+        train: SequenceDataset,
+        valid: SequenceDataset,
+        precision: str,
+        device: torch.device,
+        threads: int,
     ):
         import ray
 
@@ -219,7 +228,9 @@ def run_step(search: LocalSearch | RaySearch, step: int, batches: int) -> tuple[
     return phases, (train_archs, archs)
 
 
-def timed_steps(search: LocalSearch | RaySearch, steps: int, batches: int) -> tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]:
+def timed_steps(
+    search: LocalSearch | RaySearch, steps: int, batches: int
+) -> tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]:
     """Run ``steps`` controller steps; per-phase seconds and the architectures each step ran."""
     timings: dict[str, list[float]] = {"step": [], "train": [], "score": [], "controller": []}
     ran = []
@@ -273,7 +284,9 @@ class FlopCounter:
         per_parameter = ADAM_BYTES_PER_PARAMETER + (BFLOAT16_CAST_BYTES_PER_PARAMETER if precision == "bfloat16" else 0)
         return per_parameter * sum(self.model.path_num_params(Architecture.from_text(arch)) for arch in train_archs)
 
-    def step_flops(self, train_archs: Sequence[str], train_sequences: int, scored: Sequence[str], valid_sequences: int) -> dict[str, int]:
+    def step_flops(
+        self, train_archs: Sequence[str], train_sequences: int, scored: Sequence[str], valid_sequences: int
+    ) -> dict[str, int]:
         """FLOPs per kind of one controller step: a training pass and the scoring of ``scored``."""
         batch_sizes = [min(REFERENCE_BATCH, train_sequences - i * REFERENCE_BATCH) for i in range(len(train_archs))]
         runs = [self(arch, batch, True) for arch, batch in zip(train_archs, batch_sizes)]
@@ -334,7 +347,9 @@ def conv_peak_gflops(
     return best
 
 
-def matmul_peak_gflops(shapes: Sequence[tuple[int, int, int]], precision: str, device: torch.device, seconds: float = 1.0) -> float:
+def matmul_peak_gflops(
+    shapes: Sequence[tuple[int, int, int]], precision: str, device: torch.device, seconds: float = 1.0
+) -> float:
     """Best GFLOP/s of ``(m, k) @ (k, n)`` over ``shapes`` (m, k, n) in a tight loop.
 
     On CPU both of torch's routes are timed, the BLAS's (``a @ b``) and oneDNN's (the kernel
@@ -448,7 +463,9 @@ def run_reference(
             memory = statistics.median(counter.step_memory_bytes(t, summary["precision"]) for t, _ in ran[1:])
             summary["memory_gb_per_step"] = memory / 1e9
             summary["memory_floor_seconds_per_step"] = memory / (bandwidth * 1e9)
-            summary["fraction_of_compute_and_memory_floor"] = (floor + summary["memory_floor_seconds_per_step"]) / summary["seconds_per_step"]
+            summary["fraction_of_compute_and_memory_floor"] = (floor + summary["memory_floor_seconds_per_step"]) / summary[
+                "seconds_per_step"
+            ]
             if profile and mode == "local":
                 summary["profile"] = profile_step(search, steps, batches, device)
             summary["peak_rss_mb"] = search.peak_rss_mb()
@@ -547,7 +564,9 @@ def main() -> None:
     }
     if args.workload == "reference":
         modes = ["local", "ray"] if args.mode == "both" else [args.mode]
-        result.update(steps=args.steps, **run_reference(args.steps, args.threads, args.precision, precision, device, modes, args.profile))
+        result.update(
+            steps=args.steps, **run_reference(args.steps, args.threads, args.precision, precision, device, modes, args.profile)
+        )
     else:
         result.update(run_deepsea(args.precision, device, args.deepsea_batches, args.deepsea_archs))
     print(json.dumps(result))

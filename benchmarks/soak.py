@@ -41,7 +41,11 @@ def soak_config(iterations: int) -> ExperimentConfig:
             },
             "space": {"profile": "small", "first_filters": 8, "stem_channels": 8, "dense_units": 16},
             "search": {
-                "iterations": iterations, "archs_per_iteration": 4, "warmup_batch_size": 100, "batch_size": 100, "top_k": 3,
+                "iterations": iterations,
+                "archs_per_iteration": 4,
+                "warmup_batch_size": 100,
+                "batch_size": 100,
+                "top_k": 3,
             },
         }
     )

@@ -52,8 +52,13 @@ def write_inputs(folder: Path, variants: int, length: int, seed: int) -> tuple[P
 
 def first(windows: Windows, n: int) -> Windows:
     return Windows(
-        windows.variant_id[:n], windows.chrom[:n], windows.pos[:n], windows.ref[:n], windows.alt[:n],
-        windows.ref_codes[:n], windows.alt_codes[:n],
+        windows.variant_id[:n],
+        windows.chrom[:n],
+        windows.pos[:n],
+        windows.ref[:n],
+        windows.alt[:n],
+        windows.ref_codes[:n],
+        windows.alt_codes[:n],
     )
 
 
@@ -101,8 +106,13 @@ def main() -> None:
         "benchmark": "variants",
         "device": "cpu",
         "threads": args.threads,
-        "model": {"file": str(args.model) if args.model else None, "arch": model.arch.to_text(), "input_length": length,
-                  "labels": len(labels), "params": model.num_params()},
+        "model": {
+            "file": str(args.model) if args.model else None,
+            "arch": model.arch.to_text(),
+            "input_length": length,
+            "labels": len(labels),
+            "params": model.num_params(),
+        },
         "variants": args.variants,
         "batch_size": args.batch_size,
         "windows_per_s": windows_rate,

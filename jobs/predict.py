@@ -1,6 +1,7 @@
 """Ray job: ``amber-ray predict`` with its arguments.
 
-``ray job submit --working-dir . -- python jobs/predict.py /abs/run/retrain/final --bed /abs/r.bed --genome /abs/hg38.fa --out /abs/dir``
+``ray job submit --working-dir . -- python jobs/predict.py /abs/run/retrain/final \\
+    --bed /abs/r.bed --genome /abs/hg38.fa --out /abs/dir``
 
 The job runs in a temporary copy of the working dir, so the model (unless a ``models:/NAME/VERSION``
 URI, read from ``MLFLOW_TRACKING_URI``'s store), the input files and ``--out`` are made absolute
@@ -23,7 +24,9 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model.pt, a final/ directory or models:/NAME/VERSION")
     parser.add_argument(
-        "--out", type=Path, default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "predict",
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "predict",
         help="output directory",
     )
     for option in PATH_OPTIONS:

@@ -1,6 +1,7 @@
 """Ray job: variant effects, ``score`` or ``eval``, with the arguments of ``amber-ray variants``.
 
-``ray job submit --working-dir . -- python jobs/variants.py score /abs/model.pt --vcf /abs/v.vcf.gz --fasta /abs/hg38.fa --out /abs/dir``
+``ray job submit --working-dir . -- python jobs/variants.py score /abs/model.pt \\
+    --vcf /abs/v.vcf.gz --fasta /abs/hg38.fa --out /abs/dir``
 
 The job runs in a temporary copy of the working dir, so input paths should be absolute; ``--out``
 is a directory made absolute here: ``score`` writes ``scores.parquet`` (and its side file) in it,
@@ -22,7 +23,9 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("command", choices=["score", "eval"])
     parser.add_argument("model", type=Path, help="model.pt written by `amber-ray train`")
     parser.add_argument(
-        "--out", type=Path, default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "variants",
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "variants",
         help="absolute output directory",
     )
     parser.add_argument("--ldsc-annot", help="LDSC prefix, or 'auto' for OUT/ldsc/annot")

@@ -27,10 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 GPU_NODE = {"resources": {"CPU": 2, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
 # A few seconds of work per stage: 2 search iterations, 2 retraining trials of 2 epochs.
 TINY = [
-    "data.simulate.num_sequences=600", "space.first_filters=8", "space.stem_channels=8", "space.dense_units=16",
-    "search.iterations=2", "search.archs_per_iteration=4", "search.valid_max_sequences=100", "search.final_samples=0",
-    "search.final_candidates=2", "search.final_iterations=1", "train.max_epochs=2", "train.patience=1",
-    "retrain.replicates=1", "retrain.sampled=1",
+    "data.simulate.num_sequences=600",
+    "space.first_filters=8",
+    "space.stem_channels=8",
+    "space.dense_units=16",
+    "search.iterations=2",
+    "search.archs_per_iteration=4",
+    "search.valid_max_sequences=100",
+    "search.final_samples=0",
+    "search.final_candidates=2",
+    "search.final_iterations=1",
+    "train.max_epochs=2",
+    "train.patience=1",
+    "retrain.replicates=1",
+    "retrain.sampled=1",
 ]
 
 pytestmark = pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
@@ -45,18 +55,32 @@ def fake_cluster_config(gcs_address: str) -> dict:
         "cluster_name": "amber-fake",
         "max_workers": GPU_NODE["max_workers"],
         "provider": {
-            "type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-            "disable_launch_config_check": True, "gcs_address": gcs_address,
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": gcs_address,
         },
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": 0, "GPU": 0}, "node_config": {}, "max_workers": 0},
             "gpu_worker": GPU_NODE,
         },
         "head_node_type": "ray.head.default",
-        "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 5, "docker": {}, "file_mounts": {},
-        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [],
-        "head_start_ray_commands": [], "worker_start_ray_commands": [], "cluster_synced_files": [],
-        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+        "auth": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 5,
+        "docker": {},
+        "file_mounts": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
     }
 
 
@@ -70,8 +94,11 @@ def s3():
     server.start()
     host, port = server.get_host_and_port()
     env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -91,16 +118,37 @@ def autoscaling_cluster(s3):
     config = Path(temp_dir) / "autoscaling.yaml"
     config.write_text(yaml.safe_dump(fake_cluster_config(f"127.0.0.1:{gcs}")))
     # The autoscaler starts the fake nodes from its own process: they inherit this environment.
-    env = {**ENV, **s3, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp_dir, "PYTHONPATH": str(ROOT)}
+    env = {
+        **ENV,
+        **s3,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_TMPDIR": temp_dir,
+        "PYTHONPATH": str(ROOT),
+    }
     try:
         head = subprocess.run(
             [
-                "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=0", "--num-gpus=0",
-                f"--autoscaling-config={config}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}", f"--temp-dir={temp_dir}",
-                "--disable-usage-stats", *node_ports(agent_ports),
+                "ray",
+                "start",
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={gcs}",
+                "--num-cpus=0",
+                "--num-gpus=0",
+                f"--autoscaling-config={config}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard}",
+                f"--ray-client-server-port={client_server}",
+                f"--temp-dir={temp_dir}",
+                "--disable-usage-stats",
+                *node_ports(agent_ports),
             ],
-            capture_output=True, text=True, env=env, timeout=120,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         assert head.returncode == 0, head.stderr
         yield f"http://127.0.0.1:{dashboard}"
@@ -109,7 +157,9 @@ def autoscaling_cluster(s3):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def submit(address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None) -> tuple[JobStatus, str, float]:
+def submit(
+    address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None
+) -> tuple[JobStatus, str, float]:
     """The pipeline as a job on the fake cluster (:func:`test_jobs.submit_pipeline_job`, up to 280 s)."""
     return submit_pipeline_job(address, working_dir, *arguments, temp_dir=tempfile.gettempdir(), timeout=280, during=during)
 
@@ -154,7 +204,9 @@ def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autos
     client = MlflowClient(f"sqlite:///{out}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
     (search_run,) = [run for run in runs if run.data.tags.get("command") == "search"]
-    assert search_run.data.tags["worker_nodes"] in {node.node_id for node in started}  # the supernet worker ran on a started GPU node
+    assert search_run.data.tags["worker_nodes"] in {
+        node.node_id for node in started
+    }  # the supernet worker ran on a started GPU node
     assert search_run.data.tags["worker_devices"] == "cpu"  # fake GPUs: auto is the CPU, never a CUDA call
     assert sum(run.data.tags.get("role") in ("searched", "sampled") for run in runs) == 2  # (searched + 1 sampled) x 1 replicate
     assert (out / "retrain" / "compare.json").is_file() and (out / "report.html").is_file()
@@ -196,7 +248,13 @@ def test_a_gpu_node_killed_mid_search_is_replaced_and_the_search_continues(autos
     sets = ["search.iterations=30", "search.gpus_per_worker=1", "retrain.gpus_per_trial=0.5", "storage=s3://amber/cluster"]
     arguments = [part for value in [*TINY, *sets] for part in ("--set", value)]
     status, logs, _ = submit(
-        autoscaling_cluster, f"local://{ROOT}", "jobs/configs/demo.yaml", "--out", str(out), *arguments, during=kill_the_worker_node
+        autoscaling_cluster,
+        f"local://{ROOT}",
+        "jobs/configs/demo.yaml",
+        "--out",
+        str(out),
+        *arguments,
+        during=kill_the_worker_node,
     )
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
     assert "an actor of the search died" in logs and "restarting all actors from the last checkpoint" in logs

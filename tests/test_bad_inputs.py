@@ -32,9 +32,31 @@ from amber_ray.space import Architecture
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
 # Sections and keys the config fuzzer mixes (valid ones, so that it gets past the unknown-key check).
-CONFIG_KEYS = ["name", "seed", "data", "space", "train", "search", "retrain", "kind", "simulate", "num_sequences",
-               "length", "split", "valid", "profile", "ops", "num_layers", "batch_size", "iterations", "workers",
-               "controller", "temperature", "positive_fasta", "max_failures"]
+CONFIG_KEYS = [
+    "name",
+    "seed",
+    "data",
+    "space",
+    "train",
+    "search",
+    "retrain",
+    "kind",
+    "simulate",
+    "num_sequences",
+    "length",
+    "split",
+    "valid",
+    "profile",
+    "ops",
+    "num_layers",
+    "batch_size",
+    "iterations",
+    "workers",
+    "controller",
+    "temperature",
+    "positive_fasta",
+    "max_failures",
+]
 TINY = {"space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8}, "train": {"batch_size": 16, "max_epochs": 1}}
 
 
@@ -240,12 +262,20 @@ def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tm
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled", "COLUMNS": "400"}
     result = subprocess.run(
         [sys.executable, "-m", "amber_ray.cli", "search", str(BAD / "configs" / "gpu_on_cpu_cluster.yaml"), "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
-    for fragment in ("gpu_on_cpu_cluster.yaml", "'search.gpus_per_worker' asks for 1 GPU per worker", "the most on one node is GPU 0"):
+    for fragment in (
+        "gpu_on_cpu_cluster.yaml",
+        "'search.gpus_per_worker' asks for 1 GPU per worker",
+        "the most on one node is GPU 0",
+    ):
         assert fragment in errors[0], errors[0]
     assert not out.exists() or not any(out.iterdir())
 
@@ -350,8 +380,16 @@ def variant_inputs(tmp_path) -> tuple[Path, Path]:
     from amber_ray.space import ModelSpace
 
     space = ModelSpace(
-        input_length=40, num_labels=2, num_layers=2, layers_per_block=1, ops=("conv8", "conv4"),
-        first_filters=4, stem_channels=4, dense_units=8, reduction=2, dropout=0.0,
+        input_length=40,
+        num_labels=2,
+        num_layers=2,
+        layers_per_block=1,
+        ops=("conv8", "conv4"),
+        first_filters=4,
+        stem_channels=4,
+        dense_units=8,
+        reduction=2,
+        dropout=0.0,
     )
     model = tmp_path / "model.pt"
     save_child(ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:")), model, {"label_names": ["a", "b"]})
@@ -459,16 +497,31 @@ MODEL_CASES = [
 def test_damaged_model_is_rejected_naming_it(variant_inputs, tmp_path, case, fragments):
     model, genome = variant_inputs
     out = tmp_path / "out"
-    result = invoke("variants", "score", damaged_model(model, case), "--vcf", BAD / "vcf" / "unsorted.vcf", "--fasta", genome,
-                    "--out-file", out / "scores.parquet")
+    result = invoke(
+        "variants",
+        "score",
+        damaged_model(model, case),
+        "--vcf",
+        BAD / "vcf" / "unsorted.vcf",
+        "--fasta",
+        genome,
+        "--out-file",
+        out / "scores.parquet",
+    )
     assert_rejected(result, out, *fragments)
 
 
 # --- cluster resources that can never be met ------------------------------------------------------
 
 RESOURCE_CASES = [
-    ("cpus_beyond_node.yaml", ["cpus_beyond_node.yaml", "'search.cpus_per_worker' asks for 64 CPU per worker", "the most on one node is CPU 2"]),
-    ("workers_beyond_cluster.yaml", ["workers_beyond_cluster.yaml", "'search.workers' asks for 64 x {CPU: 1}", "can hold at most 2"]),
+    (
+        "cpus_beyond_node.yaml",
+        ["cpus_beyond_node.yaml", "'search.cpus_per_worker' asks for 64 CPU per worker", "the most on one node is CPU 2"],
+    ),
+    (
+        "workers_beyond_cluster.yaml",
+        ["workers_beyond_cluster.yaml", "'search.workers' asks for 64 x {CPU: 1}", "can hold at most 2"],
+    ),
 ]
 
 
@@ -481,7 +534,11 @@ def test_cpu_request_beyond_the_cluster_is_rejected_by_search(ray_session, tmp_p
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled", "COLUMNS": "400"}
     result = subprocess.run(
         [sys.executable, "-m", "amber_ray.cli", "search", str(BAD / "configs" / name), "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -515,7 +572,7 @@ def test_fasta_reader_never_raises_anything_but_input_errors(tmp_path, data):
 
 
 @PROPERTY
-@given(fasta=FASTA_TEXT, table=st.text(alphabet="s123\t\n name01x\"", max_size=120))
+@given(fasta=FASTA_TEXT, table=st.text(alphabet='s123\t\n name01x"', max_size=120))
 def test_labelled_fasta_reader_never_raises_anything_but_input_errors(tmp_path, fasta, table):
     (tmp_path / "fuzz.fa").write_text(fasta)
     (tmp_path / "fuzz.tsv").write_text(table)

@@ -88,7 +88,11 @@ def test_train_learns_on_the_real_promoter_set(promoter_fastas, tmp_path):
     config.write_text(
         yaml.safe_dump(
             {
-                "data": {"kind": "fasta_binary", "positive_fasta": str(promoter_fastas[0]), "negative_fasta": str(promoter_fastas[1])},
+                "data": {
+                    "kind": "fasta_binary",
+                    "positive_fasta": str(promoter_fastas[0]),
+                    "negative_fasta": str(promoter_fastas[1]),
+                },
                 "space": {"profile": "small", "first_filters": 16, "stem_channels": 16, "dense_units": 32},
                 "train": {"batch_size": 128, "max_epochs": 2, "patience": 2},
             }
@@ -110,7 +114,9 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     from amber_ray.errors import AmberInputError
 
     out = tmp_path / "demo"
-    assert_clean_failure(invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key")
+    assert_clean_failure(
+        invoke("demo", "--out", str(out), "--set", "search.bogus=1"), out, "--set", "search.bogus", "unknown key"
+    )
     seen = {}
 
     def pipeline(config, out, resume, on_iteration, annotation=None, on_trial=None):
@@ -121,8 +127,12 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     result = invoke("demo", "--out", str(out), "--set", "search.iterations=2", "--set", "retrain.sampled=1")
     assert result.exit_code == 2 and "stopped before the search" in result.output
     expected = demo_config()
-    expected = expected.model_copy(update={"search": expected.search.model_copy(update={"iterations": 2}),
-                                           "retrain": expected.retrain.model_copy(update={"sampled": 1})})
+    expected = expected.model_copy(
+        update={
+            "search": expected.search.model_copy(update={"iterations": 2}),
+            "retrain": expected.retrain.model_copy(update={"sampled": 1}),
+        }
+    )
     assert seen == {"config": expected, "out": out, "resume": True}
 
 
@@ -139,13 +149,27 @@ def test_verbose_after_the_command_shows_our_debug_messages_only(tmp_path):
     result = invoke("train", str(tmp_path / "missing.yaml"), "--arch", ARCH, "--out", str(tmp_path / "out"), "-v")
     assert result.exit_code == 2 and "config file not found" in result.output
     assert logging.getLogger("amber_ray").getEffectiveLevel() == logging.DEBUG
-    assert not any(logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in ("ray.tune", "mlflow", "urllib3", "matplotlib"))
+    assert not any(
+        logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in ("ray.tune", "mlflow", "urllib3", "matplotlib")
+    )
     invoke("train", str(tmp_path / "missing.yaml"), "--arch", ARCH, "--out", str(tmp_path / "out"))
     assert logging.getLogger("amber_ray").getEffectiveLevel() == logging.INFO
 
 
 def test_unknown_jaspar_group_lists_the_valid_ones_before_any_work(tmp_path):
     out = tmp_path / "out"
-    result = invoke("interpret", str(tmp_path / "absent.pt"), "--fasta", str(tmp_path / "absent.fa"), "--label", "x",
-                    "--out", str(out), "--jaspar", "vertebrate")
-    assert_clean_failure(result, out, "--jaspar", "unknown taxonomic group 'vertebrate'", "one of cnidaria,", "plants,", "vertebrates")
+    result = invoke(
+        "interpret",
+        str(tmp_path / "absent.pt"),
+        "--fasta",
+        str(tmp_path / "absent.fa"),
+        "--label",
+        "x",
+        "--out",
+        str(out),
+        "--jaspar",
+        "vertebrate",
+    )
+    assert_clean_failure(
+        result, out, "--jaspar", "unknown taxonomic group 'vertebrate'", "one of cnidaria,", "plants,", "vertebrates"
+    )

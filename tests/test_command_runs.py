@@ -33,7 +33,14 @@ def test_train_run_holds_the_config_test_metrics_and_model(tmp_path):
     config = {
         "name": "train-run-test",
         "data": {"kind": "simulate", "simulate": {"num_sequences": 200, "length": 60, "motifs": ["MA0139.1"]}},
-        "space": {"profile": "small", "num_layers": 2, "layers_per_block": 1, "first_filters": 4, "stem_channels": 4, "dense_units": 8},
+        "space": {
+            "profile": "small",
+            "num_layers": 2,
+            "layers_per_block": 1,
+            "first_filters": 4,
+            "stem_channels": 4,
+            "dense_units": 8,
+        },
         "train": {"batch_size": 50, "max_epochs": 1, "threads": 1},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
@@ -43,7 +50,9 @@ def test_train_run_holds_the_config_test_metrics_and_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     client, run = only_run(out, "train-run-test")
     assert run.data.tags["command"] == "train" and run.data.params["arch"] == "conv8,skip:;conv4,skip:"
-    assert run.data.params["train.max_epochs"] == "1" and run.data.metrics["test_auroc"] == pytest.approx(metrics["test"]["auroc"])
+    assert run.data.params["train.max_epochs"] == "1" and run.data.metrics["test_auroc"] == pytest.approx(
+        metrics["test"]["auroc"]
+    )
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"model.pt", "metrics.json"}
 
 
@@ -61,7 +70,17 @@ def test_variants_score_run_beside_the_table(tmp_path):
     save_child(tiny_net(labels=2, length=40), tmp_path / "m.pt", {"label_names": ["a", "b"]})
     write_snv_fastas(tmp_path, 3, seed=0, bases="AC")
     out = tmp_path / "scores"
-    args = ["variants", "score", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out-file", out / "s.parquet"]
+    args = [
+        "variants",
+        "score",
+        tmp_path / "m.pt",
+        "--ref-fasta",
+        tmp_path / "ref.fa",
+        "--alt-fasta",
+        tmp_path / "alt.fa",
+        "--out-file",
+        out / "s.parquet",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     _, run = only_run(out, "amber-ray")
@@ -73,7 +92,17 @@ def test_variants_eval_run_holds_the_eval_summary(tmp_path):
     save_child(tiny_net(labels=1, length=40), tmp_path / "m.pt", {"label_names": ["MA0139.1_CTCF"]})
     write_snv_fastas(tmp_path, 6, seed=1, bases="GT")
     out = tmp_path / "eval"
-    args = ["variants", "eval", tmp_path / "m.pt", "--ref-fasta", tmp_path / "ref.fa", "--alt-fasta", tmp_path / "alt.fa", "--out", out]
+    args = [
+        "variants",
+        "eval",
+        tmp_path / "m.pt",
+        "--ref-fasta",
+        tmp_path / "ref.fa",
+        "--alt-fasta",
+        tmp_path / "alt.fa",
+        "--out",
+        out,
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "eval.json").read_text())
@@ -89,7 +118,20 @@ def test_interpret_run_holds_the_seqlet_counts_and_tables(tmp_path):
     rng = np.random.default_rng(2)
     (tmp_path / "in.fa").write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 40))}\n" for i in range(3)))
     out = tmp_path / "interpret"
-    args = ["interpret", tmp_path / "m.pt", "--fasta", tmp_path / "in.fa", "--label", "MA0139.1_CTCF", "--out", out, "--top", 1, "--shuffles", 2]
+    args = [
+        "interpret",
+        tmp_path / "m.pt",
+        "--fasta",
+        tmp_path / "in.fa",
+        "--label",
+        "MA0139.1_CTCF",
+        "--out",
+        out,
+        "--top",
+        1,
+        "--shuffles",
+        2,
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     seqlets = pd.read_csv(out / "seqlets.tsv", sep="\t")

@@ -12,7 +12,12 @@ def results_table() -> pd.DataFrame:
     rows = []
     for role, shift in (("searched", 0.05), ("sampled", 0.0)):
         for trial in range(5):
-            row = {"role": role, "arch": f"a{trial}", "replicate": trial, "num_params": 1000 * (trial + 1) + (0 if role == "sampled" else 50)}
+            row = {
+                "role": role,
+                "arch": f"a{trial}",
+                "replicate": trial,
+                "num_params": 1000 * (trial + 1) + (0 if role == "sampled" else 50),
+            }
             for label in ("tf1", "tf2", "dnase1"):
                 row[f"auroc.{label}"] = 0.8 + shift + rng.normal(0, 0.01)
                 row[f"aupr.{label}"] = 0.4 + shift + rng.normal(0, 0.01)
@@ -38,7 +43,9 @@ def test_category_t_tests_and_spearman_match_scipy():
     rho = stats.spearmanr(results.num_params, results.test_auroc)
     assert comparison["params_vs_auroc"]["spearman_rho"] == pytest.approx(rho.statistic)
     assert set(comparison["categories"]) == {"TF", "DNase"}
-    assert comparison["per_label"]["dnase1"]["aupr"]["searched"] == pytest.approx(results.loc[results.role == "searched", "aupr.dnase1"].mean())
+    assert comparison["per_label"]["dnase1"]["aupr"]["searched"] == pytest.approx(
+        results.loc[results.role == "searched", "aupr.dnase1"].mean()
+    )
 
 
 def test_without_annotation_all_labels_form_one_category():
@@ -66,10 +73,17 @@ def trials(arch_values: dict[tuple[str, str], list[float]], metric: str = "test_
 
 def test_architecture_level_percentiles_are_the_share_of_sampled_means_below_ties_half():
     # architecture means (dyadic, so exact): sampled 0.5, 0.625, 0.75, 0.875; searched 0.75 (tie), 0.9375, 0.5625
-    results = trials({
-        ("sampled", "u1"): [0.5, 0.5], ("sampled", "u2"): [0.5, 0.75], ("sampled", "u3"): [0.75], ("sampled", "u4"): [1.0, 0.75, 0.875],
-        ("searched", "s1"): [0.625, 0.875], ("searched", "s2"): [0.875, 1.0], ("searched", "s3"): [0.5, 0.625, float("nan")],
-    })
+    results = trials(
+        {
+            ("sampled", "u1"): [0.5, 0.5],
+            ("sampled", "u2"): [0.5, 0.75],
+            ("sampled", "u3"): [0.75],
+            ("sampled", "u4"): [1.0, 0.75, 0.875],
+            ("searched", "s1"): [0.625, 0.875],
+            ("searched", "s2"): [0.875, 1.0],
+            ("searched", "s3"): [0.5, 0.625, float("nan")],
+        }
+    )
     level = architecture_level(results)
     percentiles = {entry["arch"]: entry["percentile"] for entry in level["percentiles"]}
     assert percentiles == {"s1": 62.5, "s2": 100.0, "s3": 25.0}  # (2 + 0.5) / 4, 4 / 4, 1 / 4
@@ -92,11 +106,15 @@ def test_replicates_of_one_architecture_do_not_count_as_independent_samples():
     arch_values = {("searched", "s"): list(0.9 + rng.normal(0, 0.002, 10))}
     arch_values |= {("sampled", f"u{i}"): list(0.80 + 0.01 * i + rng.normal(0, 0.002, 10)) for i in range(5)}
     results = trials(arch_values)
-    welch = stats.ttest_ind(results.test_auroc[results.role == "searched"], results.test_auroc[results.role == "sampled"], equal_var=False)
+    welch = stats.ttest_ind(
+        results.test_auroc[results.role == "searched"], results.test_auroc[results.role == "sampled"], equal_var=False
+    )
     assert welch.pvalue < 1e-10
     level = architecture_level(results)
     assert level["mannwhitney"]["p"] == pytest.approx(1 / 6)
-    assert level["percentiles"] == [{"arch": "s", "mean": pytest.approx(np.mean(arch_values[("searched", "s")])), "percentile": 100.0}]
+    assert level["percentiles"] == [
+        {"arch": "s", "mean": pytest.approx(np.mean(arch_values[("searched", "s")])), "percentile": 100.0}
+    ]
 
 
 def test_bootstrap_interval_excludes_zero_when_the_groups_separate_and_contains_it_when_they_overlap():
@@ -108,9 +126,13 @@ def test_bootstrap_interval_excludes_zero_when_the_groups_separate_and_contains_
     level = architecture_level(separated, n_boot=4000)
     low, high = level["difference"]["low"], level["difference"]["high"]
     assert 0 < low < level["difference"]["mean"] < high
-    assert level["mannwhitney"]["p"] == pytest.approx(stats.mannwhitneyu(
-        separated[separated.role == "searched"].groupby("arch").test_auroc.mean(),
-        separated[separated.role == "sampled"].groupby("arch").test_auroc.mean(), alternative="greater").pvalue)
+    assert level["mannwhitney"]["p"] == pytest.approx(
+        stats.mannwhitneyu(
+            separated[separated.role == "searched"].groupby("arch").test_auroc.mean(),
+            separated[separated.role == "sampled"].groupby("arch").test_auroc.mean(),
+            alternative="greater",
+        ).pvalue
+    )
 
     same = trials(
         {("searched", f"s{i}"): list(0.8 + rng.normal(0, 0.03, 3)) for i in range(6)}
@@ -143,12 +165,21 @@ def test_architecture_level_without_sampled_architectures_is_nan_not_an_error():
 
 def test_split_half_reliability_is_spearman_between_halves_and_spearman_brown_per_iteration():
     rows = [  # iteration 0: halves ranked 1..5 and 1,2,3,5,4 -> r = 1 - 6 * 2 / (5 * 24) = 0.9
-        (0, "a", 0.1, 0.1), (0, "b", 0.2, 0.2), (0, "c", 0.3, 0.3), (0, "d", 0.4, 0.5), (0, "e", 0.5, 0.4),
+        (0, "a", 0.1, 0.1),
+        (0, "b", 0.2, 0.2),
+        (0, "c", 0.3, 0.3),
+        (0, "d", 0.4, 0.5),
+        (0, "e", 0.5, 0.4),
         (0, "a", 0.1, 0.1),  # the same architecture sampled twice counts once
         (0, "f", float("nan"), 0.9),  # not scored on one half: left out
-        (1, "a", 0.1, 0.3), (1, "b", 0.2, 0.2), (1, "c", 0.3, 0.1),  # reversed: r = -1, reliability 0
-        (2, "a", 0.1, 0.1), (2, "b", 0.2, 0.2),  # two architectures
-        (3, "a", 0.1, 0.5), (3, "b", 0.2, 0.5), (3, "c", 0.3, 0.5),  # one half constant
+        (1, "a", 0.1, 0.3),
+        (1, "b", 0.2, 0.2),
+        (1, "c", 0.3, 0.1),  # reversed: r = -1, reliability 0
+        (2, "a", 0.1, 0.1),
+        (2, "b", 0.2, 0.2),  # two architectures
+        (3, "a", 0.1, 0.5),
+        (3, "b", 0.2, 0.5),
+        (3, "c", 0.3, 0.5),  # one half constant
     ]
     history = pd.DataFrame(rows, columns=["iteration", "arch", "reward_half1", "reward_half2"])
     table = split_half_reliability(history).set_index("iteration")

@@ -54,7 +54,12 @@ def test_the_original_amber_update_is_one_override_away():
     from amber_ray.config import AMBER_UPDATE
 
     controller = parse_config({"search": {"controller": AMBER_UPDATE}}).search.controller
-    assert (controller.update, controller.policy_epochs, controller.policy_minibatches, controller.max_kl) == ("reinforce", 10, 5, 0.01)
+    assert (controller.update, controller.policy_epochs, controller.policy_minibatches, controller.max_kl) == (
+        "reinforce",
+        10,
+        5,
+        0.01,
+    )
     assert (controller.baseline, controller.normalize_advantages, controller.loss_reduction) == ("previous", False, "sum")
     assert controller.learning_rate == 1e-3
 

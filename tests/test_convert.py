@@ -88,10 +88,14 @@ def assert_clean_failure(result, directory: Path, before: set[str], *fragments: 
         (LABELS.replace("s5\t1\t1\t0\n", ""), SEQS, ["labels.tsv", "record s5", "has no row"]),
     ],
 )
-def test_bad_fasta_or_labels_exit_2_and_write_nothing(tmp_path: Path, labels: str, seqs: dict[str, str], fragments: list[str]) -> None:
+def test_bad_fasta_or_labels_exit_2_and_write_nothing(
+    tmp_path: Path, labels: str, seqs: dict[str, str], fragments: list[str]
+) -> None:
     fasta, tsv = labelled_inputs(tmp_path, labels, seqs)
     before = {p.name for p in tmp_path.iterdir()}
-    assert_clean_failure(invoke(str(tmp_path / "out.h5"), "--fasta", str(fasta), "--labels", str(tsv)), tmp_path, before, *fragments)
+    assert_clean_failure(
+        invoke(str(tmp_path / "out.h5"), "--fasta", str(fasta), "--labels", str(tsv)), tmp_path, before, *fragments
+    )
 
 
 def test_bad_mat_exits_2_mid_file_and_writes_nothing(tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from amber_ray.data.dataset import one_hot_to_codes
 from amber_ray.errors import AmberInputError
 
 
-
 def _write(path: Path, content: str | bytes) -> Path:
     if isinstance(content, str):
         content = content.encode()
@@ -49,9 +48,7 @@ def _random_dataset(n: int, length: int, labels: int, seed: int = 0) -> Sequence
 
 def test_one_hot_encode_orders_acgt_and_spreads_unknown_bases() -> None:
     x = one_hot_encode(["ACGTN", "acgtn"])
-    expected = np.array(
-        [[1, 0, 0, 0, 0.25], [0, 1, 0, 0, 0.25], [0, 0, 1, 0, 0.25], [0, 0, 0, 1, 0.25]], dtype=np.float32
-    )
+    expected = np.array([[1, 0, 0, 0, 0.25], [0, 1, 0, 0, 0.25], [0, 0, 1, 0, 0.25], [0, 0, 0, 1, 0.25]], dtype=np.float32)
     assert x.dtype == np.float32 and x.shape == (2, 4, 5)
     np.testing.assert_array_equal(x[0], expected)
     np.testing.assert_array_equal(x[1], expected)

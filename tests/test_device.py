@@ -61,7 +61,14 @@ def tiny_fit(device: str, precision: str = "float32"):
     y = (rng.random((64, 1)) < 0.5).astype(np.float32)
     data = SequenceDataset(x, y, [f"s{i}" for i in range(64)], ["label"])
     space = ModelSpace(
-        input_length=32, num_labels=1, num_layers=2, layers_per_block=1, ops=("conv4", "maxpool"), first_filters=4, stem_channels=4, dense_units=8
+        input_length=32,
+        num_labels=1,
+        num_layers=2,
+        layers_per_block=1,
+        ops=("conv4", "maxpool"),
+        first_filters=4,
+        stem_channels=4,
+        dense_units=8,
     )
     model = initial_model(space, Architecture(("conv4", "maxpool"), ((), (0,))), 1.0, 0)
     states = []
@@ -96,15 +103,33 @@ def test_train_with_cuda_on_a_machine_without_it_fails_naming_the_key(tmp_path) 
     config = tmp_path / "config.yaml"
     config.write_text("data: {simulate: {num_sequences: 100, length: 64}}\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["train", str(config), "--arch", "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1", "--out", str(out), "--device", "cuda"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(config),
+            "--arch",
+            "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1",
+            "--out",
+            str(out),
+            "--device",
+            "cuda",
+        ],
+    )
     assert result.exit_code == 2, result.output
-    assert "train.device" in result.output and "'cuda' requested but this machine has 0 CUDA device" in " ".join(result.output.split())
+    assert "train.device" in result.output and "'cuda' requested but this machine has 0 CUDA device" in " ".join(
+        result.output.split()
+    )
     assert not out.exists()
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"), ({"avx2", "amx_bf16", "amx_tile"}, "bfloat16"), ({"avx2", "avx512f"}, "float32")],
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
+        ({"avx2", "amx_bf16", "amx_tile"}, "bfloat16"),
+        ({"avx2", "avx512f"}, "float32"),
+    ],
 )
 def test_auto_precision_follows_the_cpus_native_bfloat16(monkeypatch, flags, expected) -> None:
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))

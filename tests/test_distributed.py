@@ -73,7 +73,9 @@ def run(world_size: int, sync_batch_norm: bool = True, cuda: bool = False) -> di
         port = sock.getsockname()[1]
     context = mp.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=gradients, args=(r, world_size, port, sync_batch_norm, queue, cuda)) for r in range(world_size)]
+    workers = [
+        context.Process(target=gradients, args=(r, world_size, port, sync_batch_norm, queue, cuda)) for r in range(world_size)
+    ]
     for worker in workers:
         worker.start()
     result = queue.get(timeout=120)

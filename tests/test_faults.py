@@ -95,9 +95,7 @@ def test_killed_actor_is_replaced_and_reloaded_losing_nothing(
     assert_tracked_once(out, ITERATIONS)
 
 
-def test_actor_deaths_beyond_max_failures_stop_the_search_and_resume_finishes_it(
-    ray_session, reference, tmp_path, monkeypatch
-):
+def test_actor_deaths_beyond_max_failures_stop_the_search_and_resume_finishes_it(ray_session, reference, tmp_path, monkeypatch):
     import ray
 
     kill_before_training(monkeypatch, "worker0", iteration=1)
@@ -112,9 +110,7 @@ def test_actor_deaths_beyond_max_failures_stop_the_search_and_resume_finishes_it
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "delete"])
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
-    ray_session, reference, tmp_path, caplog, damage
-):
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_session, reference, tmp_path, caplog, damage):
     out = tmp_path / "run"
     run_search(search_config(iterations=3), out)
     latest = checkpoint_path(out)
@@ -273,7 +269,9 @@ def test_an_epoch_whose_result_tune_dropped_is_still_tracked(tmp_path):
     parent = RunTracker.start(tmp_path, "dropped-result", "retrain")
     callback = MlflowTrialCallback(str(tmp_path), "dropped-result", parent.run_id)
     trial = SimpleNamespace(trial_id="t0", config={"trial": {"role": "searched", "arch": SEARCHED, "replicate": 0}})
-    history = [{"epoch": e, "train_loss": 1.0 - e / 10, "valid_auroc": 0.6 + e / 10, "best_valid_auroc": 0.6 + e / 10} for e in range(3)]
+    history = [
+        {"epoch": e, "train_loss": 1.0 - e / 10, "valid_auroc": 0.6 + e / 10, "best_valid_auroc": 0.6 + e / 10} for e in range(3)
+    ]
     for epoch in (0, 2):  # the result of epoch 1 never arrives
         callback.on_trial_result(0, [trial], trial, {**history[epoch], "history": history[: epoch + 1]})
     run = parent.find_child("trial_id", "t0")

@@ -33,7 +33,12 @@ from amber_ray.retrain import run_retrain
 from conftest import REPO
 from test_retrain import RAW, SEARCHED, search_dir
 
-CONFIG = {**RAW, "name": "final-test", "train": {**RAW["train"], "max_epochs": 2}, "retrain": {"replicates": 2, "sampled": 1, "register_as": "promoters"}}
+CONFIG = {
+    **RAW,
+    "name": "final-test",
+    "train": {**RAW["train"], "max_epochs": 2},
+    "retrain": {"replicates": 2, "sampled": 1, "register_as": "promoters"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +108,9 @@ def test_registry_round_trip(retrained, monkeypatch, tmp_path):
 
     (tmp_path / "in.fa").write_text("".join(f">s{i}\n{seq}\n" for i, seq in enumerate(seqs)))
     for source in ("models:/promoters/1", out / "final"):
-        result = CliRunner().invoke(app, ["predict", str(source), "--fasta", str(tmp_path / "in.fa"), "--out", str(tmp_path / "p")])
+        result = CliRunner().invoke(
+            app, ["predict", str(source), "--fasta", str(tmp_path / "in.fa"), "--out", str(tmp_path / "p")]
+        )
         assert result.exit_code == 0, result.output
         table = pd.read_parquet(tmp_path / "p" / "predictions.parquet")
         np.testing.assert_allclose(table.probability.to_numpy().reshape(7, 2), expected, atol=1e-6)
@@ -162,6 +169,8 @@ def test_an_unknown_registered_model_is_one_line(retrained, monkeypatch, tmp_pat
     out, _ = retrained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
     (tmp_path / "in.fa").write_text(">s\n" + sequences(1)[0] + "\n")
-    result = CliRunner().invoke(app, ["predict", "models:/promoters/9", "--fasta", str(tmp_path / "in.fa"), "--out", str(tmp_path / "p")])
+    result = CliRunner().invoke(
+        app, ["predict", "models:/promoters/9", "--fasta", str(tmp_path / "in.fa"), "--out", str(tmp_path / "p")]
+    )
     assert result.exit_code == 2 and "models:/promoters/9: no such registered model" in " ".join(result.output.split())
     assert not (tmp_path / "p").exists()

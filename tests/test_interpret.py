@@ -101,9 +101,19 @@ def test_same_pool_rule_is_exact():
     from tangermeme.deep_lift_shap import deep_lift_shap
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv1d(4, 3, 5, padding=2), SamePool(4, "max"), torch.nn.Flatten(), torch.nn.Linear(3 * 40, 1)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv1d(4, 3, 5, padding=2), SamePool(4, "max"), torch.nn.Flatten(), torch.nn.Linear(3 * 40, 1)
+    ).eval()
     x = torch.eye(4)[torch.randint(0, 4, (6, 40))].transpose(1, 2).contiguous()
-    result = deep_lift_shap(net, x, n_shuffles=4, random_state=0, additional_nonlinear_ops=interpret.DEEPLIFT_RULES, return_references=True, device="cpu")
+    result = deep_lift_shap(
+        net,
+        x,
+        n_shuffles=4,
+        random_state=0,
+        additional_nonlinear_ops=interpret.DEEPLIFT_RULES,
+        return_references=True,
+        device="cpu",
+    )
     with torch.no_grad():
         reference = net(result.references.reshape(-1, 4, 40).float()).reshape(6, 4).mean(dim=1)
         expected = net(x)[:, 0] - reference
@@ -166,7 +176,9 @@ def write_fasta(path: Path, dataset, rows: np.ndarray) -> Path:
 def test_cli_bad_label_is_one_line_exit_2(trained, tmp_path):
     model_path, dataset, _ = trained
     fasta = write_fasta(tmp_path / "seqs.fa", dataset, np.arange(3))
-    result = CliRunner().invoke(app, ["interpret", str(model_path), "--fasta", str(fasta), "--label", "CTCF", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["interpret", str(model_path), "--fasta", str(fasta), "--label", "CTCF", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2
     assert "label 'CTCF' is not one of the model's labels: MA0105.4_NFKB1, MA0079.5_SP1" in result.output
     assert not (tmp_path / "out").exists()
@@ -176,7 +188,20 @@ def test_cli_writes_table_arrays_and_figures(trained, tmp_path):
     model_path, dataset, _ = trained
     fasta = write_fasta(tmp_path / "seqs.fa", dataset, np.flatnonzero(dataset.y[:, 0] == 1)[:12])
     out = tmp_path / "out"
-    args = ["interpret", str(model_path), "--fasta", str(fasta), "--label", "MA0105.4_NFKB1", "--out", str(out), "--top", "2", "--shuffles", "4"]
+    args = [
+        "interpret",
+        str(model_path),
+        "--fasta",
+        str(fasta),
+        "--label",
+        "MA0105.4_NFKB1",
+        "--out",
+        str(out),
+        "--top",
+        "2",
+        "--shuffles",
+        "4",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "seqlets.tsv", sep="\t")

@@ -73,12 +73,25 @@ def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_pat
 @pytest.mark.parametrize("job", ["pipeline", "search", "retrain"])
 def test_a_job_takes_the_arguments_of_its_command(job, tmp_path):
     """``python jobs/X.py`` is ``amber-ray X``: positional CONFIG, same options, the same one-line errors."""
-    usage = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120)
+    usage = subprocess.run(
+        [sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120
+    )
     assert usage.returncode == 0, usage.stderr
     assert f"Usage: amber-ray {job} [OPTIONS]" in usage.stdout and "--out" in usage.stdout and "--set" in usage.stdout
     missing = subprocess.run(
-        [sys.executable, f"jobs/{job}.py", "jobs/configs/missing.yaml", "--out", str(tmp_path), *(["--search", str(tmp_path)] if job == "retrain" else [])],
-        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120,
+        [
+            sys.executable,
+            f"jobs/{job}.py",
+            "jobs/configs/missing.yaml",
+            "--out",
+            str(tmp_path),
+            *(["--search", str(tmp_path)] if job == "retrain" else []),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
     )
     assert missing.returncode == 2 and "missing.yaml: config file not found" in " ".join(missing.stderr.split()), missing.stderr
 
@@ -109,7 +122,19 @@ def submit_pipeline_job(
 ) -> tuple[JobStatus, str, float]:
     """``ray job submit --working-dir W -- python jobs/pipeline.py ...``, then wait for its end (at most
     ``timeout`` seconds): its status, logs and seconds. ``during`` is called once while it runs (e.g. to kill a node)."""
-    command = ["job", "submit", "--address", address, "--working-dir", working_dir, "--no-wait", "--", "python", "jobs/pipeline.py", *arguments]
+    command = [
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        working_dir,
+        "--no-wait",
+        "--",
+        "python",
+        "jobs/pipeline.py",
+        *arguments,
+    ]
     started = time.monotonic()
     for _ in range(30):  # the job agent takes a few seconds to come up after `ray start`
         submitted = ray_cli(*command, temp_dir=temp_dir)
@@ -136,27 +161,55 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
     out = tmp_path / "runs"
     try:
         head = ray_cli(
-            "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-            f"--ray-client-server-port={client_server}", *node_ports(head_ports), temp_dir=temp_dir,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+            f"--ray-client-server-port={client_server}",
+            *node_ports(head_ports),
+            temp_dir=temp_dir,
         )
         assert head.returncode == 0, head.stderr
         worker = ray_cli(
-            "start", f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            '--resources={"second_node": 1}', f"--temp-dir={worker_temp_dir}", *node_ports(worker_ports), temp_dir=temp_dir,
+            "start",
+            f"--address=127.0.0.1:{gcs}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            '--resources={"second_node": 1}',
+            f"--temp-dir={worker_temp_dir}",
+            *node_ports(worker_ports),
+            temp_dir=temp_dir,
         )
         assert worker.returncode == 0, worker.stderr
         status, logs, _ = submit_pipeline_job(
-            f"http://127.0.0.1:{dashboard}", str(ROOT), "jobs/configs/demo.yaml", "--out", str(out),
-            "--set", "search.workers=2", "--set", "search.iterations=4", "--set", "retrain.sampled=1",
-            temp_dir=temp_dir, timeout=600,
+            f"http://127.0.0.1:{dashboard}",
+            str(ROOT),
+            "jobs/configs/demo.yaml",
+            "--out",
+            str(out),
+            "--set",
+            "search.workers=2",
+            "--set",
+            "search.iterations=4",
+            "--set",
+            "retrain.sampled=1",
+            temp_dir=temp_dir,
+            timeout=600,
         )
         assert status == JobStatus.SUCCEEDED, logs[-4000:]
 
         client = MlflowClient(f"sqlite:///{out}/mlflow.db")
         runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
         commands = sorted(run.data.tags.get("command", "trial") for run in runs)
-        assert commands.count("search") == 1 and commands.count("retrain") == 1 and commands.count("trial") == (1 + 1) * 2  # (searched + 1 sampled) x 2 replicates
+        assert (
+            commands.count("search") == 1 and commands.count("retrain") == 1 and commands.count("trial") == (1 + 1) * 2
+        )  # (searched + 1 sampled) x 2 replicates
         (search_run,) = [run for run in runs if run.data.tags.get("command") == "search"]
         assert len(set(search_run.data.tags["worker_nodes"].split(","))) == 2  # one supernet worker per node
         assert (out / "retrain" / "compare.json").is_file()

@@ -15,8 +15,16 @@ from amber_ray.space import Architecture, ModelSpace
 def tiny_net(labels: int = 3, length: int = 40, dropout: float = 0.5) -> ChildNet:
     torch.manual_seed(0)
     space = ModelSpace(
-        input_length=length, num_labels=labels, num_layers=2, layers_per_block=1, ops=("conv8", "conv4"),
-        first_filters=4, stem_channels=4, dense_units=8, reduction=2, dropout=dropout,
+        input_length=length,
+        num_labels=labels,
+        num_layers=2,
+        layers_per_block=1,
+        ops=("conv8", "conv4"),
+        first_filters=4,
+        stem_channels=4,
+        dense_units=8,
+        reduction=2,
+        dropout=dropout,
     )
     return ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:"))
 
@@ -84,7 +92,11 @@ def test_submodule_modes_are_restored_also_on_error():
 
 @pytest.mark.parametrize(
     ("x", "batch_size", "error", "match"),
-    [([[0.0]], 8, TypeError, "NumPy array or a torch tensor"), (np.array(1.0), 8, ValueError, "batch axis"), (None, 0, ValueError, "batch_size")],
+    [
+        ([[0.0]], 8, TypeError, "NumPy array or a torch tensor"),
+        (np.array(1.0), 8, ValueError, "batch axis"),
+        (None, 0, ValueError, "batch_size"),
+    ],
 )
 def test_bad_input_is_refused(x, batch_size, error, match):
     with pytest.raises(error, match=match):

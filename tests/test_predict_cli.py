@@ -128,9 +128,14 @@ def test_tiles_are_one_bigwig_per_label_with_the_windows_predictions(model, geno
     regions = tmp_path / "regions.bed"
     regions.write_text("chr1\t100\t130\nchr1\t120\t150\n")  # overlapping: merged into 100-150
     out = tmp_path / "regions"
-    assert invoke("predict", model, "--genome", tmp_path / "genome.fa", "--tile", 10, "--regions", regions, "--out", out).exit_code == 0
+    assert (
+        invoke("predict", model, "--genome", tmp_path / "genome.fa", "--tile", 10, "--regions", regions, "--out", out).exit_code
+        == 0
+    )
     intervals = read_track(out / "a.bw", "chr1")
-    assert [(s, e) for s, e, _ in intervals] == [(s, s + 10) for s in range(100, 150, 10)] and read_track(out / "a.bw", "chr2") == []
+    assert [(s, e) for s, e, _ in intervals] == [(s, s + 10) for s in range(100, 150, 10)] and read_track(
+        out / "a.bw", "chr2"
+    ) == []
     expected = direct([genome["chr1"][s - 15 : s + 25] for s in range(100, 150, 10)])[:, 0]
     np.testing.assert_allclose([v for _, _, v in intervals], expected, atol=1e-6)
 
@@ -150,12 +155,28 @@ def test_a_track_per_label_beyond_the_soft_open_file_limit(tmp_path, genome, mon
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.bw"))) == 120
-    np.testing.assert_allclose([v for _, _, v in read_track(tmp_path / "out" / "label119.bw", "chr2")],
-                               direct_many(genome["chr2"], len(labels))[:, 119], atol=1e-6)
+    np.testing.assert_allclose(
+        [v for _, _, v in read_track(tmp_path / "out" / "label119.bw", "chr2")],
+        direct_many(genome["chr2"], len(labels))[:, 119],
+        atol=1e-6,
+    )
 
-    command = [sys.executable, "-m", "amber_ray.cli", "predict", str(many), "--genome", str(tmp_path / "genome.fa"),
-               "--tile", "10", "--out", str(tmp_path / "capped")]
-    capped = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100)))
+    command = [
+        sys.executable,
+        "-m",
+        "amber_ray.cli",
+        "predict",
+        str(many),
+        "--genome",
+        str(tmp_path / "genome.fa"),
+        "--tile",
+        "10",
+        "--out",
+        str(tmp_path / "capped"),
+    ]
+    capped = subprocess.run(
+        command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+    )
     assert capped.returncode == 2, capped.stderr
     assert "needs" in capped.stderr and "may open at most 100 (ulimit -Hn)" in " ".join(capped.stderr.split())
     assert not (tmp_path / "capped").exists()
@@ -188,12 +209,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(model, genome, tmp_pat
     good = random_seq(np.random.default_rng(1), LENGTH)
     records = {"short_sequence": {"s0": good, "s1": good[1:]}, "bad_letter": {"s0": good[:-1] + "X"}}.get(case, {"s0": good})
     fasta.write_text("".join(f">{name}\n{seq}\n" for name, seq in records.items()))
-    bed.write_text({
-        "bad_bed_line": "chr1\t10\t20\nchr1\t10\n",
-        "bed_not_integer": "chr1\tten\t20\n",
-        "bed_off_chromosome": "chr1\t150\t201\n",
-        "bed_unknown_chromosome": "chr9\t1\t20\n",
-    }.get(case, "chr1\t10\t20\n"))
+    bed.write_text(
+        {
+            "bad_bed_line": "chr1\t10\t20\nchr1\t10\n",
+            "bed_not_integer": "chr1\tten\t20\n",
+            "bed_off_chromosome": "chr1\t150\t201\n",
+            "bed_unknown_chromosome": "chr9\t1\t20\n",
+        }.get(case, "chr1\t10\t20\n")
+    )
     arguments = {
         "missing_fasta": ["--fasta", tmp_path / "nope.fa"],
         "short_sequence": ["--fasta", fasta],
@@ -213,9 +236,20 @@ def test_job_entrypoint_makes_every_path_absolute(monkeypatch, load_job):
     import sys
 
     job = load_job("predict")
-    monkeypatch.setattr(sys, "argv", ["predict.py", "final", "--bed", "r.bed", "--genome", "g.fa", "--out", "rel", "--both-strands"])
+    monkeypatch.setattr(
+        sys, "argv", ["predict.py", "final", "--bed", "r.bed", "--genome", "g.fa", "--out", "rel", "--both-strands"]
+    )
     command = job.command_line(*job.parse_args())
-    assert command == ["predict", str(Path("final").resolve()), "--out", str(Path("rel").resolve()), "--bed", str(Path("r.bed").resolve()),
-                       "--genome", str(Path("g.fa").resolve()), "--both-strands"]
+    assert command == [
+        "predict",
+        str(Path("final").resolve()),
+        "--out",
+        str(Path("rel").resolve()),
+        "--bed",
+        str(Path("r.bed").resolve()),
+        "--genome",
+        str(Path("g.fa").resolve()),
+        "--both-strands",
+    ]
     monkeypatch.setattr(sys, "argv", ["predict.py", "models:/demo/1", "--fasta", "in.fa"])
     assert job.command_line(*job.parse_args())[1] == "models:/demo/1"

@@ -69,8 +69,33 @@ def small_run(ray_session, tmp_path_factory) -> Path:
     ref, alt = write_ctcf_pairs(out / "pairs")
     model = str(out / "model" / "model.pt")
     for args in (
-        ["variants", "eval", model, "--ref-fasta", str(ref), "--alt-fasta", str(alt), "--out", str(out / "variants"), "--label", CTCF],
-        ["interpret", model, "--fasta", str(ref), "--label", CTCF, "--out", str(out / "interpret"), "--top", "2", "--shuffles", "4"],
+        [
+            "variants",
+            "eval",
+            model,
+            "--ref-fasta",
+            str(ref),
+            "--alt-fasta",
+            str(alt),
+            "--out",
+            str(out / "variants"),
+            "--label",
+            CTCF,
+        ],
+        [
+            "interpret",
+            model,
+            "--fasta",
+            str(ref),
+            "--label",
+            CTCF,
+            "--out",
+            str(out / "interpret"),
+            "--top",
+            "2",
+            "--shuffles",
+            "4",
+        ],
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
@@ -79,7 +104,9 @@ def small_run(ray_session, tmp_path_factory) -> Path:
 
 def write_ctcf_pairs(directory: Path) -> tuple[Path, Path]:
     """40 simulated sequences with one CTCF site (first allele) and the same with the site's bases redrawn (second allele)."""
-    dataset, truth = simulate_dataset(SimulatorConfig(num_sequences=40, length=100, motifs=["MA0139.1"], prevalence=0.999), seed=5)
+    dataset, truth = simulate_dataset(
+        SimulatorConfig(num_sequences=40, length=100, motifs=["MA0139.1"], prevalence=0.999), seed=5
+    )
     codes = dataset.x.argmax(axis=1)
     rng = np.random.default_rng(5)
     mutated = codes.copy()
@@ -100,16 +127,22 @@ def write_variant_outputs(directory: Path, probs_in_eval: bool = True, all_ref_p
     preferred = np.ones(60, dtype=int) if all_ref_preferred else rng.integers(0, 2, 60)
     ref = rng.uniform(0, 1, 60)
     alt = np.clip(ref - (preferred - 0.5) * rng.uniform(0, 0.4, 60), 0, 1)
-    evaluation = pd.DataFrame({"variant_id": ids, "preferred": preferred, "model_score": ref - alt, "pwm_score": rng.normal(0, 1, 60)})
+    evaluation = pd.DataFrame(
+        {"variant_id": ids, "preferred": preferred, "model_score": ref - alt, "pwm_score": rng.normal(0, 1, 60)}
+    )
     probs = pd.DataFrame({"ref_prob": ref, "alt_prob": alt})
     if probs_in_eval:
         pd.concat([evaluation, probs], axis=1).to_parquet(directory / "eval.parquet")
     else:
         evaluation.to_parquet(directory / "eval.parquet")
-        pd.concat([evaluation[["variant_id"]].assign(label="MA0139.1_CTCF"), probs], axis=1).to_csv(directory / "scores.tsv", sep="\t", index=False)
+        pd.concat([evaluation[["variant_id"]].assign(label="MA0139.1_CTCF"), probs], axis=1).to_csv(
+            directory / "scores.tsv", sep="\t", index=False
+        )
     summary = {
-        "label": "MA0139.1_CTCF", "n": 60,
-        "model": {"auroc": 0.8123, "accuracy": 0.7}, "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "accuracy": 0.5},
+        "label": "MA0139.1_CTCF",
+        "n": 60,
+        "model": {"auroc": 0.8123, "accuracy": 0.7},
+        "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "accuracy": 0.5},
     }
     (directory / "eval.json").write_text(json.dumps(summary))
 
@@ -131,7 +164,16 @@ def chromium() -> str:
 
 
 def browse(page: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000", *args, page.as_uri()]
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--virtual-time-budget=10000",
+        *args,
+        page.as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
 
 
@@ -145,7 +187,9 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
     images = decoded_images(page)
     interpretation_figures = list((small_run / "interpret" / "figures").glob("*.png"))
     assert interpretation_figures
-    assert len(images) == len(REPORT_FIGURES) + 1 + len(interpretation_figures)  # every figure, the architecture diagram, interpretation
+    assert len(images) == len(REPORT_FIGURES) + 1 + len(
+        interpretation_figures
+    )  # every figure, the architecture diagram, interpretation
     assert all(image.format == "PNG" and min(image.size) > 50 for image in images.values())
     assert "Skipped" not in page
 
@@ -164,17 +208,20 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
         f"{final['best']['num_params']:,}",
         f"search strategy</td><td>{final['strategy']}",
         f"chosen as</td><td>{html.escape(final['selection']['rule'])}",
-        *(f"<code>{html.escape(c['arch'])}</code></td><td class=\"num\">{c['search_reward']:.4f}</td><td class=\"num\">{c['rescored_reward']:.4f}"
-          for c in final["selection"]["candidates"]),
-        f"<td>controller policy</td><td class=\"num\">{len(policy['policy']):,}</td><td class=\"num\">{policy['policy_mean']:.4f}",
-        f"<td>uniform</td><td class=\"num\">{len(policy['uniform']):,}</td><td class=\"num\">{policy['uniform_mean']:.4f}",
+        *(
+            f"<code>{html.escape(c['arch'])}</code></td>"
+            f'<td class="num">{c["search_reward"]:.4f}</td><td class="num">{c["rescored_reward"]:.4f}'
+            for c in final["selection"]["candidates"]
+        ),
+        f'<td>controller policy</td><td class="num">{len(policy["policy"]):,}</td><td class="num">{policy["policy_mean"]:.4f}',
+        f'<td>uniform</td><td class="num">{len(policy["uniform"]):,}</td><td class="num">{policy["uniform_mean"]:.4f}',
         f"Mann-Whitney p = {policy['mannwhitney_p']:.3g}",
         f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)",
         f"{comparison['overall']['auroc']['t_test']['p']:.3g}",
         # architecture level beside it: one searched and one sampled architecture, each the mean of its two replicates
         f"{searched.test_auroc.mean():.4f} (n=1)",
         f"{level['difference']['mean']:.4f} [{level['difference']['low']:.4f}, {level['difference']['high']:.4f}]",
-        f"<td class=\"num\">{level['median_percentile']:.1f}</td><td class=\"num\">{level['mannwhitney']['p']:.3g}</td>",
+        f'<td class="num">{level["median_percentile"]:.1f}</td><td class="num">{level["mannwhitney"]["p"]:.3g}</td>',
         f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
         f"{evaluation['model']['auroc']:.4f}",  # variant evaluation: model and PWM AUROC
         f"{evaluation['pwm']['auroc']:.4f}",
@@ -195,7 +242,11 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
 
     for directory in ("search", "retrain"):  # logged to both parent runs
         client = MlflowClient(f"sqlite:///{small_run / directory}/mlflow.db")
-        (run,) = [r for r in client.search_runs([client.get_experiment_by_name("report-test").experiment_id]) if "role" not in r.data.tags]
+        (run,) = [
+            r
+            for r in client.search_runs([client.get_experiment_by_name("report-test").experiment_id])
+            if "role" not in r.data.tags
+        ]
         logged = {info.path for info in client.list_artifacts(run.info.run_id, "report")}
         assert {"report/report.html", "report/figures"} <= logged
         if directory == "retrain":  # compare's headline architecture-level numbers
@@ -209,16 +260,22 @@ def test_the_architecture_level_statistics_and_split_half_reliability_of_the_rea
     means = results.groupby(["role", "arch"]).test_auroc.mean()
     searched, sampled = means["searched"].to_numpy(), means["sampled"].to_numpy()
     assert (len(searched), len(sampled)) == (1, 1)  # two replicates each: one value per architecture
-    assert level["percentiles"][0]["percentile"] == (100.0 if searched[0] > sampled[0] else 0.0 if searched[0] < sampled[0] else 50.0)
+    assert level["percentiles"][0]["percentile"] == (
+        100.0 if searched[0] > sampled[0] else 0.0 if searched[0] < sampled[0] else 50.0
+    )
     assert level["mannwhitney"]["p"] == pytest.approx(stats.mannwhitneyu(searched, sampled, alternative="greater").pvalue)
-    assert level["difference"]["low"] == pytest.approx(searched[0] - sampled[0]) == level["difference"]["high"]  # one architecture each
+    assert (
+        level["difference"]["low"] == pytest.approx(searched[0] - sampled[0]) == level["difference"]["high"]
+    )  # one architecture each
     history = pd.read_parquet(small_run / "search" / "history.parquet")
     reliability = split_half_reliability(history)
     assert list(reliability.iteration) == sorted(history.iteration.unique())
     assert reliability.spearman_r.notna().any()
     first = history[history.iteration == 0].drop_duplicates("arch")
     r = stats.spearmanr(first.reward_half1, first.reward_half2).statistic
-    assert reliability.spearman_r[0] == pytest.approx(r) and reliability.spearman_brown[0] == pytest.approx(2 * max(r, 0) / (1 + max(r, 0)))
+    assert reliability.spearman_r[0] == pytest.approx(r) and reliability.spearman_brown[0] == pytest.approx(
+        2 * max(r, 0) / (1 + max(r, 0))
+    )
 
 
 @pytest.mark.parametrize("era", ["before_strategies", "random"])
@@ -243,8 +300,11 @@ def test_older_and_random_search_outputs_still_render(small_run, tmp_path, era):
     if era == "before_strategies":
         assert "chosen as</td><td>best of the last controller step" in page and "search strategy" not in page
         assert "greedy (argmax) decode" in page
-        for note in ("final_architectures.json has no selection", "final_architectures.json has no policy_vs_uniform",
-                     "the search history has no reward_half1/reward_half2 rewards"):
+        for note in (
+            "final_architectures.json has no selection",
+            "final_architectures.json has no policy_vs_uniform",
+            "the search history has no reward_half1/reward_half2 rewards",
+        ):
             assert f"Skipped: {note}" in page, note
         assert len(decoded_images(page)) == 4  # diagram, op probabilities, embeddings, search progress
     else:
@@ -273,7 +333,9 @@ def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(s
     searched = pd.read_parquet(small_run / "retrain" / "results.parquet").query("role == 'searched'")
     assert f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)" in page  # from the trials' own reports
     assert "Skipped: no final_architectures.json (the search has not finished)" in page  # controller vs uniform samples
-    unfinished_figures = (spec.title for spec in REPORT_FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform")
+    unfinished_figures = (
+        spec.title for spec in REPORT_FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform"
+    )
     assert set(decoded_images(page)) == {"diagram of the best architecture", *unfinished_figures}
 
 

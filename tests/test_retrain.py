@@ -86,8 +86,11 @@ def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
         assert run.info.status == "FINISHED"
         assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best_model.pt"]
         # known answers: the logged model, scored here on the seeded test split, gives the reported figures
-        row = results[(results.role == run.data.tags["role"]) & (results.replicate == int(run.data.tags["replicate"]))
-                      & (results.arch == run.data.tags["arch"])].iloc[0]
+        row = results[
+            (results.role == run.data.tags["role"])
+            & (results.replicate == int(run.data.tags["replicate"]))
+            & (results.arch == run.data.tags["arch"])
+        ].iloc[0]
         model_file = client.download_artifacts(run.info.run_id, "model/best_model.pt", str(tmp_path / run.info.run_id))
         expected_auroc, params = rescore(model_file, test)
         assert row.test_auroc == pytest.approx(expected_auroc, abs=1e-6)
@@ -144,7 +147,17 @@ def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_pa
     out = tmp_path / "retrain"
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "amber_ray.cli", "retrain", str(config_file), "--search", str(search_dir(tmp_path)), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "amber_ray.cli",
+            "retrain",
+            str(config_file),
+            "--search",
+            str(search_dir(tmp_path)),
+            "--out",
+            str(out),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -233,7 +246,9 @@ def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
     splits = load_splits(parse_config(RAW).data, RAW["seed"])
     for split in ("train", "valid", "test"):
         write_hdf5(getattr(splits, split), tmp_path / "data" / f"{split}.h5", chunk_size=32)
-    config = parse_config({**RAW, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "train": {**RAW["train"], "threads": 1}})
+    config = parse_config(
+        {**RAW, "data": {"kind": "hdf5", "hdf5_dir": str(tmp_path / "data")}, "train": {**RAW["train"], "threads": 1}}
+    )
     given, real_fit = [], training.fit
 
     def recording_fit(model, train, valid, *args, **options):
@@ -242,7 +257,9 @@ def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "fit", recording_fit)
     losses = []
-    metrics = training.train_architecture(config, SEARCHED, tmp_path / "out", lambda state: losses.append(state.record["train_loss"]))
+    metrics = training.train_architecture(
+        config, SEARCHED, tmp_path / "out", lambda state: losses.append(state.record["train_loss"])
+    )
     assert len(given) == 2 and isinstance(given[0], HDF5SequenceFile)
     assert isinstance(given[1], CodedDataset) and given[1].codes.dtype == np.uint8
     assert metrics["split"]["train"] == splits.train.num_sequences and metrics["epochs"] == len(losses) == 3

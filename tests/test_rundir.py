@@ -31,7 +31,12 @@ SEARCH = {
     "data": {"kind": "simulate", "simulate": {"num_sequences": 240, "length": 64, "motifs": ["MA0139.1"], "prevalence": 0.4}},
     "space": {"profile": "small", "first_filters": 4, "stem_channels": 4, "dense_units": 8},
     "search": {
-        "iterations": 2, "archs_per_iteration": 3, "warmup_batch_size": 60, "batch_size": 60, "top_k": 2, "final_samples": 0,
+        "iterations": 2,
+        "archs_per_iteration": 3,
+        "warmup_batch_size": 60,
+        "batch_size": 60,
+        "top_k": 2,
+        "final_samples": 0,
     },
 }
 CHECKPOINT = Path("checkpoints") / "search.pt"
@@ -66,14 +71,19 @@ def finished(ray_session, tmp_path_factory) -> tuple[Path, Path]:
 def test_second_command_on_a_locked_run_directory_fails_at_once_naming_the_holder(finished):
     config, out = finished
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(out / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, f'pid {os.getpid()} on a-host: amber-ray search'.encode())\n"
-            "print('locked', flush=True); time.sleep(120)\n"
-        )],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(out / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                "os.ftruncate(fd, 0); os.write(fd, f'pid {os.getpid()} on a-host: amber-ray search'.encode())\n"
+                "print('locked', flush=True); time.sleep(120)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -93,8 +103,19 @@ def test_second_command_on_a_locked_run_directory_fails_at_once_naming_the_holde
 def test_resume_with_a_changed_config_names_every_differing_key(finished):
     config, out = finished
     before = digest(out / CHECKPOINT)
-    result = invoke("search", config, "--out", out, "--resume", "--set", "seed=7", "--set", "search.batch_size=30",
-                    "--set", "search.iterations=3")
+    result = invoke(
+        "search",
+        config,
+        "--out",
+        out,
+        "--resume",
+        "--set",
+        "seed=7",
+        "--set",
+        "search.batch_size=30",
+        "--set",
+        "search.iterations=3",
+    )
     assert result.exit_code == 2, result.output
     line = error_line(result.output)
     assert "search.pt" in line and "seed '2' -> '7'" in line and "search.batch_size '60' -> '30'" in line
@@ -119,9 +140,22 @@ def test_copied_run_directory_resumes_into_itself(finished, tmp_path):
     shutil.copytree(out, copy)
     original_artifacts = artifact_files(out)
     result = subprocess.run(  # a process of its own, as after a real copy (MLflow caches a run's artifact location)
-        [sys.executable, "-m", "amber_ray.cli", "search", str(config), "--out", str(copy), "--resume",
-         "--set", "search.iterations=3"],
-        env=cluster_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "amber_ray.cli",
+            "search",
+            str(config),
+            "--out",
+            str(copy),
+            "--resume",
+            "--set",
+            "search.iterations=3",
+        ],
+        env=cluster_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert artifact_files(out) == original_artifacts  # the original is untouched
@@ -188,7 +222,11 @@ def test_sigterm_stops_a_command_like_ctrl_c(ray_session, tmp_path, entry):
     out = tmp_path / "run"
     command = subprocess.Popen(
         [sys.executable, *entry, str(config), "--out", str(out)],
-        env=cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env=cluster_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and command.poll() is None:

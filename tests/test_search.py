@@ -181,11 +181,19 @@ def run_driver(workers: int, out: Path, iterations: int = 2):
 
     # Longer sequences and two labels: few near-tied predictions, so float round-off between 1 and
     # 2 workers cannot reorder the validation ranking.
-    data = {**SEARCH["data"], "simulate": {"num_sequences": 800, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4}}
+    data = {
+        **SEARCH["data"],
+        "simulate": {"num_sequences": 800, "length": 100, "motifs": ["MA0139.1", "MA0079.5"], "prevalence": 0.4},
+    }
     # float32, not auto: bfloat16 (auto's choice on CPUs with AVX-512 BF16) rounds each worker's shard
     # differently, which moves rewards by more than the tolerance below.
     search = {
-        **SEARCH["search"], "iterations": iterations, "workers": workers, "batch_size": 50, "warmup_batch_size": 50, "precision": "float32"
+        **SEARCH["search"],
+        "iterations": iterations,
+        "workers": workers,
+        "batch_size": 50,
+        "warmup_batch_size": 50,
+        "precision": "float32",
     }
     cfg = parse_config({**SEARCH, "data": data, "search": search})
     driver = SearchDriver(cfg, out, load_splits(cfg.data, cfg.seed))

@@ -25,9 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for folder in ("amber_ray", "jobs", "benchmarks") for p in (ROOT / folder).rglob("*.py"))
 # Readers that run code from the file they read (or can be told to).
 UNSAFE_CALLS = {
-    ("pickle", "load"), ("pickle", "loads"), ("cloudpickle", "load"), ("cloudpickle", "loads"), ("dill", "load"),
-    ("joblib", "load"), ("pd", "read_pickle"), ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"),
-    ("marshal", "loads"), ("shelve", "open"),
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("cloudpickle", "load"),
+    ("cloudpickle", "loads"),
+    ("dill", "load"),
+    ("joblib", "load"),
+    ("pd", "read_pickle"),
+    ("yaml", "load"),
+    ("yaml", "unsafe_load"),
+    ("yaml", "full_load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
 }
 
 
@@ -171,8 +180,14 @@ def local_ray(tmp_path_factory) -> dict:
     temporary folder, where Ray writes its token): the setting as Ray saw it, the processes it started, its output."""
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
-    result = subprocess.run([sys.executable, "-c", LOCAL_RAY_SCRIPT], capture_output=True, text=True, timeout=300,
-                            env={**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", LOCAL_RAY_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"},
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     report["output"] = result.stdout + result.stderr
@@ -232,12 +247,20 @@ def test_label_names_that_look_like_paths_write_nothing_outside_the_output(tmp_p
     bad = ROOT / "tests" / "data" / "bad" / "labels"
     config = tmp_path / "work" / "config.yaml"
     config.parent.mkdir()
-    config.write_text(json.dumps({
-        "data": {"kind": "fasta_labels", "fasta": str(bad / "sequences.fa"), "labels_tsv": str(bad / "traversal_label.tsv"),
-                 "split": {"valid": 0.25, "test": 0.25}},
-        "space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8},
-        "train": {"batch_size": 4, "max_epochs": 1},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "data": {
+                    "kind": "fasta_labels",
+                    "fasta": str(bad / "sequences.fa"),
+                    "labels_tsv": str(bad / "traversal_label.tsv"),
+                    "split": {"valid": 0.25, "test": 0.25},
+                },
+                "space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8},
+                "train": {"batch_size": 4, "max_epochs": 1},
+            }
+        )
+    )
     before = set(tmp_path.rglob("*"))
     out = tmp_path / "work" / "out"
     arch = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"

@@ -15,7 +15,9 @@ def paper_space() -> ModelSpace:
 
 def enumerate_architectures(num_layers: int, ops: tuple[str, ...]) -> set[str]:
     """Every architecture of a tiny space, by brute force, as canonical text."""
-    skip_options = [list(itertools.chain.from_iterable(itertools.combinations(range(i), r) for r in range(i + 1))) for i in range(num_layers)]
+    skip_options = [
+        list(itertools.chain.from_iterable(itertools.combinations(range(i), r) for r in range(i + 1))) for i in range(num_layers)
+    ]
     return {
         Architecture(op_choice, skip_choice).to_text()
         for op_choice in itertools.product(ops, repeat=num_layers)
@@ -25,7 +27,9 @@ def enumerate_architectures(num_layers: int, ops: tuple[str, ...]) -> set[str]:
 
 @pytest.mark.parametrize("num_layers,num_ops", [(1, 3), (2, 2), (3, 2), (4, 3)])
 def test_size_matches_brute_force_count(num_layers, num_ops):
-    space = ModelSpace(input_length=64, num_labels=1, num_layers=num_layers, layers_per_block=1, ops=OP_NAMES[:num_ops], reduction=1)
+    space = ModelSpace(
+        input_length=64, num_labels=1, num_layers=num_layers, layers_per_block=1, ops=OP_NAMES[:num_ops], reduction=1
+    )
     assert space.size() == len(enumerate_architectures(num_layers, OP_NAMES[:num_ops]))
 
 

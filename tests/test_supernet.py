@@ -70,7 +70,9 @@ def test_trainer_shares_weights_and_scores_in_either_precision(precision):
     halves = trainer.score([a], all_validation=True)[0][1:]
     with torch.inference_mode(), trainer._autocast():
         probs = trainer.model(torch.from_numpy(trainer.valid_all.x), a).float().numpy()
-    assert halves == pytest.approx((mean_auroc(trainer.valid_all.y[0::2], probs[0::2]), mean_auroc(trainer.valid_all.y[1::2], probs[1::2])))
+    assert halves == pytest.approx(
+        (mean_auroc(trainer.valid_all.y[0::2], probs[0::2]), mean_auroc(trainer.valid_all.y[1::2], probs[1::2]))
+    )
 
 
 def test_warm_up_with_uniform_architectures_updates_every_op_of_every_layer():
@@ -135,10 +137,20 @@ def pinned_run() -> tuple[list[float], list[float]]:
     """Three seeded supernet passes, then three architectures' rewards, in a small reference-style space."""
     ops = ("conv8", "conv4", "dconv8", "maxpool", "avgpool", "identity")
     space = ModelSpace(
-        input_length=100, num_labels=2, num_layers=4, layers_per_block=4, ops=ops, first_filters=16,
-        reduction=1, stem_channels=16, dense_units=64, dropout=0.0,
+        input_length=100,
+        num_labels=2,
+        num_layers=4,
+        layers_per_block=4,
+        ops=ops,
+        first_filters=16,
+        reduction=1,
+        stem_channels=16,
+        dense_units=64,
+        dropout=0.0,
     )
-    trainer = SupernetTrainer(space, planted_motif_data(200, 100, 0), planted_motif_data(100, 100, 1), 1e-3, seed=0, precision="float32")
+    trainer = SupernetTrainer(
+        space, planted_motif_data(200, 100, 0), planted_motif_data(100, 100, 1), 1e-3, seed=0, precision="float32"
+    )
     rng = np.random.default_rng(3)
     losses = [trainer.train_pass([space.sample(rng) for _ in range(4)], iteration, batch_size=50) for iteration in range(3)]
     return losses, [score[0] for score in trainer.score([space.sample(rng) for _ in range(3)])]

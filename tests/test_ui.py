@@ -88,16 +88,27 @@ def test_ui_opens_on_searched_vs_sampled_with_test_auroc_in_chromium(tmp_path):
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
     parent = RunTracker.start(tmp_path, "ui-compare", "retrain", {"command": "retrain"})
-    trials = [("searched", "conv8,skip:;dconv4,skip:0", 0.91), ("searched", "conv8,skip:;dconv4,skip:0", 0.93),
-              ("sampled", "maxpool,skip:;identity,skip:", 0.80), ("sampled", "avgpool,skip:;conv4,skip:", 0.70)]
+    trials = [
+        ("searched", "conv8,skip:;dconv4,skip:0", 0.91),
+        ("searched", "conv8,skip:;dconv4,skip:0", 0.93),
+        ("sampled", "maxpool,skip:;identity,skip:", 0.80),
+        ("sampled", "avgpool,skip:;conv4,skip:", 0.70),
+    ]
     for i, (role, arch, auroc) in enumerate(trials):
-        run = RunTracker.start(tmp_path, "ui-compare", f"{role}-{i}", {"role": role, "arch": arch, "replicate": "0"}, parent=parent)
+        run = RunTracker.start(
+            tmp_path, "ui-compare", f"{role}-{i}", {"role": role, "arch": arch, "replicate": "0"}, parent=parent
+        )
         run.log_metrics({"test_auroc": auroc, "test_aupr": auroc - 0.1, "num_params": 1000 + i})
         run.finish()
     parent.finish()
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "amber_ray.cli", "ui", str(tmp_path), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "amber_ray.cli", "ui", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = None
         while url is None:
@@ -112,7 +123,14 @@ def test_ui_opens_on_searched_vs_sampled_with_test_auroc_in_chromium(tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000", "--virtual-time-budget=20000"]
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=20000",
+        ]
         dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
         subprocess.run([*command, f"--screenshot={tmp_path / 'ui.png'}", url], capture_output=True, timeout=120)
         text = " ".join(re.sub(r"<[^>]+>", " ", dom).split())

@@ -74,7 +74,10 @@ def convert(
     labels_tsv: Path | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> int:
-    """The conversion the given inputs ask for (exactly one of ``mat`` or ``fasta`` + ``labels_tsv``); returns the sequences written."""
+    """The conversion the given inputs ask for (exactly one of ``mat`` or ``fasta`` + ``labels_tsv``).
+
+    Returns the number of sequences written.
+    """
     if (mat is None) == (fasta is None) or (fasta is None) != (labels_tsv is None):
         raise AmberInputError("give --mat FILE, or --fasta FILE with --labels TSV", out)
     inputs = [path for path in (mat, fasta, labels_tsv) if path is not None]

@@ -78,7 +78,9 @@ def one_hot_to_codes(x: np.ndarray, first_row: int = 0) -> np.ndarray:
     if not known.all():
         row, position = np.argwhere(~known)[0]
         column = x[row, :, position].tolist()
-        raise ValueError(f"sequence {first_row + row}, position {position}: {column} is not one-hot, 0.25 each (unknown) or 0 each")
+        raise ValueError(
+            f"sequence {first_row + row}, position {position}: {column} is not one-hot, 0.25 each (unknown) or 0 each"
+        )
     return matches.argmax(axis=-1).astype(np.uint8)
 
 
@@ -130,7 +132,9 @@ class SequenceDataset:
     def one_hot(self, rows: np.ndarray | slice) -> np.ndarray:
         return self.x[rows]
 
-    def shard_batches(self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+    def shard_batches(
+        self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1
+    ) -> Iterator[ShardBatch]:
         """One shuffled pass in global batches of ``batch_size``; worker ``rank`` gets rows ``rank::world_size`` of each."""
         for index in minibatch_indices(self.num_sequences, batch_size, rng):
             shard = index[rank::world_size]

@@ -29,8 +29,17 @@ from amber_ray.errors import AmberInputError
 SPLITS = ("train", "valid", "test")
 # What scipy's MATLAB v5 parser raises on a truncated or garbled file (found by fuzzing the reader).
 V5_READ_ERRORS = (
-    ValueError, TypeError, OSError, EOFError, IndexError, KeyError, OverflowError, NotImplementedError,
-    struct.error, zlib.error, scipy.io.matlab.MatReadError,
+    ValueError,
+    TypeError,
+    OSError,
+    EOFError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+    scipy.io.matlab.MatReadError,
 )
 
 

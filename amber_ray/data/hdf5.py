@@ -69,7 +69,10 @@ class BlockWriter:
     def append(self, codes: np.ndarray, y: np.ndarray, names: Sequence[str]) -> None:
         """Add ``codes uint8 (n, L)``, ``y (n, T)`` of 0/1 and ``n`` names; a bad label value raises ``ValueError``."""
         if codes.shape[1:] != (self.length,) or y.shape != (len(codes), self.num_labels) or len(names) != len(codes):
-            raise ValueError(f"block of {codes.shape} codes, {y.shape} labels, {len(names)} names does not fit L={self.length}, T={self.num_labels}")
+            raise ValueError(
+                f"block of {codes.shape} codes, {y.shape} labels, {len(names)} names "
+                f"does not fit L={self.length}, T={self.num_labels}"
+            )
         bits = pack_labels(y, first_row=self.rows)
         start, self.rows = self.rows, self.rows + len(codes)
         for key, values in (("codes", codes), ("labels", bits), ("names", list(names))):
@@ -132,7 +135,9 @@ class HDF5SequenceFile:
     def _read_header(self, file: h5py.File) -> None:
         self._version = int(file.attrs.get("format_version", 1))
         if self._version > FORMAT_VERSION:
-            raise AmberInputError(f"format version {self._version} is newer than this amber-ray reads ({FORMAT_VERSION})", self.path)
+            raise AmberInputError(
+                f"format version {self._version} is newer than this amber-ray reads ({FORMAT_VERSION})", self.path
+            )
         if self._version == 1:
             self._require(file, ("x", "y", "names"))
             x, y = file["x"], file["y"]
@@ -151,7 +156,9 @@ class HDF5SequenceFile:
         width = len(self._label_names) if self._version == 1 else -(-len(self._label_names) // 8)
         if y.ndim != 2 or y.shape != (rows, width) or file["names"].shape != (rows,):
             raise AmberInputError(
-                f"labels {y.shape} and 'names' {file['names'].shape} do not match {rows} sequences of {len(self._label_names)} labels", self.path
+                f"labels {y.shape} and 'names' {file['names'].shape} "
+                f"do not match {rows} sequences of {len(self._label_names)} labels",
+                self.path,
             )
         self._num_sequences = rows
         self._chunk_rows = x.chunks[0] if x.chunks else DEFAULT_CHUNK_ROWS  # contiguous storage: read in blocks anyway
@@ -194,7 +201,9 @@ class HDF5SequenceFile:
             blocks = [self._read_block(file, start, start + self._chunk_rows) for start in starts]
         return np.concatenate([codes for codes, _ in blocks]), np.concatenate([bits for _, bits in blocks])
 
-    def shard_batches(self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+    def shard_batches(
+        self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1
+    ) -> Iterator[ShardBatch]:
         """One pass in global batches of ``batch_size``, streamed; worker ``rank`` decodes rows ``rank::world_size`` of each.
 
         The chunk order is a permutation drawn from ``rng``; chunks are read ``window_rows`` at a

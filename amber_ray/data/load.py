@@ -64,8 +64,12 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
         splits = stratified_split(_single_dataset(data, seed), data.split.valid, data.split.test, seed, data_source(data))
     log.info(
         "%s data: %d train, %d valid, %d test sequences of %d bp, %d labels",
-        data.kind, splits.train.num_sequences, splits.valid.num_sequences, splits.test.num_sequences,
-        splits.train.length, splits.train.num_labels,
+        data.kind,
+        splits.train.num_sequences,
+        splits.valid.num_sequences,
+        splits.test.num_sequences,
+        splits.train.length,
+        splits.train.num_labels,
     )
     return splits
 
@@ -87,7 +91,10 @@ def load_search_data(data: DataConfig, seed: int) -> SearchData:
     train = files["train"]
     log.info(
         "hdf5 data, streamed: %d train, %d valid sequences of %d bp, %d labels",
-        len(train), len(files["valid"]), train.length, train.num_labels,
+        len(train),
+        len(files["valid"]),
+        train.length,
+        train.num_labels,
     )
     return SearchData(train, files["valid"])
 

@@ -104,9 +104,7 @@ def grammar_kind_counts(config: SimulatorConfig) -> dict[str, int]:
     return dict(zip(GRAMMAR_KINDS, [positives, wrong_spacing, wrong_orientation, *singles], strict=True))
 
 
-def _grammar_layout(
-    rng: np.random.Generator, config: SimulatorConfig, kind: str
-) -> list[tuple[int, int, str]]:
+def _grammar_layout(rng: np.random.Generator, config: SimulatorConfig, kind: str) -> list[tuple[int, int, str]]:
     """``(offset, motif index, strand)`` of the instances of one sequence, laid out on ``+`` from offset 0."""
     right = config.spacing + int(rng.integers(-config.spacing_tolerance, config.spacing_tolerance + 1))
     if kind == "positive":

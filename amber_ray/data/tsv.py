@@ -11,7 +11,10 @@ from amber_ray.errors import AmberInputError
 
 
 def read_tsv(path: str | Path, required: Collection[str] = (), index_col: int | None = None) -> pd.DataFrame:
-    """The table as strings (no NA guessing); a missing file, unreadable text or a missing column is an input error naming the file."""
+    """The table as strings (no NA guessing).
+
+    A missing file, unreadable text or a missing column is an input error naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise AmberInputError("file not found", path)

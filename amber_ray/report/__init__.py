@@ -52,6 +52,8 @@ def report_run(
         "interpret": default_part(directory, outputs.INTERPRET_DIR, interpret),
     }
     if not any(parts.values()):
-        raise AmberInputError("no run outputs here (search/, retrain/, variants/ or interpret/); name them with --search, --retrain, ...", directory)
+        raise AmberInputError(
+            "no run outputs here (search/, retrain/, variants/ or interpret/); name them with --search, --retrain, ...", directory
+        )
     run = load_run(**parts, annotation=read_label_annotation(annotation) if annotation else None)
     return write_report(run, out or directory / outputs.REPORT, track)

@@ -90,17 +90,23 @@ def op_probabilities(run: RunParts) -> Figure:
     figure = Figure(figsize=(3.2 * columns + 1, 2.2 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     uniform = 1 / len(ops)
-    norm = TwoSlopeNorm(uniform, min(float(probs.probability.min()), uniform * 0.9), max(float(probs.probability.max()), uniform * 1.1))
+    norm = TwoSlopeNorm(
+        uniform, min(float(probs.probability.min()), uniform * 0.9), max(float(probs.probability.max()), uniform * 1.1)
+    )
     image = None
     for ax, layer in zip(axes.flat, layers):
         matrix = probs[probs.layer == layer].pivot(index="op", columns="iteration", values="probability").reindex(ops)
         image = ax.imshow(
-            matrix.to_numpy(), aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest",
+            matrix.to_numpy(),
+            aspect="auto",
+            cmap="RdBu_r",
+            norm=norm,
+            interpolation="nearest",
             extent=(matrix.columns.min() - 0.5, matrix.columns.max() + 0.5, len(ops) - 0.5, -0.5),
         )
         ax.set_title(f"layer {layer}", fontsize=9)
         ax.set_yticks(range(len(ops)), ops, fontsize=8)
-    for ax in axes.flat[len(layers):]:
+    for ax in axes.flat[len(layers) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("iteration")
@@ -160,7 +166,7 @@ def controller_curves(run: RunParts) -> Figure:
     for ax, (column, label) in zip(axes[1:], panels):
         ax.plot(table.index, table[column], color="black")
         ax.set_ylabel(label)
-    for ax in axes[len(panels) + 1:]:
+    for ax in axes[len(panels) + 1 :]:
         ax.set_visible(False)
     for ax in axes[: len(panels) + 1]:
         ax.set_xlabel("iteration")
@@ -186,8 +192,11 @@ def split_half(run: RunParts) -> Figure:
     ax.plot(table.iteration, table.spearman_brown, marker="o", ms=3, color="black", label="Spearman-Brown reliability 2r/(1+r)")
     ax.axhline(0, color="0.7", lw=0.8)
     ax.set_ylim(min(-0.1, float(np.nanmin(table[["spearman_r", "spearman_brown"]].to_numpy())) - 0.05), 1.02)
-    ax.set_title(f"median reliability {np.nanmedian(table.spearman_brown):.2f} over {int(table.spearman_brown.notna().sum())} iterations; "
-                 f"median {np.median(table.architectures):g} architectures per iteration", fontsize=10)
+    ax.set_title(
+        f"median reliability {np.nanmedian(table.spearman_brown):.2f} over {int(table.spearman_brown.notna().sum())} iterations; "
+        f"median {np.median(table.architectures):g} architectures per iteration",
+        fontsize=10,
+    )
     ax.set_xlabel("iteration")
     ax.set_ylabel("rank agreement")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -201,7 +210,9 @@ def policy_rewards(search: SearchPart) -> dict:
         raise Skip("no final_architectures.json (the search has not finished)")
     comparison = final.get("policy_vs_uniform")
     if not comparison:
-        raise Skip("final_architectures.json has no policy_vs_uniform (a search from before this comparison, or search.final_samples 0)")
+        raise Skip(
+            "final_architectures.json has no policy_vs_uniform (a search from before this comparison, or search.final_samples 0)"
+        )
     return comparison
 
 
@@ -211,18 +222,31 @@ def policy_vs_uniform(run: RunParts) -> Figure:
     figure = Figure(figsize=(5, 4.2), layout="constrained")
     ax = figure.subplots()
     rng = np.random.default_rng(0)
-    for position, (key, label, color) in enumerate((("policy", "controller policy", ROLE_COLORS["searched"]), ("uniform", "uniform", ROLE_COLORS["sampled"]))):
+    for position, (key, label, color) in enumerate(
+        (("policy", "controller policy", ROLE_COLORS["searched"]), ("uniform", "uniform", ROLE_COLORS["sampled"]))
+    ):
         values = np.asarray(comparison.get(key) or [], dtype=float)
         values = values[np.isfinite(values)]
         if len(values):
-            ax.boxplot([values], positions=[position], widths=0.6, patch_artist=True, showfliers=False,
-                       boxprops={"facecolor": color, "alpha": 0.35}, medianprops={"color": "black"})
+            ax.boxplot(
+                [values],
+                positions=[position],
+                widths=0.6,
+                patch_artist=True,
+                showfliers=False,
+                boxprops={"facecolor": color, "alpha": 0.35},
+                medianprops={"color": "black"},
+            )
             ax.scatter(position + rng.uniform(-0.15, 0.15, len(values)), values, s=12, color=color, zorder=3)
-    labels = [f"{name}\n(n = {len(comparison.get(key) or [])}, mean {comparison.get(f'{key}_mean', float('nan')):.4f})"
-              for key, name in (("policy", "controller policy"), ("uniform", "uniform"))]
+    labels = [
+        f"{name}\n(n = {len(comparison.get(key) or [])}, mean {comparison.get(f'{key}_mean', float('nan')):.4f})"
+        for key, name in (("policy", "controller policy"), ("uniform", "uniform"))
+    ]
     ax.set_xticks([0, 1], labels, fontsize=9)
     p = comparison.get("mannwhitney_p")
-    ax.set_title(f"Mann-Whitney p = {p:.3g}" if isinstance(p, (int, float)) and np.isfinite(p) else "Mann-Whitney p n/a", fontsize=10)
+    ax.set_title(
+        f"Mann-Whitney p = {p:.3g}" if isinstance(p, (int, float)) and np.isfinite(p) else "Mann-Whitney p n/a", fontsize=10
+    )
     ax.set_ylabel("reward (validation AUROC in the supernet)")
     return figure
 
@@ -230,7 +254,10 @@ def policy_vs_uniform(run: RunParts) -> Figure:
 def skip_arc(source: int, target: int, top: float) -> tuple[MplPath, float]:
     """A quadratic Bezier from layer ``source`` to ``target`` above the boxes, higher for longer skips; and its peak."""
     height = 0.25 + 0.12 * (target - source)
-    path = MplPath([(source, top), ((source + target) / 2, top + 2 * height), (target, top)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3])
+    path = MplPath(
+        [(source, top), ((source + target) / 2, top + 2 * height), (target, top)],
+        [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3],
+    )
     return path, top + height
 
 
@@ -240,7 +267,9 @@ def architecture_diagram(arch_text: str, layers_per_block: int | None = None) ->
     figure = Figure(layout="constrained")
     ax = figure.subplots()
     for layer, op in enumerate(arch.ops):
-        ax.add_patch(Rectangle((layer - 0.4, -0.35), 0.8, 0.7, facecolor=OP_FAMILIES[op_family(op)], edgecolor="black", alpha=0.85))
+        ax.add_patch(
+            Rectangle((layer - 0.4, -0.35), 0.8, 0.7, facecolor=OP_FAMILIES[op_family(op)], edgecolor="black", alpha=0.85)
+        )
         ax.text(layer, 0, op, ha="center", va="center", fontsize=8, color="white", weight="bold")
         ax.text(layer, -0.55, f"L{layer}", ha="center", va="top", fontsize=7)
         if layer:
@@ -282,17 +311,34 @@ def searched_vs_sampled(run: RunParts) -> Figure:
             for r, role in enumerate(("searched", "sampled")):
                 values = scores.loc[roles == role, category].dropna().to_numpy()
                 position = c * 3 + r
-                ax.boxplot([values], positions=[position], widths=0.7, patch_artist=True,
-                           boxprops={"facecolor": ROLE_COLORS[role], "alpha": 0.35}, medianprops={"color": "black"}, showfliers=False)
+                ax.boxplot(
+                    [values],
+                    positions=[position],
+                    widths=0.7,
+                    patch_artist=True,
+                    boxprops={"facecolor": ROLE_COLORS[role], "alpha": 0.35},
+                    medianprops={"color": "black"},
+                    showfliers=False,
+                )
                 ax.scatter(position + rng.uniform(-0.15, 0.15, len(values)), values, s=14, color=ROLE_COLORS[role], zorder=3)
             p = retrain.comparison["categories"][category][metric]["t_test"]["p"]
-            ax.text(c * 3 + 0.5, 1.01, f"p = {p:.2g}" if np.isfinite(p) else "p n/a", transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=9)
+            ax.text(
+                c * 3 + 0.5,
+                1.01,
+                f"p = {p:.2g}" if np.isfinite(p) else "p n/a",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
         ax.set_xticks([c * 3 + 0.5 for c in range(len(scores.columns))], list(scores.columns))
         ax.set_ylabel(f"test {metric.upper()}")
     figure.legend(
         handles=[Rectangle((0, 0), 1, 1, color=color, alpha=0.5) for color in ROLE_COLORS.values()],
-        labels=list(ROLE_COLORS), fontsize=8, loc="outside lower center", ncols=len(ROLE_COLORS),
+        labels=list(ROLE_COLORS),
+        fontsize=8,
+        loc="outside lower center",
+        ncols=len(ROLE_COLORS),
     )
     return figure
 
@@ -380,7 +426,10 @@ def variant_roc(run: RunParts) -> Figure:
     ax = figure.subplots()
     pwm = (variants.summary or {}).get("pwm") or {}
     pwm_name = " ".join(str(pwm[key]) for key in ("motif", "motif_name") if pwm.get(key))
-    for column, name, color in (("model_score", "model", ROLE_COLORS["searched"]), ("pwm_score", f"PWM {pwm_name}".strip(), ROLE_COLORS["sampled"])):
+    for column, name, color in (
+        ("model_score", "model", ROLE_COLORS["searched"]),
+        ("pwm_score", f"PWM {pwm_name}".strip(), ROLE_COLORS["sampled"]),
+    ):
         rows = evaluation[evaluation[column].notna()]
         if rows.empty:
             continue
@@ -405,39 +454,86 @@ class FigureSpec:
 
 
 REPORT_FIGURES = (
-    FigureSpec("op_probabilities", "search", "Op selection probability per layer",
-               "The controller's probability of choosing each op, per layer, over search iterations (mean over the iteration's samples); "
-               "red: favoured over a uniform choice, blue: avoided.",
-               op_probabilities),
-    FigureSpec("embedding_pca", "search", "Controller op embeddings (PCA)",
-               "The LSTM controller's learned embedding of each op, on its first two principal components: ops the controller treats alike lie close.",
-               embedding_pca),
-    FigureSpec("controller_curves", "search", "Search progress",
-               "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max and the "
-               "controller's baseline (the iteration's mean reward by default); policy entropy; fraction of skip connections; supernet loss.",
-               controller_curves),
-    FigureSpec("split_half", "search", "Split-half reliability of the rewards",
-               "Per iteration, over its distinct architectures: Spearman rank correlation between each architecture's reward on two fixed "
-               "halves of the validation sequences, and the Spearman-Brown reliability 2r/(1+r) of the full-length reward. "
-               "Missing points: fewer than 3 architectures or constant rewards.",
-               split_half),
-    FigureSpec("policy_vs_uniform", "search", "Controller vs uniform samples",
-               "Rewards of architectures sampled from the final controller policy and of uniformly sampled architectures, scored by the same "
-               "supernet on the same validation data; p: one-sided Mann-Whitney U test (policy greater), as recorded by the search.",
-               policy_vs_uniform),
-    FigureSpec("searched_vs_sampled", "retrain", "Searched vs sampled architectures",
-               "Test AUROC and AUPR of retrained trials (replicate seeds) per label category; p: two-sided Welch t-test.",
-               searched_vs_sampled),
-    FigureSpec("params_vs_auroc", "retrain", "Parameters vs test AUROC", "Every retrained trial; Spearman rank correlation over all trials.",
-               params_vs_auroc),
-    FigureSpec("retrain_curves", "retrain", "Retraining progress",
-               "Validation AUROC per epoch of every trial (architecture x replicate seed); training stops when it has not improved for "
-               "the configured patience, and the best epoch's weights are tested.", retrain_curves),
-    FigureSpec("variant_ref_alt", "variants", "Variant effects: reference vs alternative allele",
-               "Predicted probability of the evaluated label for the reference and the alternative allele of each variant.", variant_ref_alt),
-    FigureSpec("variant_roc", "variants", "Allele-specific evaluation",
-               "ROC of the predicted preferred allele: the model's score vs the JASPAR PWM log-odds baseline on the same pairs.",
-               variant_roc),
+    FigureSpec(
+        "op_probabilities",
+        "search",
+        "Op selection probability per layer",
+        "The controller's probability of choosing each op, per layer, over search iterations "
+        "(mean over the iteration's samples); red: favoured over a uniform choice, blue: avoided.",
+        op_probabilities,
+    ),
+    FigureSpec(
+        "embedding_pca",
+        "search",
+        "Controller op embeddings (PCA)",
+        "The LSTM controller's learned embedding of each op, on its first two principal components: "
+        "ops the controller treats alike lie close.",
+        embedding_pca,
+    ),
+    FigureSpec(
+        "controller_curves",
+        "search",
+        "Search progress",
+        "Reward (validation AUROC of the supernet path) of every sampled architecture with the iteration's mean and max "
+        "and the controller's baseline (the iteration's mean reward by default); policy entropy; fraction of skip "
+        "connections; supernet loss.",
+        controller_curves,
+    ),
+    FigureSpec(
+        "split_half",
+        "search",
+        "Split-half reliability of the rewards",
+        "Per iteration, over its distinct architectures: Spearman rank correlation between each architecture's reward "
+        "on two fixed halves of the validation sequences, and the Spearman-Brown reliability 2r/(1+r) of the full-length "
+        "reward. "
+        "Missing points: fewer than 3 architectures or constant rewards.",
+        split_half,
+    ),
+    FigureSpec(
+        "policy_vs_uniform",
+        "search",
+        "Controller vs uniform samples",
+        "Rewards of architectures sampled from the final controller policy and of uniformly sampled architectures, "
+        "scored by the same supernet on the same validation data; p: one-sided Mann-Whitney U test (policy greater), "
+        "as recorded by the search.",
+        policy_vs_uniform,
+    ),
+    FigureSpec(
+        "searched_vs_sampled",
+        "retrain",
+        "Searched vs sampled architectures",
+        "Test AUROC and AUPR of retrained trials (replicate seeds) per label category; p: two-sided Welch t-test.",
+        searched_vs_sampled,
+    ),
+    FigureSpec(
+        "params_vs_auroc",
+        "retrain",
+        "Parameters vs test AUROC",
+        "Every retrained trial; Spearman rank correlation over all trials.",
+        params_vs_auroc,
+    ),
+    FigureSpec(
+        "retrain_curves",
+        "retrain",
+        "Retraining progress",
+        "Validation AUROC per epoch of every trial (architecture x replicate seed); training stops when it has not improved for "
+        "the configured patience, and the best epoch's weights are tested.",
+        retrain_curves,
+    ),
+    FigureSpec(
+        "variant_ref_alt",
+        "variants",
+        "Variant effects: reference vs alternative allele",
+        "Predicted probability of the evaluated label for the reference and the alternative allele of each variant.",
+        variant_ref_alt,
+    ),
+    FigureSpec(
+        "variant_roc",
+        "variants",
+        "Allele-specific evaluation",
+        "ROC of the predicted preferred allele: the model's score vs the JASPAR PWM log-odds baseline on the same pairs.",
+        variant_roc,
+    ),
 )
 
 

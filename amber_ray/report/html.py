@@ -76,7 +76,9 @@ def table(header: list[str] | None, rows: list[list[str]]) -> str:
     """An HTML table from already-escaped cells; a cell starting with a digit or sign is right-aligned."""
     head = "<tr>" + "".join(f"<th>{cell}</th>" for cell in header) + "</tr>" if header else ""
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if c[:1].isdigit() or c[:1] in "-+" else f"<td>{c}</td>" for c in row) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if c[:1].isdigit() or c[:1] in "-+" else f"<td>{c}</td>" for c in row)
+        + "</tr>"
         for row in rows
     )
     return f"<table>{head}{body}</table>"
@@ -95,7 +97,8 @@ def architecture_section(summary: Summary) -> str:
     rescored = "search_reward" in best
     reward_labels = (
         (("reward", "reward re-scored on all validation data (supernet AUROC)"), ("search_reward", "reward during the search"))
-        if rescored else (("reward", "reward (validation AUROC in the supernet)"),)
+        if rescored
+        else (("reward", "reward (validation AUROC in the supernet)"),)
     )
     rows += [
         [label, cell(best[key])]
@@ -104,7 +107,11 @@ def architecture_section(summary: Summary) -> str:
     ]
     if summary.greedy:
         rows.append(["greedy (argmax) decode", f"<code>{esc(summary.greedy)}</code>"])
-    for key, label in (("iterations", "iterations"), ("sampled", "architectures sampled"), ("distinct", "distinct architectures")):
+    for key, label in (
+        ("iterations", "iterations"),
+        ("sampled", "architectures sampled"),
+        ("distinct", "distinct architectures"),
+    ):
         if key in summary.search_counts:
             rows.append([label, f"{summary.search_counts[key]:,}"])
     figure = architecture_diagram(best["arch"], summary.layers_per_block)
@@ -113,15 +120,20 @@ def architecture_section(summary: Summary) -> str:
     finally:
         figure.clear()
     parts = ["<h2>Search</h2><h3>Best architecture</h3>", table(None, rows), "<figure>", diagram]
-    parts.append("<figcaption>Layers left to right, coloured by op family; red arcs: skip connections (added to the later layer's output); "
-                 "dotted lines: end of a block (max-pool).</figcaption></figure>")
+    parts.append(
+        "<figcaption>Layers left to right, coloured by op family; red arcs: skip connections "
+        "(added to the later layer's output); dotted lines: end of a block (max-pool).</figcaption></figure>"
+    )
     parts.append(selection_block(summary))
     if summary.top_k:
         top = [
             [str(i + 1), f"<code>{esc(e['arch'])}</code>", *(cell(e.get(key)) for key in ("reward", "iteration", "num_params"))]
             for i, e in enumerate(summary.top_k)
         ]
-        parts += ["<h3>Top architectures by reward</h3>", table(["rank", "architecture", "reward", "iteration", "parameters"], top)]
+        parts += [
+            "<h3>Top architectures by reward</h3>",
+            table(["rank", "architecture", "reward", "iteration", "parameters"], top),
+        ]
     return "".join(parts)
 
 
@@ -130,15 +142,22 @@ def selection_block(summary: Summary) -> str:
     selection = summary.selection
     if not selection:
         if summary.best_source.startswith("best of the last"):  # a finished search from before re-scored selection
-            return "<h3>Final selection</h3><p class='note'>Skipped: final_architectures.json has no selection (a search from before re-scored selection).</p>"
+            return (
+                "<h3>Final selection</h3><p class='note'>Skipped: final_architectures.json has no selection "
+                "(a search from before re-scored selection).</p>"
+            )
         return ""
     parts = ["<h3>Final selection</h3>", f"<p>Rule: {esc(selection.get('rule', 'not recorded'))}.</p>"]
     candidates = selection.get("candidates") or []
     if candidates:
         chosen = summary.best["arch"] if summary.best else None
         rows = [
-            [str(i + 1), f"<code>{esc(c.get('arch'))}</code>", *(cell(c.get(key)) for key in ("search_reward", "rescored_reward", "iteration", "num_params")),
-             "chosen" if c.get("arch") == chosen else ""]
+            [
+                str(i + 1),
+                f"<code>{esc(c.get('arch'))}</code>",
+                *(cell(c.get(key)) for key in ("search_reward", "rescored_reward", "iteration", "num_params")),
+                "chosen" if c.get("arch") == chosen else "",
+            ]
             for i, c in enumerate(candidates)
         ]
         parts.append(table(["#", "architecture", "search reward", "re-scored reward", "iteration", "parameters", ""], rows))
@@ -167,7 +186,8 @@ def policy_section(summary: Summary, figures: list[Rendered]) -> str:
 
 
 def architecture_level_cells(entry: dict[str, Any] | None) -> list[str]:
-    """Architecture means searched and sampled, their difference with its bootstrap interval, the median percentile and the U test."""
+    """Architecture means searched and sampled, their difference with its bootstrap interval, the median percentile
+    and the U test."""
     if not entry:
         return ["n/a"] * 5
     cells = [f"{number(entry[role]['mean'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
@@ -181,8 +201,10 @@ def architecture_level_cells(entry: dict[str, Any] | None) -> list[str]:
 def metrics_section(summary: Summary) -> str:
     if summary.roles is None:
         return "<h2>Retraining</h2><h3>Retrained models (test set)</h3><p class='note'>No retraining results.</p>"
-    rows = [[esc(role), str(r["trials"]), str(r["architectures"]), f"{r['parameters (median)']:,}", esc(r["parameters (min-max)"])]
-            for role, r in summary.roles.iterrows()]
+    rows = [
+        [esc(role), str(r["trials"]), str(r["architectures"]), f"{r['parameters (median)']:,}", esc(r["parameters (min-max)"])]
+        for role, r in summary.roles.iterrows()
+    ]
     parts = ["<h2>Retraining</h2><h3>Retrained models (test set)</h3>"]
     if summary.provisional:
         parts.append("<p class='note'>Provisional: the retraining has not finished; these are the trials finished so far.</p>")
@@ -190,20 +212,45 @@ def metrics_section(summary: Summary) -> str:
     if summary.overall:
         metric_rows = []
         for metric, entry in summary.overall.items():
-            cells = [f"{number(entry[role]['mean'])} ± {number(entry[role]['std'])} (n={entry[role]['n']})" for role in ("searched", "sampled")]
-            metric_rows.append([esc(metric), *cells, p_value(entry["t_test"]["p"]), *architecture_level_cells(summary.architecture_level.get(metric))])
+            cells = [
+                f"{number(entry[role]['mean'])} ± {number(entry[role]['std'])} (n={entry[role]['n']})"
+                for role in ("searched", "sampled")
+            ]
+            metric_rows.append(
+                [
+                    esc(metric),
+                    *cells,
+                    p_value(entry["t_test"]["p"]),
+                    *architecture_level_cells(summary.architecture_level.get(metric)),
+                ]
+            )
         parts += [
-            "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one architecture are not "
-            "independent samples, so the architecture columns first average each architecture's replicates: mean of the architecture "
-            "means (n = architectures), searched minus sampled with a 95 % bootstrap interval (architectures resampled within each "
-            "group), the median percentile of the searched architectures among the sampled ones (percent of sampled means below, "
-            "ties half) and a one-sided Mann-Whitney U test (searched greater).</p>",
-            table(["test metric", "searched (trials)", "sampled (trials)", "p (trials, Welch)", "searched (architectures)",
-                   "sampled (architectures)", "difference [95 % CI]", "percentile", "p (architectures, U)"], metric_rows),
+            "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one architecture "
+            "are not independent samples, so the architecture columns first average each architecture's replicates: mean of "
+            "the architecture means (n = architectures), searched minus sampled with a 95 % bootstrap interval (architectures "
+            "resampled within each group), the median percentile of the searched architectures among the sampled ones "
+            "(percent of sampled means below, ties half) and a one-sided Mann-Whitney U test (searched greater).</p>",
+            table(
+                [
+                    "test metric",
+                    "searched (trials)",
+                    "sampled (trials)",
+                    "p (trials, Welch)",
+                    "searched (architectures)",
+                    "sampled (architectures)",
+                    "difference [95 % CI]",
+                    "percentile",
+                    "p (architectures, U)",
+                ],
+                metric_rows,
+            ),
         ]
     if summary.params_vs_auroc:
         rho = summary.params_vs_auroc
-        parts.append(f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} (p = {p_value(rho['p'])}, n = {rho['n']}).</p>")
+        parts.append(
+            f"<p>Parameters vs test AUROC over all trials: Spearman rho = {number(rho['spearman_rho'], 2)} "
+            f"(p = {p_value(rho['p'])}, n = {rho['n']}).</p>"
+        )
     return "".join(parts)
 
 
@@ -211,10 +258,19 @@ def cost_section(summary: Summary) -> str:
     if not summary.costs:
         return "<h2>Compute cost</h2><p class='note'>Unknown: no MLflow run or trial times found.</p>"
     rows = [
-        [esc(c.stage), f"{c.hours:.3g}", f"{c.cpus:g} CPU, {c.gpus:g} GPU", f"{c.cpu_hours:.3g}", f"{c.gpu_hours:.3g}", esc(c.basis)]
+        [
+            esc(c.stage),
+            f"{c.hours:.3g}",
+            f"{c.cpus:g} CPU, {c.gpus:g} GPU",
+            f"{c.cpu_hours:.3g}",
+            f"{c.gpu_hours:.3g}",
+            esc(c.basis),
+        ]
         for c in summary.costs
     ]
-    rows.append(["total", "", "", f"{sum(c.cpu_hours for c in summary.costs):.3g}", f"{sum(c.gpu_hours for c in summary.costs):.3g}", ""])
+    rows.append(
+        ["total", "", "", f"{sum(c.cpu_hours for c in summary.costs):.3g}", f"{sum(c.gpu_hours for c in summary.costs):.3g}", ""]
+    )
     return "<h2>Compute cost</h2>" + table(["stage", "hours", "resources", "CPU hours", "GPU hours", "basis"], rows)
 
 
@@ -225,7 +281,8 @@ def figures_of(part: str, figures: list[Rendered]) -> str:
 def figure_block(rendered: Rendered) -> str:
     if rendered.png is None:
         return f"<h3>{esc(rendered.title)}</h3><p class='note'>Skipped: {esc(rendered.note)}.</p>"
-    return f"<h3>{esc(rendered.title)}</h3><figure>{png_tag(rendered.png, rendered.title)}<figcaption>{esc(rendered.caption)}</figcaption></figure>"
+    figure = f"<figure>{png_tag(rendered.png, rendered.title)}<figcaption>{esc(rendered.caption)}</figcaption></figure>"
+    return f"<h3>{esc(rendered.title)}</h3>{figure}"
 
 
 def variants_section(variants: VariantsPart) -> str:
@@ -235,9 +292,14 @@ def variants_section(variants: VariantsPart) -> str:
     model, pwm = s.get("model", {}), s.get("pwm", {})
     rows = [
         ["model", number(model.get("auroc")), number(model.get("accuracy"))],
-        [f"JASPAR PWM baseline ({esc(' '.join(str(pwm[k]) for k in ('motif', 'motif_name') if pwm.get(k)) or '?')})", number(pwm.get("auroc")), number(pwm.get("accuracy"))],
+        [
+            f"JASPAR PWM baseline ({esc(' '.join(str(pwm[k]) for k in ('motif', 'motif_name') if pwm.get(k)) or '?')})",
+            number(pwm.get("auroc")),
+            number(pwm.get("accuracy")),
+        ],
     ]
-    intro = f"<p>Allele-specific evaluation of label <code>{esc(s.get('label', '?'))}</code> on {esc(s.get('n', '?'))} variant pairs.</p>"
+    label, pairs = esc(s.get("label", "?")), esc(s.get("n", "?"))
+    intro = f"<p>Allele-specific evaluation of label <code>{label}</code> on {pairs} variant pairs.</p>"
     return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "accuracy"], rows)
 
 

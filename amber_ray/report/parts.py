@@ -119,7 +119,9 @@ def load_search(directory: Path, notes: list[str]) -> SearchPart:
         part.final = read_optional(directory / outputs.FINAL_ARCHITECTURES, read_json, notes)
     else:
         fill_from_checkpoint(part, checkpoint)
-        notes.append(f"the search in {directory} has not finished: figures show its last checkpoint (iteration {checkpoint['iteration']})")
+        notes.append(
+            f"the search in {directory} has not finished: figures show its last checkpoint (iteration {checkpoint['iteration']})"
+        )
     return part
 
 
@@ -181,15 +183,25 @@ def read_trial_curves(directory: Path) -> pd.DataFrame | None:
         try:
             for entry in record.get("history", [record]):  # all epochs so far, also one whose own line is missing
                 rows.append(
-                    {"trial_id": record["trial_id"], "role": trial["role"], "arch": trial["arch"], "replicate": trial["replicate"],
-                     "epoch": entry["epoch"], "valid_auroc": entry["valid_auroc"],
-                     "done": bool(record.get("done")) and entry["epoch"] == record["epoch"]}
+                    {
+                        "trial_id": record["trial_id"],
+                        "role": trial["role"],
+                        "arch": trial["arch"],
+                        "replicate": trial["replicate"],
+                        "epoch": entry["epoch"],
+                        "valid_auroc": entry["valid_auroc"],
+                        "done": bool(record.get("done")) and entry["epoch"] == record["epoch"],
+                    }
                 )
         except (KeyError, TypeError):
             continue
     if not rows:
         return None
-    return pd.DataFrame(rows).drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"], ignore_index=True)
+    return (
+        pd.DataFrame(rows)
+        .drop_duplicates(["trial_id", "epoch"], keep="last")
+        .sort_values(["trial_id", "epoch"], ignore_index=True)
+    )
 
 
 def note_other_categories(directory: Path, comparison: dict[str, Any], notes: list[str]) -> None:
@@ -197,8 +209,7 @@ def note_other_categories(directory: Path, comparison: dict[str, Any], notes: li
     saved = read_optional(directory / outputs.COMPARISON, read_json, [])
     if saved is not None and set(saved.get("categories", {})) != set(comparison["categories"]):
         notes.append(
-            f"compare.json in {directory} has categories {sorted(saved['categories'])}; "
-            "pass the same --annotation to plot them"
+            f"compare.json in {directory} has categories {sorted(saved['categories'])}; pass the same --annotation to plot them"
         )
 
 

@@ -92,7 +92,10 @@ def role_table(retrain: RetrainPart) -> pd.DataFrame | None:
             "parameters (min-max)": grouped.num_params.agg(lambda p: f"{p.min():,}-{p.max():,}"),
         }
     )
-    return table.reindex([role for role in ("searched", "sampled") if role in table.index] + [r for r in table.index if r not in ("searched", "sampled")])
+    return table.reindex(
+        [role for role in ("searched", "sampled") if role in table.index]
+        + [r for r in table.index if r not in ("searched", "sampled")]
+    )
 
 
 def search_cost(details: dict[str, Any] | None) -> Cost | None:
@@ -140,7 +143,11 @@ def build_summary(run: RunParts, trackers: dict[str, RunTracker]) -> Summary:
             summary.layers_per_block = int(search_params["space.layers_per_block"])
         history = run.search.history
         if history is not None and not history.empty:
-            summary.search_counts = {"iterations": int(history.iteration.nunique()), "sampled": len(history), "distinct": int(history.arch.nunique())}
+            summary.search_counts = {
+                "iterations": int(history.iteration.nunique()),
+                "sampled": len(history),
+                "distinct": int(history.arch.nunique()),
+            }
         summary.costs.append(search_cost(details.get("search")))
     if run.retrain is not None:
         summary.roles = role_table(run.retrain)

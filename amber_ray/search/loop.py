@@ -109,7 +109,10 @@ class SearchDriver:
         self.out_dir = out_dir
         self.space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
         require(
-            {"CPU": ("search.cpus_per_worker", self.search.cpus_per_worker), "GPU": ("search.gpus_per_worker", self.search.gpus_per_worker)},
+            {
+                "CPU": ("search.cpus_per_worker", self.search.cpus_per_worker),
+                "GPU": ("search.gpus_per_worker", self.search.gpus_per_worker),
+            },
             self.search.workers,
             "search.workers",
         )
@@ -165,7 +168,9 @@ class SearchDriver:
                 raise error
             logger.warning(
                 "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
-                type(error).__name__, self.failures, self.search.max_failures,
+                type(error).__name__,
+                self.failures,
+                self.search.max_failures,
             )
             try:
                 self.restart_actors()
@@ -230,10 +235,13 @@ class SearchDriver:
         if outputs.checkpoint_ops(payload) != self.space.ops:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
         if payload.get("strategy", "enas") != self.search.strategy:
-            problem = f"checkpoint was written by a search.strategy {payload.get('strategy', 'enas')!r} search, not {self.search.strategy!r}"
+            written_by = payload.get("strategy", "enas")
+            problem = f"checkpoint was written by a search.strategy {written_by!r} search, not {self.search.strategy!r}"
             raise AmberInputError(problem, checkpoint_path(self.out_dir))
         ray.get([self.controller.load.remote(payload["controller"]), *(w.load.remote(payload["supernet"]) for w in self.workers)])
-        self.state = SearchState(payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"])
+        self.state = SearchState(
+            payload["iteration"], payload["history"], payload["stats"], payload["op_probs"], payload["run_id"]
+        )
 
     def advance(self) -> dict[str, float]:
         """The next iteration, then its checkpoint."""
@@ -261,8 +269,15 @@ class SearchDriver:
         stats["supernet_loss"] = self.train_pass(train_archs, iteration, self.search.batch_size)
         stats["iteration"] = iteration
         self.state.history.extend(
-            {"iteration": iteration, "sample": k, "arch": arch, "reward": reward, "num_params": params,
-             "reward_half1": half1, "reward_half2": half2}
+            {
+                "iteration": iteration,
+                "sample": k,
+                "arch": arch,
+                "reward": reward,
+                "num_params": params,
+                "reward_half1": half1,
+                "reward_half2": half2,
+            }
             for k, (arch, (reward, half1, half2, params)) in enumerate(zip(archs, scored))
         )
         self.state.stats.append(stats)
@@ -328,12 +343,19 @@ class SearchDriver:
         search = self.search
         recent = history[history.iteration > history.iteration.max() - search.final_iterations]
         candidates = (
-            recent.sort_values(["reward", "iteration"], ascending=[False, True]).drop_duplicates("arch").head(search.final_candidates)
+            recent.sort_values(["reward", "iteration"], ascending=[False, True])
+            .drop_duplicates("arch")
+            .head(search.final_candidates)
         )
         rescored = [score[0] for score in self.score(list(candidates.arch), all_validation=True)]
         rows = [
-            {"arch": row.arch, "search_reward": float(row.reward), "iteration": int(row.iteration),
-             "num_params": int(row.num_params), "rescored_reward": reward}
+            {
+                "arch": row.arch,
+                "search_reward": float(row.reward),
+                "iteration": int(row.iteration),
+                "num_params": int(row.num_params),
+                "rescored_reward": reward,
+            }
             for row, reward in zip(candidates.itertuples(), rescored)
         ]
         best = max(rows, key=lambda row: row["rescored_reward"])  # the first of equals: the higher search reward
@@ -342,8 +364,13 @@ class SearchDriver:
             "by search reward, re-scored on all validation data; highest re-scored reward chosen"
         )
         return {
-            "best": {"arch": best["arch"], "reward": best["rescored_reward"], "search_reward": best["search_reward"],
-                     "iteration": best["iteration"], "num_params": best["num_params"]},
+            "best": {
+                "arch": best["arch"],
+                "reward": best["rescored_reward"],
+                "search_reward": best["search_reward"],
+                "iteration": best["iteration"],
+                "num_params": best["num_params"],
+            },
             "selection": {"rule": rule, "candidates": rows},
         }
 
@@ -400,7 +427,12 @@ def run_search(
         if payload is not None:
             driver.restore(payload)
         driver.tracker = RunTracker.start(
-            out_dir, config.name, "search", {"command": "search"}, run_id=driver.state.run_id, artifacts=storage.artifacts(config.storage, out_dir)
+            out_dir,
+            config.name,
+            "search",
+            {"command": "search"},
+            run_id=driver.state.run_id,
+            artifacts=storage.artifacts(config.storage, out_dir),
         )
         if payload is None:
             driver.state.run_id = driver.tracker.run_id
@@ -455,8 +487,11 @@ def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -
     if "policy_vs_uniform" in final:
         comparison = final["policy_vs_uniform"]
         metrics.update(
-            {"final.policy_mean_reward": comparison["policy_mean"], "final.uniform_mean_reward": comparison["uniform_mean"],
-             "final.policy_vs_uniform_p": comparison["mannwhitney_p"]}
+            {
+                "final.policy_mean_reward": comparison["policy_mean"],
+                "final.uniform_mean_reward": comparison["uniform_mean"],
+                "final.policy_vs_uniform_p": comparison["mannwhitney_p"],
+            }
         )
     tracker.log_metrics(metrics)
     tracker.finish()

@@ -71,9 +71,7 @@ def _skipped_row(variant: Variant, reason: str) -> dict[str, object]:
     return {**fields, "reason": reason}
 
 
-def vcf_windows(
-    vcf: str | Path, fasta: str | Path, length: int
-) -> tuple[Windows, list[dict[str, object]]]:
+def vcf_windows(vcf: str | Path, fasta: str | Path, length: int) -> tuple[Windows, list[dict[str, object]]]:
     """Windows of every scorable variant, and side-file rows (REF mismatch, chromosome end, bad allele).
 
     A chromosome absent from the FASTA (after ``chr`` reconciliation) is an error, not a skip: it
@@ -100,8 +98,13 @@ def vcf_windows(
         ref_seqs.append(pair[0])
         alt_seqs.append(pair[1])
     windows = Windows(
-        [v.variant_id for v in kept], [v.chrom for v in kept], [v.pos for v in kept],
-        [v.ref for v in kept], [v.alt for v in kept], _codes(ref_seqs, length), _codes(alt_seqs, length),
+        [v.variant_id for v in kept],
+        [v.chrom for v in kept],
+        [v.pos for v in kept],
+        [v.ref for v in kept],
+        [v.alt for v in kept],
+        _codes(ref_seqs, length),
+        _codes(alt_seqs, length),
     )
     log.info("%d variants to score, %d not scored (see the side file)", len(windows), len(skipped))
     return windows, skipped
@@ -150,8 +153,11 @@ def pair_windows(ref_fasta: str | Path, alt_fasta: str | Path, length: int) -> W
     pairs = [(ref, alt_by_name[name]) for name, ref in zip(ref_names, ref_seqs)]
     alleles = [_differing_alleles(ref, alt) for ref, alt in pairs]
     return Windows(
-        list(ref_names), [None] * len(pairs), [None] * len(pairs),
-        [a for a, _ in alleles], [b for _, b in alleles],
+        list(ref_names),
+        [None] * len(pairs),
+        [None] * len(pairs),
+        [a for a, _ in alleles],
+        [b for _, b in alleles],
         encode_codes([fit_length(ref, length) for ref, _ in pairs]),
         encode_codes([fit_length(alt, length) for _, alt in pairs]),
     )
