@@ -60,8 +60,16 @@ def tiny_model(path: Path, length: int = 40, labels: tuple[str, ...] = ("a", "b"
     """An untrained model with the file format of `amber-ray train`."""
     torch.manual_seed(seed)
     space = ModelSpace(
-        input_length=length, num_labels=len(labels), num_layers=2, layers_per_block=1, ops=("conv8", "conv4"),
-        first_filters=4, stem_channels=4, dense_units=8, reduction=2, dropout=0.0,
+        input_length=length,
+        num_labels=len(labels),
+        num_layers=2,
+        layers_per_block=1,
+        ops=("conv8", "conv4"),
+        first_filters=4,
+        stem_channels=4,
+        dense_units=8,
+        reduction=2,
+        dropout=0.0,
     )
     save_child(ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:")), path, {"label_names": list(labels)})
     return path
@@ -82,8 +90,15 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
         "name": "variants-test",
         "seed": 0,
         "data": {"kind": "simulate", "simulate": {"num_sequences": 4000, "length": 100, "motifs": [MOTIF], "prevalence": 0.5}},
-        "space": {"profile": "small", "num_layers": 2, "layers_per_block": 1, "first_filters": 32, "stem_channels": 16,
-                  "dense_units": 32, "dropout": 0.0},
+        "space": {
+            "profile": "small",
+            "num_layers": 2,
+            "layers_per_block": 1,
+            "first_filters": 32,
+            "stem_channels": 16,
+            "dense_units": 32,
+            "dropout": 0.0,
+        },
         "train": {"batch_size": 64, "max_epochs": 6, "patience": 3, "learning_rate": 0.003, "threads": 1},
     }
     config_path = folder / "config.yaml"
@@ -118,18 +133,28 @@ def test_trained_model_sees_motif_breaking_variants_and_ignores_far_ones(trained
     model, config_path = trained
     ref, alt = motif_pairs(config_path)
     out = tmp_path / "scores.parquet"
-    result = invoke("variants", "score", model, "--ref-fasta", write_fasta(tmp_path / "ref.fa", ref),
-                    "--alt-fasta", write_fasta(tmp_path / "alt.fa", alt), "--out-file", out)
+    result = invoke(
+        "variants",
+        "score",
+        model,
+        "--ref-fasta",
+        write_fasta(tmp_path / "ref.fa", ref),
+        "--alt-fasta",
+        write_fasta(tmp_path / "alt.fa", alt),
+        "--out-file",
+        out,
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out)
     assert list(table.columns) == SCORE_COLUMNS and len(table) == len(ref)
     core = table[table.variant_id.str.startswith("core")]
     far = table[table.variant_id.str.startswith("far")]
     assert core.ref_prob.median() > 0.8  # the intact motif is seen ...
-    assert core["diff"].median() < -0.2  # ... and a broken core loses it
-    assert (core["diff"] < -0.1).mean() > 0.6
+    # ... and a broken core loses it. Judged on logits: the same drop moves a probability by how saturated the
+    # reference prediction is (a logit drop of 3.8 took 0.990 down by 0.30 but 0.997 by only 0.13).
+    assert (core["logit_diff"] < -2).mean() > 0.9
+    assert core["diff"].median() < 0
     assert far["diff"].abs().median() < 0.03  # far from any motif: no effect
-    assert core["logit_diff"].median() < -1
     assert far["logit_diff"].abs().median() < 0.1 * core["logit_diff"].abs().median()
 
 
@@ -137,8 +162,17 @@ def test_eval_on_motif_pairs_beats_chance_for_model_and_pwm(trained, tmp_path):
     model, config_path = trained
     ref, alt = motif_pairs(config_path)
     core = [name for name in ref if name.startswith("core")]
-    result = invoke("variants", "eval", model, "--ref-fasta", write_fasta(tmp_path / "ref.fa", {n: ref[n] for n in core}),
-                    "--alt-fasta", write_fasta(tmp_path / "alt.fa", {n: alt[n] for n in core}), "--out", tmp_path / "eval")
+    result = invoke(
+        "variants",
+        "eval",
+        model,
+        "--ref-fasta",
+        write_fasta(tmp_path / "ref.fa", {n: ref[n] for n in core}),
+        "--alt-fasta",
+        write_fasta(tmp_path / "alt.fa", {n: alt[n] for n in core}),
+        "--out",
+        tmp_path / "eval",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["label"].startswith(MOTIF) and summary["n"] == len(core)
@@ -182,17 +216,30 @@ def test_vcf_windows_follow_the_documented_layout(genome, tmp_path):
     one, half = chroms["1"], 20
     windows, skipped = vcf_windows(write_vcf(tmp_path / "v.vcf", genome_rows(chroms)), fasta, 40)
     ids = windows.variant_id
-    assert ids == ["snv", "ins", "del", "multi:" + genome_rows(chroms)[4].split("\t")[4].split(",")[0],
-                   "multi:" + genome_rows(chroms)[4].split("\t")[4].split(",")[1], "unsorted"]
-    decoded = {name: ("".join(ALPHABET[c] for c in r), "".join(ALPHABET[c] for c in a))
-               for name, r, a in zip(ids, windows.ref_codes, windows.alt_codes)}
+    assert ids == [
+        "snv",
+        "ins",
+        "del",
+        "multi:" + genome_rows(chroms)[4].split("\t")[4].split(",")[0],
+        "multi:" + genome_rows(chroms)[4].split("\t")[4].split(",")[1],
+        "unsorted",
+    ]
+    decoded = {
+        name: ("".join(ALPHABET[c] for c in r), "".join(ALPHABET[c] for c in a))
+        for name, r, a in zip(ids, windows.ref_codes, windows.alt_codes)
+    }
     start = 80 - 1 - half
     ref, alt = decoded["snv"]
-    assert ref == one[start : start + 40] and alt[:half] == ref[:half] and alt[half + 1 :] == ref[half + 1 :] and alt[half] != ref[half]
+    assert (
+        ref == one[start : start + 40]
+        and alt[:half] == ref[:half]
+        and alt[half + 1 :] == ref[half + 1 :]
+        and alt[half] != ref[half]
+    )
     start = 110 - 1 - half
     assert decoded["ins"][1] == (one[start : 110 - 1] + one[109] + "GGT" + one[110:])[:40]
     start = 120 - 1 - half
-    assert decoded["del"][1] == one[start : 119] + one[119] + one[123 : 123 + 40 - half - 1]
+    assert decoded["del"][1] == one[start:119] + one[119] + one[123 : 123 + 40 - half - 1]
     assert all(len(r) == len(a) == 40 for r, a in decoded.values())
     reasons = {row["variant_id"]: row["reason"] for row in skipped}
     assert set(reasons) == {"mismatch", "sv", "edge"}
@@ -206,8 +253,20 @@ def test_score_cli_writes_table_side_file_and_ldsc(genome, tmp_path):
     fasta, chroms = genome
     vcf = write_vcf(tmp_path / "v.vcf", genome_rows(chroms))
     out = tmp_path / "out" / "scores.tsv"
-    result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--vcf", vcf, "--fasta", fasta, "--out-file", out,
-                    "--both-strands", "--ldsc-annot", tmp_path / "out" / "annot")
+    result = invoke(
+        "variants",
+        "score",
+        tiny_model(tmp_path / "m.pt"),
+        "--vcf",
+        vcf,
+        "--fasta",
+        fasta,
+        "--out-file",
+        out,
+        "--both-strands",
+        "--ldsc-annot",
+        tmp_path / "out" / "annot",
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
     assert list(table.columns) == SCORE_COLUMNS and len(table) == 6 * 2
@@ -251,7 +310,9 @@ def test_both_strands_is_the_mean_of_forward_and_reverse_complement(tmp_path):
     model, _ = load_child(tiny_model(tmp_path / "m.pt"))
     seqs = {f"s{i}": random_seq(rng, 40) for i in range(5)}
     rc = {name: seq[::-1].translate(str.maketrans("ACGT", "TGCA")) for name, seq in seqs.items()}
-    forward = score_windows(model, pair_windows(write_fasta(tmp_path / "f.fa", seqs), write_fasta(tmp_path / "r.fa", rc), 40), ["a", "b"])
+    forward = score_windows(
+        model, pair_windows(write_fasta(tmp_path / "f.fa", seqs), write_fasta(tmp_path / "r.fa", rc), 40), ["a", "b"]
+    )
     both = score_windows(model, forward.windows, ["a", "b"], both_strands=True)
     np.testing.assert_allclose(both.ref_probs, (forward.ref_probs + forward.alt_probs) / 2, atol=1e-6)
     np.testing.assert_allclose(both.ref_probs, both.alt_probs, atol=1e-6)  # a pair of reverse complements
@@ -267,8 +328,17 @@ def test_pairs_are_centre_padded_or_cropped_and_keep_their_alleles(tmp_path):
 
 def test_paired_scores_have_null_positions(tmp_path):
     out = tmp_path / "s.parquet"
-    result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--ref-fasta", write_fasta(tmp_path / "a.fa", {"p": "ACGT" * 10}),
-                    "--alt-fasta", write_fasta(tmp_path / "b.fa", {"p": "ACGA" + "ACGT" * 9}), "--out-file", out)
+    result = invoke(
+        "variants",
+        "score",
+        tiny_model(tmp_path / "m.pt"),
+        "--ref-fasta",
+        write_fasta(tmp_path / "a.fa", {"p": "ACGT" * 10}),
+        "--alt-fasta",
+        write_fasta(tmp_path / "b.fa", {"p": "ACGA" + "ACGT" * 9}),
+        "--out-file",
+        out,
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out)
     assert table.chrom.isna().all() and table.pos.isna().all() and table.ref.tolist() == ["T", "T"]
@@ -346,8 +416,19 @@ def test_dsqtl_pairs_run_end_to_end(tmp_path):
 
     high, low = read_pairs(folder / "dsQTL_high.fa"), read_pairs(folder / "dsQTL_low.fa")
     model = tiny_model(tmp_path / "m.pt", length=100, labels=("dnase",))
-    result = invoke("variants", "eval", model, "--ref-fasta", folder / "dsQTL_high.fa", "--alt-fasta", folder / "dsQTL_low.fa",
-                    "--motif", "MA0139.1", "--out", tmp_path / "eval")
+    result = invoke(
+        "variants",
+        "eval",
+        model,
+        "--ref-fasta",
+        folder / "dsQTL_high.fa",
+        "--alt-fasta",
+        folder / "dsQTL_low.fa",
+        "--motif",
+        "MA0139.1",
+        "--out",
+        tmp_path / "eval",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     table = pd.read_parquet(tmp_path / "eval" / "eval.parquet")
@@ -356,10 +437,14 @@ def test_dsqtl_pairs_run_end_to_end(tmp_path):
     # the model: high minus low probability, straight from the network
     net, _ = load_child(model)
     net.eval()
-    codes = {name: np.array([[ALPHABET.index(b) for b in seqs[n]] for n in high]) for name, seqs in (("high", high), ("low", low))}
+    codes = {
+        name: np.array([[ALPHABET.index(b) for b in seqs[n]] for n in high]) for name, seqs in (("high", high), ("low", low))
+    }
     with torch.no_grad():
-        probs = {name: torch.sigmoid(net(torch.from_numpy(np.eye(4, dtype=np.float32)[c].transpose(0, 2, 1).copy())))[:, 0].numpy()
-                 for name, c in codes.items()}
+        probs = {
+            name: torch.sigmoid(net(torch.from_numpy(np.eye(4, dtype=np.float32)[c].transpose(0, 2, 1).copy())))[:, 0].numpy()
+            for name, c in codes.items()
+        }
     model_diff = probs["high"].astype(np.float64) - probs["low"]
     # the PWM: best log-odds over the windows on either strand that cover the variant (position 49 of 100)
     _, log_odds = pwm_log_odds("MA0139.1")
@@ -381,8 +466,19 @@ def test_dsqtl_pairs_run_end_to_end(tmp_path):
         assert summary[key]["accuracy"] == pytest.approx(np.mean(np.where(diff == 0, 0.5, diff > 0)), abs=1e-9), key
     assert summary["pwm"]["auroc"] != pytest.approx(0.5, abs=0.01)  # the scan sees the variants
 
-    swapped = invoke("variants", "eval", model, "--ref-fasta", folder / "dsQTL_low.fa", "--alt-fasta", folder / "dsQTL_high.fa",
-                     "--motif", "MA0139.1", "--out", tmp_path / "swapped")
+    swapped = invoke(
+        "variants",
+        "eval",
+        model,
+        "--ref-fasta",
+        folder / "dsQTL_low.fa",
+        "--alt-fasta",
+        folder / "dsQTL_high.fa",
+        "--motif",
+        "MA0139.1",
+        "--out",
+        tmp_path / "swapped",
+    )
     assert swapped.exit_code == 0, swapped.output
     flipped = json.loads((tmp_path / "swapped" / "eval.json").read_text())
     for key in ("model", "pwm"):
@@ -403,7 +499,10 @@ def assert_clean_failure(result, out_dir: Path, *fragments: str) -> None:
 @pytest.mark.parametrize(
     "rows,fragments",
     [
-        (["chr1\t80\tsnv\tA\tG\t.\tPASS\t.", "chr1\t90\tshort\tA\tG"], ["v.vcf", "record 2", "line 4 has 5 tab-separated columns"]),
+        (
+            ["chr1\t80\tsnv\tA\tG\t.\tPASS\t.", "chr1\t90\tshort\tA\tG"],
+            ["v.vcf", "record 2", "line 4 has 5 tab-separated columns"],
+        ),
         (["chr1\tx\tbadpos\tA\tG\t.\tPASS\t."], ["v.vcf", "record 1", "not a valid VCF data line"]),
         (["chr9\t80\tsnv\tA\tG\t.\tPASS\t."], ["v.vcf", "record 1 (chr9:80)", "chromosome 'chr9' is not in"]),
         ([], ["v.vcf", "no variant records"]),
@@ -412,8 +511,19 @@ def assert_clean_failure(result, out_dir: Path, *fragments: str) -> None:
 def test_bad_vcf_is_one_line_and_writes_nothing(genome, tmp_path, rows, fragments):
     fasta, _ = genome
     out = tmp_path / "out"
-    result = invoke("variants", "score", tiny_model(tmp_path / "m.pt"), "--vcf", write_vcf(tmp_path / "v.vcf", rows),
-                    "--fasta", fasta, "--out-file", out / "s.parquet", "--ldsc-annot", out / "annot")
+    result = invoke(
+        "variants",
+        "score",
+        tiny_model(tmp_path / "m.pt"),
+        "--vcf",
+        write_vcf(tmp_path / "v.vcf", rows),
+        "--fasta",
+        fasta,
+        "--out-file",
+        out / "s.parquet",
+        "--ldsc-annot",
+        out / "annot",
+    )
     assert_clean_failure(result, out, *fragments)
 
 
@@ -425,17 +535,34 @@ def test_bad_inputs_of_other_kinds(genome, tmp_path):
     vcf = write_vcf(tmp_path / "v.vcf", genome_rows(chroms))
     a, b = write_fasta(tmp_path / "a.fa", {"p": "ACGT", "q": "ACGT"}), write_fasta(tmp_path / "b.fa", {"p": "ACGA"})
     cases = [
-        (["score", model, "--vcf", no_header, "--fasta", fasta, "--out-file", out / "s.parquet"], ["plain.txt", "not a VCF file"]),
+        (
+            ["score", model, "--vcf", no_header, "--fasta", fasta, "--out-file", out / "s.parquet"],
+            ["plain.txt", "not a VCF file"],
+        ),
         (["score", model, "--vcf", vcf, "--out-file", out / "s.parquet"], ["give either --vcf with --fasta"]),
         (["score", model, "--vcf", vcf, "--fasta", fasta, "--ref-fasta", a, "--out-file", out / "s.parquet"], ["give either"]),
         (["score", model, "--vcf", vcf, "--fasta", fasta, "--out-file", out / "s.csv"], ["s.csv", ".parquet or .tsv"]),
-        (["score", model, "--ref-fasta", a, "--alt-fasta", b, "--out-file", out / "s.parquet"], ["a.fa", "record q", "no record of this name"]),
-        (["score", model, "--ref-fasta", a, "--alt-fasta", a, "--out-file", out / "s.parquet", "--ldsc-annot", out / "x"],
-         ["LDSC annotations need genomic positions"]),
-        (["score", tmp_path / "none.pt", "--vcf", vcf, "--fasta", fasta, "--out-file", out / "s.parquet"], ["none.pt", "not found"]),
-        (["score", model, "--vcf", vcf, "--fasta", fasta, "--device", "nope", "--out-file", out / "s.parquet"], ["--device", "'nope'"]),
+        (
+            ["score", model, "--ref-fasta", a, "--alt-fasta", b, "--out-file", out / "s.parquet"],
+            ["a.fa", "record q", "no record of this name"],
+        ),
+        (
+            ["score", model, "--ref-fasta", a, "--alt-fasta", a, "--out-file", out / "s.parquet", "--ldsc-annot", out / "x"],
+            ["LDSC annotations need genomic positions"],
+        ),
+        (
+            ["score", tmp_path / "none.pt", "--vcf", vcf, "--fasta", fasta, "--out-file", out / "s.parquet"],
+            ["none.pt", "not found"],
+        ),
+        (
+            ["score", model, "--vcf", vcf, "--fasta", fasta, "--device", "nope", "--out-file", out / "s.parquet"],
+            ["--device", "'nope'"],
+        ),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--out", out], ["--label", "2 labels"]),
-        (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--out", out], ["--motif", "names no JASPAR matrix"]),
+        (
+            ["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--out", out],
+            ["--motif", "names no JASPAR matrix"],
+        ),
         (["eval", model, "--ref-fasta", a, "--alt-fasta", a, "--label", "a", "--motif", "MA9999.9", "--out", out], ["MA9999.9"]),
     ]
     for args, fragments in cases:
@@ -447,7 +574,9 @@ def test_preferred_table_is_checked(tmp_path):
     a = write_fasta(tmp_path / "a.fa", {"p": "ACGT" * 10, "q": "ACGG" * 10})
     preferred = tmp_path / "pref.tsv"
     preferred.write_text("variant_id\tpreferred\np\t1\nq\t2\n")
-    result = invoke("variants", "eval", model, "--ref-fasta", a, "--alt-fasta", a, "--motif", MOTIF, "--preferred", preferred, "--out", out)
+    result = invoke(
+        "variants", "eval", model, "--ref-fasta", a, "--alt-fasta", a, "--motif", MOTIF, "--preferred", preferred, "--out", out
+    )
     assert_clean_failure(result, out, "pref.tsv", "record q", "not 0 or 1")
 
 
