@@ -571,9 +571,8 @@ def predict_command(
     from amber_ray.inference import PredictInputs, run_predict
 
     inputs = PredictInputs(fasta, bed, genome, tile, regions)
-    with progress_bar() as progress:
-        with output_dir(out):
-            summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
+    with progress_bar() as progress, output_dir(out):
+        summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
     track_predict(out, summary)
     console.print(
         f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}"

@@ -62,11 +62,11 @@ def t_test(searched: np.ndarray, sampled: np.ndarray) -> dict[str, float]:
 def mean_sd_n(values: np.ndarray) -> dict[str, float]:
     """Mean, sample standard deviation and count of ``values`` (NaN ignored in the mean and sd)."""
     if len(values) == 0 or np.isnan(values).all():
-        return {"mean": math.nan, "std": math.nan, "n": int(len(values))}
+        return {"mean": math.nan, "std": math.nan, "n": len(values)}
     return {
         "mean": float(np.nanmean(values)),
         "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan,
-        "n": int(len(values)),
+        "n": len(values),
     }
 
 
@@ -104,7 +104,7 @@ def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = Non
         for key in [c for c in results.columns if c.startswith("test_")]
     }
     rho, p = stats.spearmanr(results["num_params"], results["test_auroc"])
-    out["params_vs_auroc"] = {"spearman_rho": float(rho), "p": float(p), "n": int(len(results))}
+    out["params_vs_auroc"] = {"spearman_rho": float(rho), "p": float(p), "n": len(results)}
     return out
 
 

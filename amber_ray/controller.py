@@ -286,7 +286,7 @@ class UniformPolicy:
 
     def greedy(self) -> None:
         """Uniform sampling has no mode."""
-        return None
+        return
 
     def update(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
         reward = finite_rewards(rewards)

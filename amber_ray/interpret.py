@@ -30,12 +30,12 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from amber_ray.errors import AmberInputError
-from amber_ray.ops import SamePool
-from amber_ray.jaspar import jaspar_collection
-from amber_ray.device import resolve_device
-from amber_ray.predict import eval_mode_on, label_index, load_model, predict
 from amber_ray.data.dataset import minibatch_indices
+from amber_ray.device import resolve_device
+from amber_ray.errors import AmberInputError
+from amber_ray.jaspar import jaspar_collection
+from amber_ray.ops import SamePool
+from amber_ray.predict import eval_mode_on, label_index, load_model, predict
 
 log = logging.getLogger(__name__)
 

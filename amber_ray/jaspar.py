@@ -36,7 +36,7 @@ def probabilities(motif) -> np.ndarray:
     return counts / counts.sum(axis=1, keepdims=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jaspar_motif(motif_id: str, source: str = "data.simulate.motifs") -> tuple[str, np.ndarray]:
     """Name and read-only position probability matrix ``(width, 4)`` (A, C, G, T) of a JASPAR matrix.
 
@@ -86,7 +86,7 @@ def jaspar_collection(tax_group: str, collection: str = "CORE") -> tuple[list[st
     return [m.matrix_id for m in motifs], [str(m.name) for m in motifs], [probabilities(m) for m in motifs]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pwm_log_odds(motif_id: str, pseudo: float = 0.01, source: str = "--motif") -> tuple[str, np.ndarray]:
     """Name and log2-odds matrix ``(width, 5)`` against a uniform background; column 4 (``N``) is the mean."""
     name, ppm = jaspar_motif(motif_id, source)

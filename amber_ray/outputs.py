@@ -149,7 +149,7 @@ def read_trial_reports(retrain_dir: Path) -> list[dict[str, Any]]:
         for line in path.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
-                record["config"]["trial"]  # noqa: B018  (a line of a trial of this grid)
+                record["config"]["trial"]  # a line of a trial of this grid, else KeyError or TypeError
             except (ValueError, KeyError, TypeError):
                 continue
             records.append(record)

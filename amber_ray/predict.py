@@ -22,7 +22,6 @@ from amber_ray.device import keep_freed_host_memory, resolve_device
 from amber_ray.errors import AmberInputError
 from amber_ray.outputs import MODEL
 
-
 REGISTRY_SCHEME = "models:/"
 
 

@@ -370,7 +370,7 @@ class SequenceModel(mlflow.pyfunc.PythonModel):
 
         self.model, self.labels = load_model(context.artifacts["model"], "auto")
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(self, context, model_input, params=None):
         from amber_ray.inference import as_model_input, probabilities
 
         x = as_model_input(model_input, self.model.space.input_length)

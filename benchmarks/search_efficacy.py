@@ -53,6 +53,8 @@ MODES = {
     "full": {"searches": 10, "sampled": 30, "replicates": 3},
 }
 
+log = logging.getLogger(__name__)
+
 
 def search_config(config: ExperimentConfig, strategy: str, seed: int) -> ExperimentConfig:
     search = config.search.model_copy(update={"strategy": strategy, "seed": seed})
@@ -76,9 +78,7 @@ def run_searches(config: ExperimentConfig, searches: int, out: Path) -> list[dic
                     "seconds": time.perf_counter() - started,
                 }
             )
-            logging.info(
-                "%s search %d: %s (re-scored reward %.4f)", strategy, seed, final["best"]["arch"], final["best"]["reward"]
-            )
+            log.info("%s search %d: %s (re-scored reward %.4f)", strategy, seed, final["best"]["arch"], final["best"]["reward"])
     return runs
 
 

@@ -37,6 +37,7 @@ the step's wall time (Python, the autograd engine, numpy, the profiler's own cos
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -343,7 +344,7 @@ def conv_peak_gflops(
         layouts = [(F.conv1d, x, weight), (F.conv2d, to_channels_last(x), weight.unsqueeze(2))]
         with torch.inference_mode():
             for conv, inputs, weights in layouts:
-                best = max(best, _peak_loop(lambda: conv(inputs, weights), flops, device, seconds))
+                best = max(best, _peak_loop(functools.partial(conv, inputs, weights), flops, device, seconds))
     return best
 
 
@@ -360,10 +361,10 @@ def matmul_peak_gflops(
         for m, k, n in shapes:
             a = torch.randn(m, k, dtype=_dtype(precision), device=device)
             b = torch.randn(k, n, dtype=_dtype(precision), device=device)
-            routes: list[Callable[[], object]] = [lambda: a @ b]
+            routes: list[Callable[[], object]] = [functools.partial(torch.matmul, a, b)]
             if device.type == "cpu" and ONEDNN_LINEAR_AVAILABLE:
                 b_rows = b.t().contiguous()
-                routes.append(lambda: onednn_matmul(a, b_rows))
+                routes.append(functools.partial(onednn_matmul, a, b_rows))
             for route in routes:
                 best = max(best, _peak_loop(route, 2 * m * k * n, device, seconds))
     return best

@@ -24,8 +24,8 @@ import torch
 
 from amber_ray.child import ChildNet
 from amber_ray.config import SpaceConfig
-from amber_ray.space import Architecture, ModelSpace
 from amber_ray.predict import load_model
+from amber_ray.space import Architecture, ModelSpace
 from amber_ray.variants import Windows, score_windows, vcf_windows
 
 ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"

@@ -35,6 +35,8 @@ TINY = {
     "retrain": {"replicates": 2, "sampled": 1},
 }
 
+log = logging.getLogger(__name__)
+
 
 def tiny_config() -> ExperimentConfig:
     """A config as ``amber-ray`` reads from YAML, here from a dict (``load_config(path)`` reads a file)."""
@@ -46,9 +48,9 @@ def search_and_retrain(config: ExperimentConfig, out: Path) -> Path:
     use_store_in(out)  # one MLflow store for both steps, as the demo does
     with cluster.ray_session():  # a local Ray (or the cluster in RAY_ADDRESS), shut down afterwards
         final = run_search(config, out / "search")
-        logging.info("searched architecture: %s (reward %.3f)", final["best"]["arch"], final["best"]["reward"])
+        log.info("searched architecture: %s (reward %.3f)", final["best"]["arch"], final["best"]["reward"])
         results = run_retrain(config, out / "search", out / "retrain")
-    logging.info("retrained:\n%s", results.groupby("role")["test_auroc"].describe()[["count", "mean", "std"]])
+    log.info("retrained:\n%s", results.groupby("role")["test_auroc"].describe()[["count", "mean", "std"]])
     return out / "retrain" / "final"
 
 
@@ -67,7 +69,7 @@ def main(out: Path) -> float:
     final_dir = search_and_retrain(config, out)
     table = predict_new_sequences(final_dir, config)
     auroc = float(roc_auc_score(table["truth"], table.iloc[:, 0]))
-    logging.info("final model %s: AUROC %.3f on %d new sequences", final_dir, auroc, len(table))
+    log.info("final model %s: AUROC %.3f on %d new sequences", final_dir, auroc, len(table))
     return auroc
 
 

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child
 from amber_ray.cli import app
-
-from test_predict import tiny_net
 
 
 @pytest.fixture(autouse=True)

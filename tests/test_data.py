@@ -396,7 +396,7 @@ def test_stratified_split_is_seeded_disjoint_and_stratified() -> None:
     splits = stratified_split(data, valid=0.1, test=0.2, seed=7)
     parts = [splits.train.names, splits.valid.names, splits.test.names]
     assert [len(p) for p in parts] == [280, 40, 80]
-    assert sorted(sum(parts, [])) == sorted(data.names)
+    assert sorted(name for part in parts for name in part) == sorted(data.names)
     again = stratified_split(data, valid=0.1, test=0.2, seed=7)
     assert again.test.names == splits.test.names and again.valid.names == splits.valid.names
     assert stratified_split(data, valid=0.1, test=0.2, seed=8).test.names != splits.test.names
@@ -471,7 +471,7 @@ def test_promoter_job_config_reads_the_copy_in_the_repository(promoter_fastas: t
     assert (config.data.positive_fasta, config.data.negative_fasta) == tuple(p.resolve() for p in promoter_fastas)
     folder = promoter_fastas[0].parent
     manifest = (folder / "MANIFEST.md").read_text()
-    recorded = dict(re.findall(r"^\| (\S+\.fa) \|.*\| ([0-9a-f]{64}) \|$", manifest, flags=re.M))
+    recorded = dict(re.findall(r"^\| (\S+\.fa) \|.*\| ([0-9a-f]{64}) \|$", manifest, flags=re.MULTILINE))
     assert set(recorded) == {p.name for p in promoter_fastas}
     for path in promoter_fastas:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded[path.name], path.name

@@ -10,12 +10,11 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from test_predict import one_hot, tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child
 from amber_ray.cli import app
-
-from test_predict import one_hot, tiny_net
 
 LABELS = ["a", "b", "c"]
 

@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 from packaging.requirements import Requirement
 from packaging.version import Version
+from test_retrain import RAW, SEARCHED, search_dir
 from typer.testing import CliRunner
 
 from amber_ray.child import load_child
@@ -29,9 +31,6 @@ from amber_ray.config import parse_config
 from amber_ray.data.dataset import one_hot_encode
 from amber_ray.outputs import BEST_MODEL, tune_grid
 from amber_ray.retrain import run_retrain
-
-from conftest import REPO
-from test_retrain import RAW, SEARCHED, search_dir
 
 CONFIG = {
     **RAW,

@@ -15,13 +15,12 @@ import pyBigWig
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child
 from amber_ray.cli import app
 from amber_ray.data.dataset import one_hot_encode
-
-from test_predict import tiny_net
 
 LENGTH = 40
 LABELS = ["a", "b", "c"]

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from amber_ray.cli import app
 from amber_ray.search.checkpoint import load_checkpoint, manifest_path
 from amber_ray.tracking import RunTracker
-from conftest import REPO
 
 SEARCH = {
     "name": "rundir-test",

@@ -106,7 +106,7 @@ def test_yaml_configs_cannot_build_python_objects(tmp_path, monkeypatch):
 
 
 def test_mlflow_ui_binds_loopback_unless_another_host_is_passed(tmp_path, monkeypatch):
-    import amber_ray.tracking as tracking
+    from amber_ray import tracking
 
     commands: list[list[str]] = []
 
@@ -214,9 +214,9 @@ def test_the_command_leaves_ray_token_authentication_alone(local_ray):
 
 def test_documented_ray_and_mlflow_commands_bind_loopback():
     readme = (ROOT / "README.md").read_text()
-    for line in re.findall(r"^ray start --head.*$", readme, flags=re.M):
+    for line in re.findall(r"^ray start --head.*$", readme, flags=re.MULTILINE):
         assert "--dashboard-host 127.0.0.1" in line or "--dashboard-host=127.0.0.1" in line, line
-    for line in re.findall(r"^.*(?:mlflow (?:ui|server)|amber-ray ui).*$", readme, flags=re.M):
+    for line in re.findall(r"^.*(?:mlflow (?:ui|server)|amber-ray ui).*$", readme, flags=re.MULTILINE):
         assert "0.0.0.0" not in line, line
 
 

@@ -180,7 +180,7 @@ def test_grammar_labels_follow_the_rule_and_the_kinds_have_the_configured_counts
 def test_grammar_pairs_cover_the_tolerance_both_strands_and_both_decoy_sides(
     grammar: tuple[SequenceDataset, pd.DataFrame],
 ) -> None:
-    data, truth = grammar
+    _, truth = grammar
     kinds = _classify(truth, GRAMMAR)
     spacings: dict[str, set[int]] = {"positive": set(), "wrong_spacing": set()}
     strands: dict[str, set[str]] = {"positive": set(), "wrong_orientation": set()}

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from amber_ray import device
+from amber_ray.child import ChildNet
 from amber_ray.config import SpaceConfig
 from amber_ray.data import SequenceDataset
 from amber_ray.metrics import mean_auroc
 from amber_ray.space import Architecture, ModelSpace
-from amber_ray.child import ChildNet
 from amber_ray.supernet import Supernet, SupernetTrainer
 
 

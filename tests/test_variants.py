@@ -14,6 +14,7 @@ import pysam
 import pytest
 import torch
 import yaml
+from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
 from amber_ray.child import ChildNet, save_child
@@ -34,8 +35,6 @@ from amber_ray.variants import (
     signed_rank,
     vcf_windows,
 )
-
-from conftest import SHARED_DATA
 
 MOTIF = "MA0099.3"  # FOS::JUN, 10 bp
 ALPHABET = "ACGT"

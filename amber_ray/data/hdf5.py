@@ -85,10 +85,9 @@ def open_writer(
     path: str | Path, length: int, label_names: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[BlockWriter]:
     """A :class:`BlockWriter` on a temporary file that replaces ``path`` only when the block ends without error."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as file:
-            writer = BlockWriter(file, length, label_names, chunk_rows)
-            yield writer
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
+        writer = BlockWriter(file, length, label_names, chunk_rows)
+        yield writer
     log.info("wrote %d sequences to %s", writer.rows, path)
 
 

@@ -95,10 +95,10 @@ GRAMMAR_KINDS = ("positive", "wrong_spacing", "wrong_orientation", "only_a", "on
 def grammar_kind_counts(config: SimulatorConfig) -> dict[str, int]:
     """How many sequences of each kind ``task: grammar`` simulates (exact, not sampled)."""
     n = config.num_sequences
-    positives = int(round(config.prevalence * n))
+    positives = round(config.prevalence * n)
     negatives = n - positives
-    wrong_spacing = int(round(config.wrong_spacing_fraction * negatives))
-    wrong_orientation = min(int(round(config.wrong_orientation_fraction * negatives)), negatives - wrong_spacing)
+    wrong_spacing = round(config.wrong_spacing_fraction * negatives)
+    wrong_orientation = min(round(config.wrong_orientation_fraction * negatives), negatives - wrong_spacing)
     rest = negatives - wrong_spacing - wrong_orientation
     singles = [rest // 3 + (k < rest % 3) for k in range(3)]
     return dict(zip(GRAMMAR_KINDS, [positives, wrong_spacing, wrong_orientation, *singles], strict=True))

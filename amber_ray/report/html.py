@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from amber_ray.atomic import atomic_path
 from amber_ray.report.figures import Rendered, architecture_diagram, render_figures, to_png
 from amber_ray.report.parts import InterpretPart, RunParts, VariantsPart
@@ -225,11 +224,14 @@ def metrics_section(summary: Summary) -> str:
                 ]
             )
         parts += [
-            "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one architecture "
-            "are not independent samples, so the architecture columns first average each architecture's replicates: mean of "
-            "the architecture means (n = architectures), searched minus sampled with a 95 % bootstrap interval (architectures "
-            "resampled within each group), the median percentile of the searched architectures among the sampled ones "
-            "(percent of sampled means below, ties half) and a one-sided Mann-Whitney U test (searched greater).</p>",
+            (
+                "<p>Trials: mean ± sd over trials (replicate seeds), p: two-sided Welch t-test. Replicates of one "
+                "architecture are not independent samples, so the architecture columns first average each architecture's "
+                "replicates: mean of the architecture means (n = architectures), searched minus sampled with a 95 % "
+                "bootstrap interval (architectures resampled within each group), the median percentile of the searched "
+                "architectures among the sampled ones (percent of sampled means below, ties half) and a one-sided "
+                "Mann-Whitney U test (searched greater).</p>"
+            ),
             table(
                 [
                     "test metric",

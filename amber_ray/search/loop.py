@@ -37,14 +37,13 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from scipy import stats as scipy_stats
 
-from amber_ray import outputs
+from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.cluster import require
 from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
-from amber_ray import storage
 from amber_ray.search.checkpoint import fetch_checkpoint, has_checkpoint, load_checkpoint, mirror_checkpoint, save_checkpoint
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
