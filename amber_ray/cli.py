@@ -286,7 +286,9 @@ def compare(
     from amber_ray import outputs
     from amber_ray.pipeline import compare_retrain
 
-    console.print(comparison_table(compare_retrain(run_dir, annotation)))
+    with output_file(run_dir / outputs.COMPARISON):
+        comparison = compare_retrain(run_dir, annotation)
+    console.print(comparison_table(comparison))
     console.print(f"wrote {run_dir / outputs.COMPARISON}")
 
 

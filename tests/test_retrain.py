@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from amber_ray.cli import app
 from amber_ray.compare import compare_results
 from amber_ray.config import parse_config
 from amber_ray.data import load_splits
@@ -98,6 +100,21 @@ def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
         assert row.num_params == params
     comparison = compare_results(results)
     assert comparison["trials"] == {"searched": 2, "sampled": 4}
+
+    # `amber-ray compare` on this grid: compare.json and the retraining run's metrics hold the same comparison
+    result = CliRunner().invoke(app, ["compare", str(out)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((out / "compare.json").read_text())
+    assert written["trials"] == comparison["trials"]
+    assert written["params_vs_auroc"]["spearman_rho"] == pytest.approx(comparison["params_vs_auroc"]["spearman_rho"])
+    parent = client.get_run((out / "mlflow_run_id").read_text().strip())
+    assert parent.data.metrics["params_vs_auroc_spearman"] == pytest.approx(comparison["params_vs_auroc"]["spearman_rho"])
+    # its output name taken by a directory: a one-line error, not a traceback after the work
+    (out / "compare.json").unlink()
+    (out / "compare.json").mkdir()
+    result = CliRunner().invoke(app, ["compare", str(out)])
+    assert result.exit_code == 2 and "compare.json: is a directory" in result.output, result.output
+    assert "Traceback" not in result.output
 
 
 def test_grid_trains_on_hdf5_files(ray_session, tmp_path):
