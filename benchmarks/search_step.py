@@ -3,9 +3,9 @@
 ``--workload reference`` is the workload of ``shared/bench/REFERENCE_WORKLOAD.md`` (2,000
 simulated 200-bp sequences, 6 layers x 6 ops with skips, 32 filters, dense 1000, 1,600 train /
 400 validation; per controller step one supernet pass with an architecture per mini-batch of
-100, 10 architectures scored, one controller update). It runs twice in the same process: once
-without Ray (``local``) and once through the search's Ray actors (``ray``: a controller actor and
-one supernet worker), so the Ray overhead is their ratio.
+100, 10 architectures scored, one controller update). It runs twice, taking turns step by step:
+once in this process without Ray (``local``) and once through the search's Ray actors (``ray``: a
+controller actor and one supernet worker), so the Ray overhead is their ratio.
 
 ``--workload deepsea`` times the paper's space (1,000 bp, 919 labels, 12 layers) on random data:
 seconds per 1,000 training sequences and per architecture scored on 1,000 sequences, and the
@@ -230,17 +230,23 @@ def run_step(search: LocalSearch | RaySearch, step: int, batches: int) -> tuple[
 
 
 def timed_steps(
-    search: LocalSearch | RaySearch, steps: int, batches: int
-) -> tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]:
-    """Run ``steps`` controller steps; per-phase seconds and the architectures each step ran."""
-    timings: dict[str, list[float]] = {"step": [], "train": [], "score": [], "controller": []}
-    ran = []
+    searches: dict[str, LocalSearch | RaySearch], steps: int, batches: int
+) -> dict[str, tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]]:
+    """Run ``steps`` controller steps of each search, taking turns step by step; per search, the per-phase
+    seconds and the architectures each step ran.
+
+    Taking turns puts both searches under the same machine load, which drifts on shared machines over
+    the minute a mode takes: run one after the other, the same build's Ray overhead measured 5-15 %.
+    """
+    runs = {mode: ({"step": [], "train": [], "score": [], "controller": []}, []) for mode in searches}
     for step in range(steps):
-        phases, archs = run_step(search, step, batches)
-        for key, value in phases.items():
-            timings[key].append(value)
-        ran.append(archs)
-    return timings, ran
+        for mode, search in searches.items():
+            phases, archs = run_step(search, step, batches)
+            timings, ran = runs[mode]
+            for key, value in phases.items():
+                timings[key].append(value)
+            ran.append(archs)
+    return runs
 
 
 def summarise(timings: dict[str, list[float]], train_sequences: int) -> dict[str, float]:
@@ -448,10 +454,12 @@ def run_reference(
         "local": lambda: LocalSearch(space, train, valid, requested_precision, device),
         "ray": lambda: RaySearch(space, train, valid, requested_precision, device, threads),
     }
-    for mode in modes:
-        search = factories[mode]()
-        try:
-            timings, ran = timed_steps(search, steps, batches)
+    searches: dict[str, LocalSearch | RaySearch] = {}
+    try:
+        for mode in modes:
+            searches[mode] = factories[mode]()
+        for mode, (timings, ran) in timed_steps(searches, steps, batches).items():
+            search = searches[mode]
             summary: dict[str, object] = dict(summarise(timings, train.num_sequences))
             summary["precision"], summary["precision_reason"] = search.precision()
             flops = [counter.step_flops(t, train.num_sequences, s, valid.num_sequences) for t, s in ran[1:]]
@@ -467,11 +475,13 @@ def run_reference(
             summary["fraction_of_compute_and_memory_floor"] = (floor + summary["memory_floor_seconds_per_step"]) / summary[
                 "seconds_per_step"
             ]
-            if profile and mode == "local":
-                summary["profile"] = profile_step(search, steps, batches, device)
-            summary["peak_rss_mb"] = search.peak_rss_mb()
             result[mode] = summary
-        finally:
+        for mode, search in searches.items():  # before the profile, whose own bookkeeping grows the driver
+            result[mode]["peak_rss_mb"] = search.peak_rss_mb()
+        if "local" in searches and profile:
+            result["local"]["profile"] = profile_step(searches["local"], steps, batches, device)
+    finally:
+        for search in searches.values():
             search.close()
     if "local" in result and "ray" in result:
         result["ray_overhead"] = result["ray"]["seconds_per_step"] / result["local"]["seconds_per_step"] - 1
