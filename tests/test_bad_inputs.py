@@ -21,6 +21,7 @@ import scipy.io
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.cli import app
@@ -376,23 +377,10 @@ def test_train_writes_with_the_umask_and_strict_json(tmp_path):
 def variant_inputs(tmp_path) -> tuple[Path, Path]:
     """An untrained model in the format of ``amber-ray train`` and a copy of the corpus genome
     (its index is written beside it, so not into the repository)."""
-    from amber_ray.child import ChildNet, save_child
-    from amber_ray.space import ModelSpace
+    from amber_ray.child import save_child
 
-    space = ModelSpace(
-        input_length=40,
-        num_labels=2,
-        num_layers=2,
-        layers_per_block=1,
-        ops=("conv8", "conv4"),
-        first_filters=4,
-        stem_channels=4,
-        dense_units=8,
-        reduction=2,
-        dropout=0.0,
-    )
     model = tmp_path / "model.pt"
-    save_child(ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:")), model, {"label_names": ["a", "b"]})
+    save_child(tiny_net(2, 40, dropout=0.0), model, {"label_names": ["a", "b"]})
     genome = tmp_path / "genome.fa"
     genome.write_bytes((BAD / "vcf" / "genome.fa").read_bytes())
     return model, genome

@@ -12,8 +12,9 @@ from amber_ray.predict import eval_mode_on, predict
 from amber_ray.space import Architecture, ModelSpace
 
 
-def tiny_net(labels: int = 3, length: int = 40, dropout: float = 0.5) -> ChildNet:
-    torch.manual_seed(0)
+def tiny_net(labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int = 0) -> ChildNet:
+    """An untrained two-layer model (initialised from ``seed``), small enough for any test."""
+    torch.manual_seed(seed)
     space = ModelSpace(
         input_length=length,
         num_labels=labels,

@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 from conftest import SHARED_DATA
+from test_predict import tiny_net
 from typer.testing import CliRunner
 
-from amber_ray.child import ChildNet, save_child
+from amber_ray.child import save_child
 from amber_ray.cli import app
 from amber_ray.config import load_config
 from amber_ray.data.simulate import jaspar_motif, simulate_dataset
-from amber_ray.space import Architecture, ModelSpace
 from amber_ray.variants import (
     SCORE_COLUMNS,
     VariantEffects,
@@ -57,20 +57,7 @@ def write_vcf(path: Path, rows: list[str]) -> Path:
 
 def tiny_model(path: Path, length: int = 40, labels: tuple[str, ...] = ("a", "b"), seed: int = 0) -> Path:
     """An untrained model with the file format of `amber-ray train`."""
-    torch.manual_seed(seed)
-    space = ModelSpace(
-        input_length=length,
-        num_labels=len(labels),
-        num_layers=2,
-        layers_per_block=1,
-        ops=("conv8", "conv4"),
-        first_filters=4,
-        stem_channels=4,
-        dense_units=8,
-        reduction=2,
-        dropout=0.0,
-    )
-    save_child(ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:")), path, {"label_names": list(labels)})
+    save_child(tiny_net(len(labels), length, dropout=0.0, seed=seed), path, {"label_names": list(labels)})
     return path
 
 
