@@ -236,7 +236,7 @@ def timed_steps(
     seconds and the architectures each step ran.
 
     Taking turns puts both searches under the same machine load, which drifts on shared machines over
-    the minute a mode takes: run one after the other, the same build's Ray overhead measured 5-15 %.
+    the minute a mode takes: run one after the other, the same build's Ray overhead measured 7-15 %.
     """
     runs = {mode: ({"step": [], "train": [], "score": [], "controller": []}, []) for mode in searches}
     for step in range(steps):
