@@ -205,6 +205,32 @@ def test_bad_deepsea_mat_is_rejected(tmp_path, case, fragments):
     assert_rejected(result, out, *fragments)
 
 
+def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    """A train.mat that cannot be held whole: one line naming it, its size and the streamed route, instead of
+    the process being killed for memory; with exactly enough memory it loads."""
+    from amber_ray.data import deepsea
+
+    directory = tmp_path / "deepsea"
+    directory.mkdir()
+    for seed, split in enumerate(deepsea.SPLITS):
+        x, y = mat_arrays(24, seed=seed)
+        write_v73(directory / f"{split}.mat", {f"{split}xdata": x, f"{split}data": y})
+    config, out = write_config(tmp_path, {"kind": "deepsea", "deepsea_dir": str(directory)}), tmp_path / "out"
+    # train.mat: 24 x 4 x 32 one-hot and 24 x 2 labels, read as uint8 (1 byte) and held as float32 (4 bytes)
+    need = (24 * 4 * 32 + 24 * 2) * (1 + 4)
+    monkeypatch.setattr(deepsea, "available_memory_bytes", lambda: need // 2)
+    result = train(config, out)
+    assert_rejected(
+        result,
+        out,
+        "train.mat: loading it whole as float32 needs 15.6 kB but 7.8 kB is available",
+        f"amber-ray convert DIR/train.h5 --mat {directory / 'train.mat'}",
+        "data.kind: hdf5",
+    )
+    monkeypatch.setattr(deepsea, "available_memory_bytes", lambda: need)
+    assert deepsea.read_deepsea_mat(directory / "train.mat", "train").num_sequences == 24
+
+
 # --- configs and architectures ------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ are MATLAB v5 files read with :func:`scipy.io.loadmat`, which returns the MATLAB
 is read by its format, not by its name, so either format works for any split.
 
 :func:`read_deepsea_mat` loads a whole file into memory as ``float32`` (the full DeepSEA training
-set needs about 70 GB that way); :func:`open_deepsea_mat` gives arrays that ``amber-ray convert``
-reads block by block into our compact HDF5 format instead.
+set needs about 86 GB that way, 108 GB at the peak of reading it, and a file larger than the memory
+available is refused before it is read); :func:`open_deepsea_mat` gives arrays that ``amber-ray
+convert`` reads block by block into our compact HDF5 format instead.
 """
 
 from __future__ import annotations
@@ -138,9 +139,61 @@ def deepsea_label_names(count: int) -> list[str]:
     return [f"label_{i}" for i in range(count)]
 
 
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take: the kernel's ``MemAvailable``, capped by a cgroup v2 limit
+    (a container's); None where neither can be read."""
+    limits = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        limits += [int(line.split()[1]) * 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def bytes_to_load(x: MatArray, y: MatArray) -> int:
+    """Peak bytes of loading ``x`` and ``y`` as float32: the float32 arrays, plus what a v7.3 file's
+    stored arrays are read into first (a v5 file's are in memory already)."""
+    total = 0
+    for array in (x, y):
+        size = int(np.prod(array.shape))
+        total += size * (4 + (array.dtype.itemsize if isinstance(array, MatlabOrder) else 0))
+    return total
+
+
+def readable_size(count: int) -> str:
+    """``15600`` -> ``15.6 kB`` (decimal units)."""
+    size = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _check_fits_in_memory(path: Path, split: str, x: MatArray, y: MatArray) -> None:
+    """Refuse, before reading, a file that cannot be held whole, and name the streamed route: otherwise the
+    process is killed for memory halfway through (DeepSEA's train.mat needs about 108 GB at the peak)."""
+    need, available = bytes_to_load(x, y), available_memory_bytes()
+    if available is not None and need > available:
+        raise AmberInputError(
+            f"loading it whole as float32 needs {readable_size(need)} but {readable_size(available)} is available; "
+            f"convert it once (amber-ray convert DIR/{split}.h5 --mat {path}) and use data.kind: hdf5, which streams it",
+            path,
+        )
+
+
 def read_deepsea_mat(path: str | Path, split: str) -> SequenceDataset:
     """One DeepSEA file (``split`` is ``train``, ``valid`` or ``test``: it prefixes the variable names)."""
     with open_deepsea_mat(path, split) as (x, y):
+        _check_fits_in_memory(Path(path), split, x, y)
         x_all, y_all = np.ascontiguousarray(x[:], dtype=np.float32), np.ascontiguousarray(y[:], dtype=np.float32)
     return SequenceDataset(x_all, y_all, deepsea_names(split, 0, len(x_all)), deepsea_label_names(y_all.shape[1]))
 
