@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import scipy.io
+from rich import filesize
 
 from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.errors import AmberInputError
@@ -168,23 +169,13 @@ def bytes_to_load(x: MatArray, y: MatArray) -> int:
     return total
 
 
-def readable_size(count: int) -> str:
-    """``15600`` -> ``15.6 kB`` (decimal units)."""
-    size = float(count)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
 def _check_fits_in_memory(path: Path, split: str, x: MatArray, y: MatArray) -> None:
     """Refuse, before reading, a file that cannot be held whole, and name the streamed route: otherwise the
     process is killed for memory halfway through (DeepSEA's train.mat needs about 108 GB at the peak)."""
     need, available = bytes_to_load(x, y), available_memory_bytes()
     if available is not None and need > available:
         raise AmberInputError(
-            f"loading it whole as float32 needs {readable_size(need)} but {readable_size(available)} is available; "
+            f"loading it whole as float32 needs {filesize.decimal(need)} but {filesize.decimal(available)} is available; "
             f"convert it once (amber-ray convert DIR/{split}.h5 --mat {path}) and use data.kind: hdf5, which streams it",
             path,
         )
