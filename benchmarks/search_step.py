@@ -87,7 +87,7 @@ PROFILE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("add", ("aten::add", "aten::sum", "aten::div")),
     (
         "casts_copies_pads",
-        ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat", "_to_dense"),
+        ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous", "pad", "aten::cat"),
     ),
 )
 CONTROLLER_PHASE = "benchmark:controller"
