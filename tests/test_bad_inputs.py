@@ -147,6 +147,31 @@ def test_bad_label_table_is_rejected(tmp_path, name, fragments):
     assert_rejected(train(write_config(tmp_path, labelled(labels=name)), out), out, *fragments)
 
 
+# FASTA data loaded whole: base codes (1 byte per base) then one-hot float32 (16), and float32 labels.
+FASTA_MEMORY_CASES = [
+    # 12 records of 64 bp with 2 labels
+    ("fasta_labels", labelled(), 12 * 64 * 17 + 12 * 2 * 4, ["sequences.fa: loading it whole", "needs 13.2 kB but 6.6 kB"]),
+    # 20 positives and 20 negatives of 64 bp, one label
+    ("fasta_binary", binary("positives.fa"), 40 * 64 * 17 + 40 * 4, ["positives.fa and", "needs 43.7 kB but 21.8 kB"]),
+]
+
+
+@pytest.mark.parametrize("kind,data,need,fragments", FASTA_MEMORY_CASES, ids=[c[0] for c in FASTA_MEMORY_CASES])
+def test_fasta_larger_than_memory_is_refused_before_encoding(tmp_path, monkeypatch, kind, data, need, fragments):
+    """Sequences whose one-hot encoding cannot be held: one line naming the file, the size and the streamed
+    route, instead of the process being killed for memory; with exactly enough memory it trains."""
+    from amber_ray.data import memory
+
+    config, out = write_config(tmp_path, data), tmp_path / "out"
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: need // 2)
+    assert_rejected(
+        train(config, out), out, *fragments, "amber-ray convert DIR/train.h5 --fasta FILE --labels TSV", "data.kind: hdf5"
+    )
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: need)
+    result = train(config, out)
+    assert result.exit_code == 0, result.output
+
+
 # --- DeepSEA .mat -------------------------------------------------------------------------------
 
 
@@ -208,7 +233,7 @@ def test_bad_deepsea_mat_is_rejected(tmp_path, case, fragments):
 def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
     """A train.mat that cannot be held whole: one line naming it, its size and the streamed route, instead of
     the process being killed for memory; with exactly enough memory it loads."""
-    from amber_ray.data import deepsea
+    from amber_ray.data import deepsea, memory
 
     directory = tmp_path / "deepsea"
     directory.mkdir()
@@ -218,7 +243,7 @@ def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monk
     config, out = write_config(tmp_path, {"kind": "deepsea", "deepsea_dir": str(directory)}), tmp_path / "out"
     # train.mat: 24 x 4 x 32 one-hot and 24 x 2 labels, read as uint8 (1 byte) and held as float32 (4 bytes)
     need = (24 * 4 * 32 + 24 * 2) * (1 + 4)
-    monkeypatch.setattr(deepsea, "available_memory_bytes", lambda: need // 2)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: need // 2)
     result = train(config, out)
     assert_rejected(
         result,
@@ -227,7 +252,7 @@ def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monk
         f"amber-ray convert DIR/train.h5 --mat {directory / 'train.mat'}",
         "data.kind: hdf5",
     )
-    monkeypatch.setattr(deepsea, "available_memory_bytes", lambda: need)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: need)
     assert deepsea.read_deepsea_mat(directory / "train.mat", "train").num_sequences == 24
 
 

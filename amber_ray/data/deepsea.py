@@ -23,9 +23,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import scipy.io
-from rich import filesize
 
 from amber_ray.data.dataset import SequenceDataset, Splits
+from amber_ray.data.memory import check_fits_in_memory
 from amber_ray.errors import AmberInputError
 
 SPLITS = ("train", "valid", "test")
@@ -140,25 +140,6 @@ def deepsea_label_names(count: int) -> list[str]:
     return [f"label_{i}" for i in range(count)]
 
 
-def available_memory_bytes() -> int | None:
-    """Memory this process can still take: the kernel's ``MemAvailable``, capped by a cgroup v2 limit
-    (a container's); None where neither can be read."""
-    limits = []
-    try:
-        meminfo = Path("/proc/meminfo").read_text()
-        limits += [int(line.split()[1]) * 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")]
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return min(limits) if limits else None
-
-
 def bytes_to_load(x: MatArray, y: MatArray) -> int:
     """Peak bytes of loading ``x`` and ``y`` as float32: the float32 arrays, plus what a v7.3 file's
     stored arrays are read into first (a v5 file's are in memory already)."""
@@ -169,22 +150,12 @@ def bytes_to_load(x: MatArray, y: MatArray) -> int:
     return total
 
 
-def _check_fits_in_memory(path: Path, split: str, x: MatArray, y: MatArray) -> None:
-    """Refuse, before reading, a file that cannot be held whole, and name the streamed route: otherwise the
-    process is killed for memory halfway through (DeepSEA's train.mat needs about 108 GB at the peak)."""
-    need, available = bytes_to_load(x, y), available_memory_bytes()
-    if available is not None and need > available:
-        raise AmberInputError(
-            f"loading it whole as float32 needs {filesize.decimal(need)} but {filesize.decimal(available)} is available; "
-            f"convert it once (amber-ray convert DIR/{split}.h5 --mat {path}) and use data.kind: hdf5, which streams it",
-            path,
-        )
-
-
 def read_deepsea_mat(path: str | Path, split: str) -> SequenceDataset:
     """One DeepSEA file (``split`` is ``train``, ``valid`` or ``test``: it prefixes the variable names)."""
     with open_deepsea_mat(path, split) as (x, y):
-        _check_fits_in_memory(Path(path), split, x, y)
+        # Refused before reading: otherwise the process is killed for memory halfway (train.mat: 108 GB at the peak).
+        route = f"convert it once (amber-ray convert DIR/{split}.h5 --mat {path}) and use data.kind: hdf5, which streams it"
+        check_fits_in_memory(path, bytes_to_load(x, y), route)
         x_all, y_all = np.ascontiguousarray(x[:], dtype=np.float32), np.ascontiguousarray(y[:], dtype=np.float32)
     return SequenceDataset(x_all, y_all, deepsea_names(split, 0, len(x_all)), deepsea_label_names(y_all.shape[1]))
 

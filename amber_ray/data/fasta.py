@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from amber_ray.data.dataset import SequenceDataset, one_hot_encode
+from amber_ray.data.memory import check_fits_in_memory
 from amber_ray.data.tsv import read_tsv
 from amber_ray.errors import AmberInputError
 
@@ -111,6 +112,13 @@ def read_binary_fasta(positive: str | Path, negative: str | Path) -> SequenceDat
     if repeats:
         log.warning("%d repeated sequence names in %s and %s (names are not used as keys here)", repeats, positive, negative)
     y = np.concatenate([np.ones(len(pos_seqs)), np.zeros(len(neg_seqs))]).astype(np.float32)[:, None]
+    _check_one_hot_fits(
+        f"{positive} and {negative}",
+        pos_seqs + neg_seqs,
+        1,
+        "split the sequences into train, valid and test FASTA files with a labels TSV each (one 0/1 column), convert "
+        "each once (amber-ray convert DIR/train.h5 --fasta FILE --labels TSV) and use data.kind: hdf5, which streams them",
+    )
     return SequenceDataset(one_hot_encode(pos_seqs + neg_seqs), y, pos_names + neg_names, [Path(positive).stem])
 
 
@@ -161,4 +169,18 @@ def read_labelled_records(fasta: str | Path, labels_tsv: str | Path) -> tuple[li
 def read_fasta_with_labels(fasta: str | Path, labels_tsv: str | Path) -> SequenceDataset:
     """FASTA + TSV (see :func:`read_labelled_records`), one-hot encoded."""
     names, seqs, y, label_names = read_labelled_records(fasta, labels_tsv)
+    _check_one_hot_fits(
+        fasta,
+        seqs,
+        len(label_names),
+        "split it into train, valid and test files, convert each once (amber-ray convert DIR/train.h5 --fasta FILE "
+        "--labels TSV) and use data.kind: hdf5, which streams them",
+    )
     return SequenceDataset(one_hot_encode(seqs), y, names, label_names)
+
+
+def _check_one_hot_fits(source: str | Path, seqs: list[str], num_labels: int, streamed_route: str) -> None:
+    """Refuse sequences whose encoding would not fit, before encoding them: base codes (1 byte per base), then
+    one-hot float32 (16 bytes per base), and float32 labels."""
+    bases = len(seqs) * len(seqs[0]) if seqs else 0
+    check_fits_in_memory(source, bases * (1 + 16) + len(seqs) * num_labels * 4, streamed_route)
