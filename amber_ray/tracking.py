@@ -378,8 +378,8 @@ class SequenceModel(mlflow.pyfunc.PythonModel):
 
 
 @contextmanager
-def _quiet_model_saving() -> Iterator[None]:
-    """No download progress bar, and no notes on pickling or example validation, while a model is saved."""
+def _quiet_model_artifacts() -> Iterator[None]:
+    """No download progress bar, and no notes on pickling or example validation, while a model is saved or fetched."""
     saved_level = logging.getLogger("mlflow").level
     saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -430,7 +430,7 @@ def log_final_model(
     """
     signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
     example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
-    with tempfile.TemporaryDirectory() as tmp, _quiet_model_saving():
+    with tempfile.TemporaryDirectory() as tmp, _quiet_model_artifacts():
         local = Path(tmp) / FINAL_MODEL_ARTIFACT
         mlflow.pyfunc.save_model(
             local,
@@ -461,7 +461,8 @@ def download_registered_model(uri: str, directory: Path) -> Path:
             "set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri
         )
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
+        with _quiet_model_artifacts():  # a bar per file of the model's code, on every predict
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
     except MlflowException as error:
         raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
     found = sorted(Path(local).rglob(MODEL))

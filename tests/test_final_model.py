@@ -111,6 +111,7 @@ def test_registry_round_trip(retrained, monkeypatch, tmp_path):
             app, ["predict", str(source), "--fasta", str(tmp_path / "in.fa"), "--out", str(tmp_path / "p")]
         )
         assert result.exit_code == 0, result.output
+        assert "Downloading artifacts" not in result.output  # MLflow's bar, once per file of the model's code
         table = pd.read_parquet(tmp_path / "p" / "predictions.parquet")
         np.testing.assert_allclose(table.probability.to_numpy().reshape(7, 2), expected, atol=1e-6)
 
