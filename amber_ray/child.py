@@ -134,7 +134,8 @@ class DagNet(nn.Module):
             if (source, apart) not in pooled:  # nested windows: the same as one pool by reduction**apart
                 pooled[(source, apart)] = self._reduce(skip)
             skip = pooled[(source, apart)]
-        missing = self.channels[self.space.block_of(target)] - skip.shape[1]
+        # From the space, not ``skip.shape``: a traced export would otherwise record a shape-dependent branch.
+        missing = self.channels[self.space.block_of(target)] - self.channels[self.space.block_of(source)]
         return F.pad(skip, (0, 0) * (skip.dim() - 2) + (0, missing)) if missing else skip
 
     def _layer(

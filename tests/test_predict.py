@@ -12,8 +12,11 @@ from amber_ray.predict import eval_mode_on, predict
 from amber_ray.space import Architecture, ModelSpace
 
 
-def tiny_net(labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int = 0) -> ChildNet:
-    """An untrained two-layer model (initialised from ``seed``), small enough for any test."""
+def tiny_net(
+    labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int = 0, arch: str = "conv8,skip:;conv4,skip:"
+) -> ChildNet:
+    """An untrained two-layer model (initialised from ``seed``), small enough for any test; two blocks of one layer,
+    so a skip ``conv4,skip:0`` is pooled and zero-padded to the second block's channels."""
     torch.manual_seed(seed)
     space = ModelSpace(
         input_length=length,
@@ -27,7 +30,7 @@ def tiny_net(labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int 
         reduction=2,
         dropout=dropout,
     )
-    return ChildNet(space, Architecture.from_text("conv8,skip:;conv4,skip:"))
+    return ChildNet(space, Architecture.from_text(arch))
 
 
 def one_hot(n: int, length: int = 40, seed: int = 0) -> np.ndarray:
