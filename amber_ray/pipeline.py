@@ -25,7 +25,7 @@ from amber_ray.errors import AmberInputError
 from amber_ray.report import report_run
 from amber_ray.retrain import has_retrain_grid, run_retrain
 from amber_ray.search.loop import has_search_checkpoint, run_search
-from amber_ray.tracking import RunTracker, use_store_in
+from amber_ray.tracking import find_run, use_store_in
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,14 @@ def compare_retrain(retrain_dir: Path, annotation: Path | None = None) -> dict[s
     atomic_write_json(comparison, retrain_dir / outputs.COMPARISON)
     id_file = retrain_dir / outputs.RUN_ID
     if id_file.is_file():
-        tracker = RunTracker.attach(retrain_dir, id_file.read_text().strip())
-        tracker.log_artifact(retrain_dir / outputs.COMPARISON)
-        tracker.log_metrics(comparison_metrics(comparison))
+        run_id = id_file.read_text().strip()
+        # A pipeline's retrain/ has no store of its own: the run is in the one above it.
+        tracker = find_run(run_id, [retrain_dir, retrain_dir.parent])
+        if tracker is None:
+            logger.warning("the retraining's MLflow run %s is in no store found (set MLFLOW_TRACKING_URI); not logged", run_id)
+        else:
+            tracker.log_artifact(retrain_dir / outputs.COMPARISON)
+            tracker.log_metrics(comparison_metrics(comparison))
     return comparison
 
 

@@ -70,7 +70,7 @@ def rescore(model_file: str, test) -> tuple[float, int]:
     return float(auroc), sum(p.numel() for p in net.parameters())
 
 
-def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
+def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path, monkeypatch):
     out = tmp_path / "retrain"
     results = run_retrain(parse_config(RAW), search_dir(tmp_path), out)
     assert len(results) == 6 and results[["arch", "replicate"]].drop_duplicates().shape[0] == 6
@@ -109,6 +109,14 @@ def test_grid_results_and_nested_mlflow_runs(ray_session, tmp_path):
     assert written["params_vs_auroc"]["spearman_rho"] == pytest.approx(comparison["params_vs_auroc"]["spearman_rho"])
     parent = client.get_run((out / "mlflow_run_id").read_text().strip())
     assert parent.data.metrics["params_vs_auroc_spearman"] == pytest.approx(comparison["params_vs_auroc"]["spearman_rho"])
+    # the pipeline's layout (`amber-ray compare DEMO/retrain` after the demo): one store, in the directory above
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (out / "mlflow.db").rename(tmp_path / "mlflow.db")
+    result = CliRunner().invoke(app, ["compare", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "mlflow.db").exists()  # no empty store made beside it
+    above = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert len(above.get_metric_history(parent.info.run_id, "params_vs_auroc_spearman")) == 2  # logged by both compares
     # its output name taken by a directory: a one-line error, not a traceback after the work
     (out / "compare.json").unlink()
     (out / "compare.json").mkdir()
