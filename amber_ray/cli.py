@@ -206,8 +206,11 @@ def search(
     """ENAS search: controller + shared-weight supernet on Ray, tracked in MLflow."""
     from amber_ray import cluster, outputs
     from amber_ray.search.loop import run_search
+    from amber_ray.tracking import follow_pipeline_store
 
     experiment = load_config(config, parse_overrides(overrides or []))
+    if resume:
+        follow_pipeline_store(out)
     outputs_here = (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)
     with output_dir(out, outputs_here), progress_bar() as progress, cluster.ray_session():
         final = run_search(experiment, out, resume, search_hook(progress, experiment))
@@ -229,6 +232,7 @@ def retrain(
     """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
     from amber_ray import cluster, outputs
     from amber_ray.retrain import run_retrain
+    from amber_ray.tracking import follow_pipeline_store
 
     values = parse_overrides(overrides or [])
     values.setdefault("retrain", {}).update(
@@ -236,6 +240,8 @@ def retrain(
     )
 
     experiment = load_config(config, values)
+    if resume:
+        follow_pipeline_store(out)
     with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), progress_bar() as progress, cluster.ray_session():
         results = run_retrain(experiment, search_dir, out, resume, on_trial=trial_hook(progress))
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())

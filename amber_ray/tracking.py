@@ -148,6 +148,17 @@ def use_store_in(directory: str | Path) -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/{MLFLOW_STORE}")
 
 
+def follow_pipeline_store(out_dir: str | Path) -> None:
+    """Track a command resumed on its own in a pipeline's ``search/`` or ``retrain/`` into the pipeline's store
+    above it, where its run is, instead of a new empty store beside it, where the run is not found.
+
+    Nothing changes when ``MLFLOW_TRACKING_URI`` is set or ``out_dir`` has a store of its own.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir.parent / MLFLOW_STORE).is_file() and not (out_dir / MLFLOW_STORE).is_file():
+        use_store_in(out_dir.parent)
+
+
 # MLflow 3 shows an experiment without this tag as a GenAI one (traces, token usage).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # A saved view of the runs page (the UI's "shared view", read from an experiment tag): the

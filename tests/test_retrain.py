@@ -164,6 +164,8 @@ def state_saved_after_last_report(grid: Path) -> bool:
 
 
 def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_path):
+    """The interrupted grid is a pipeline's (its store in the directory above, as `amber-ray pipeline` keeps it);
+    `amber-ray retrain --resume` on its own finds its runs there."""
     import ray
 
     raw = {**RAW, "train": {**RAW["train"], "max_epochs": 6}, "retrain": {"replicates": 2, "sampled": 1, "cpus_per_trial": 1}}
@@ -171,19 +173,12 @@ def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_pa
     config_file.write_text(yaml.safe_dump(raw))
     out = tmp_path / "retrain"
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "amber_ray.cli", "retrain", str(config_file), "--search", str(search_dir(tmp_path))]
+    command += ["--out", str(out)]
     driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "amber_ray.cli",
-            "retrain",
-            str(config_file),
-            "--search",
-            str(search_dir(tmp_path)),
-            "--out",
-            str(out),
-        ],
-        env=env,
+        command,
+        env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -203,12 +198,14 @@ def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_pa
     driver.wait()
     time.sleep(1.0)
 
-    results = run_retrain(parse_config(raw), tmp_path / "search", out, resume=True)
-    assert len(results) == 4
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(pd.read_parquet(out / "results.parquet")) == 4
     for trial_dir in (out / "tune" / "grid").glob("train_trial*"):
         reported = epochs_reported(trial_dir)
         assert reported.count(0) == 1, f"{trial_dir.name} was restarted from scratch: {reported}"
-    client, runs = trial_runs(out)
+    assert not (out / "mlflow.db").exists()  # no empty store beside it: the runs are in the pipeline's
+    client, runs = trial_runs(tmp_path)
     assert len(runs) == 4
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_auroc")]

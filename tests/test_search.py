@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,8 @@ def test_search_seed_defaults_to_the_split_seed():
 
 
 def test_killed_driver_resumes_with_the_same_history(ray_session, tmp_path):
+    """The killed search is a pipeline's (its store in the directory above, as `amber-ray pipeline` keeps it);
+    `amber-ray search --resume` on its own finds its run there."""
     import ray
 
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
@@ -133,9 +136,11 @@ def test_killed_driver_resumes_with_the_same_history(ray_session, tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump({**SEARCH, "search": {**SEARCH["search"], "iterations": 10}}))
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    search_command = [sys.executable, "-m", "amber_ray.cli", "search", str(config_file), "--out", str(killed_dir)]
     driver = subprocess.Popen(
-        [sys.executable, "-m", "amber_ray.cli", "search", str(config_file), "--out", str(killed_dir)],
-        env=env,
+        search_command,
+        env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -152,13 +157,15 @@ def test_killed_driver_resumes_with_the_same_history(ray_session, tmp_path):
     driver.wait()
     time.sleep(1.0)  # let Ray reap the dead driver's actors and free their CPUs
 
-    resumed = run_search(config(iterations=10), killed_dir, resume=True)
+    resumed = subprocess.run([*search_command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = pd.read_parquet(reference_dir / "history.parquet")
     got = pd.read_parquet(killed_dir / "history.parquet")
     pd.testing.assert_frame_equal(got, expected)
-    assert resumed["best"] == reference["best"]
+    assert json.loads((killed_dir / "final_architectures.json").read_text())["best"] == reference["best"]
 
-    client = MlflowClient(f"sqlite:///{killed_dir}/mlflow.db")
+    assert not (killed_dir / "mlflow.db").exists()  # no empty store beside it: the run is in the pipeline's
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("search-test").experiment_id])
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "mean_reward")) == list(range(10))
     assert len(client.list_artifacts(run.info.run_id, "architectures")) == 10
