@@ -108,18 +108,19 @@ def read_binary_fasta(positive: str | Path, negative: str | Path) -> SequenceDat
         raise AmberInputError("the same file is given as positives and negatives", negative)
     pos_names, pos_seqs = read_fasta(positive, unique_names=False)
     neg_names, neg_seqs = read_fasta(negative, length=len(pos_seqs[0]), unique_names=False)
-    repeats = len(pos_names) + len(neg_names) - len(set(pos_names + neg_names))
+    names, seqs = pos_names + neg_names, pos_seqs + neg_seqs
+    repeats = len(names) - len(set(names))
     if repeats:
         log.warning("%d repeated sequence names in %s and %s (names are not used as keys here)", repeats, positive, negative)
     y = np.concatenate([np.ones(len(pos_seqs)), np.zeros(len(neg_seqs))]).astype(np.float32)[:, None]
     _check_one_hot_fits(
         f"{positive} and {negative}",
-        pos_seqs + neg_seqs,
+        seqs,
         1,
         "split the sequences into train, valid and test FASTA files with a labels TSV each (one 0/1 column), convert "
         "each once (amber-ray convert DIR/train.h5 --fasta FILE --labels TSV) and use data.kind: hdf5, which streams them",
     )
-    return SequenceDataset(one_hot_encode(pos_seqs + neg_seqs), y, pos_names + neg_names, [Path(positive).stem])
+    return SequenceDataset(one_hot_encode(seqs), y, names, [Path(positive).stem])
 
 
 def _read_label_table(path: Path) -> pd.DataFrame:
