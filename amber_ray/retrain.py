@@ -30,11 +30,20 @@ from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
-from amber_ray.config import RETRAIN_IGNORES, RETRAIN_RESUME_SAFE_KEYS, ExperimentConfig, check_resume, config_as_flat_dict
+from amber_ray.config import (
+    RETRAIN_IGNORES,
+    RETRAIN_RESUME_SAFE_KEYS,
+    SEARCH_IGNORES,
+    ExperimentConfig,
+    check_resume,
+    config_as_flat_dict,
+    resume_conflicts,
+)
 from amber_ray.data import Splits, load_splits
 from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
 from amber_ray.final_model import TrialOutcome, register_final_model, write_final_model
+from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker, read_run_id, write_run_id
 from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
@@ -277,6 +286,7 @@ def run_retrain(
     resume: bool = False,
     archs: list[tuple[str, str]] | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
 
@@ -286,6 +296,8 @@ def run_retrain(
     The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
     pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
     ``on_trial`` sees each finished trial (:class:`TrialProgress`). Ray must already be initialised.
+    A search made with other data or space settings is refused (:func:`search_config_conflicts`) unless
+    ``force``; then the differences are a tag of the MLflow run.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
     tune_dir = storage.location(config.storage, out_dir, outputs.TUNE_DIR)
@@ -297,6 +309,13 @@ def run_retrain(
     if resume:
         check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
+    conflicts = search_config_conflicts(config, search_dir) if archs is None else []
+    if conflicts and not force:
+        raise AmberInputError(
+            f"the search ran with another config ({'; '.join(conflicts)}), so its architecture and the sampled ones "
+            "would not be compared on equal terms; pass --force to retrain anyway",
+            outputs.search_checkpoint(search_dir),
+        )
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -312,6 +331,9 @@ def run_retrain(
     )
     quiet_tune()
     with parent_run(out_dir, config, resume) as parent:
+        if conflicts:
+            logger.warning("retraining with a config that differs from the search's: %s", "; ".join(conflicts))
+            parent.set_tags({SEARCH_CONFIG_TAG: "; ".join(conflicts)})
         try:
             callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
             if resume:
@@ -392,6 +414,26 @@ class GridStop:
         if callable(handler):
             handler(signum, None)
         raise KeyboardInterrupt
+
+
+SEARCH_CONFIG_TAG = "search_config_differs"  # the data and space keys a forced retraining changed from its search's
+
+
+def search_config_conflicts(config: ExperimentConfig, search_dir: Path) -> list[str]:
+    """The data and space keys (``key old -> new``) in which ``config`` differs from the config the search in
+    ``search_dir`` ran with, as ``search --resume`` names them; none when its checkpoint does not record a config."""
+    path = outputs.search_checkpoint(search_dir)
+    if not has_checkpoint(path):
+        return []
+    stored = load_checkpoint(path).get(outputs.CONFIG_KEY)
+    if stored is None:
+        logger.warning("the search's checkpoint %s does not record its config: the retraining's is not checked", path)
+        return []
+    return [
+        conflict
+        for conflict in resume_conflicts(stored, config, frozenset(), SEARCH_IGNORES)
+        if conflict.startswith(("data.", "space."))
+    ]
 
 
 def grid_location(config: ExperimentConfig, out_dir: Path) -> str:
