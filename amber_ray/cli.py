@@ -635,22 +635,22 @@ def convert(
 
 
 def run(args: Sequence[str] | None = None) -> None:
-    """The console script and the Ray jobs (``args``: the command line, default ``sys.argv``). Ctrl-C and
-    SIGTERM (``kill``, a batch scheduler, ``ray job stop``) stop a command cleanly (checkpoints kept,
-    MLflow runs closed, no stack dump) and exit 130 or 143 (128 + the signal), as the shell reports them."""
-    stopped_by: list[int] = []
+    """The console script and the Ray jobs (``args``: the command line, default ``sys.argv``). SIGTERM
+    (``kill``, a batch scheduler, ``ray job stop``) stops a command as Ctrl-C does (checkpoints kept,
+    MLflow runs closed, no stack dump) and exits 143 (128 + 15), as the shell reports a kill."""
+    terminated = False
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stopped_by.append(signum)
+    def on_sigterm(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app(None if args is None else list(args), prog_name="amber-ray")
-    except SystemExit as done:
-        if stopped_by and done.code not in (0, None):  # a command that ends on Ctrl-C by design (ui) exits 0
-            raise SystemExit(128 + stopped_by[-1]) from None
+    except SystemExit:
+        if terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
 
 
