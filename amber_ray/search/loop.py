@@ -433,7 +433,7 @@ def run_search(
             run_id=driver.state.run_id,
             artifacts=storage.artifacts(config.storage, out_dir),
         )
-        if payload is None:
+        if driver.tracker.run_id != driver.state.run_id:  # a new run (also a resume whose run the store does not know)
             driver.state.run_id = driver.tracker.run_id
             driver.tracker.log_params(config_as_flat_dict(config))
             placements = ray.get([worker.placement.remote() for worker in driver.workers])
@@ -444,6 +444,9 @@ def run_search(
                     "worker_devices": ",".join(p["device"] for p in placements),
                 }
             )
+            if payload is not None:
+                driver.save()  # the checkpoint keeps the new run's id
+        if payload is None:
             driver.with_recovery(driver.warm_up)
         driver.catch_up_tracking()
         while driver.state.iteration + 1 < config.search.iterations:
