@@ -25,7 +25,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from amber_ray import outputs, storage
-from amber_ray.atomic import atomic_write_json, atomic_write_table
+from amber_ray.atomic import atomic_write_json, atomic_write_table, atomic_write_text
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
 from amber_ray.config import RETRAIN_IGNORES, RETRAIN_RESUME_SAFE_KEYS, ExperimentConfig, check_resume, config_as_flat_dict
@@ -156,10 +156,16 @@ class MlflowTrialCallback(tune.Callback):
         """Tune pickles its callbacks with the experiment state; MLflow clients are rebuilt on restore."""
         return {**self.__dict__, "_runs": {}, "_last_logged_epoch": {}}
 
+    def parent_id(self) -> str:
+        """The retraining's run as kept in its directory (a restored grid's callback holds the id it was built
+        with, and a resume against a store that lost that run continues in a new one), else as given."""
+        id_file = Path(self.out_dir) / outputs.RUN_ID
+        return id_file.read_text().strip() if id_file.is_file() else self.parent_run_id
+
     def _run_for(self, trial: Any) -> RunTracker:
         if trial.trial_id not in self._runs:
             info = trial.config["trial"]
-            parent = RunTracker.attach(self.out_dir, self.parent_run_id)
+            parent = RunTracker.attach(self.out_dir, self.parent_id())
             self._runs[trial.trial_id] = parent.find_child("trial_id", trial.trial_id) or RunTracker.start(
                 self.out_dir,
                 self.experiment,
@@ -293,8 +299,11 @@ def run_retrain(
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     if resume:
+        storage.fetch_missing(config.storage, out_dir, outputs.RETRAIN_STATE)  # a replaced head: from storage
         check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
+    if archs is None:
+        storage.fetch_missing(config.storage, search_dir, (outputs.FINAL_ARCHITECTURES,))
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -335,6 +344,7 @@ def run_retrain(
         with tempfile.TemporaryDirectory() as fetched:
             final = write_final_model(searched_outcomes(result_grid, Path(fetched)), config, out_dir)
         register_final_model(parent, final, config.registered_model_name)
+    storage.mirror(config.storage, out_dir, outputs.RETRAIN_OUTPUTS)
     if errors:
         parent.finish("FAILED")
         raise RuntimeError(
@@ -385,16 +395,19 @@ def check_retrain_resume(out_dir: Path, config: ExperimentConfig) -> None:
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it.
 
-    The config is kept there too, for :func:`check_retrain_resume`.
+    The config is kept there too, for :func:`check_retrain_resume`; both are mirrored to ``storage``.
+    A resume whose run the store does not know continues in a new run (:class:`RunTracker`), kept instead.
     """
     id_file = out_dir / outputs.RUN_ID
-    if resume and id_file.is_file():
-        return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
+    kept = id_file.read_text().strip() if resume and id_file.is_file() else None
     parent = RunTracker.start(
-        out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir)
+        out_dir, config.name, "retrain", {"command": "retrain"}, run_id=kept, artifacts=storage.artifacts(config.storage, out_dir)
     )
+    if parent.run_id == kept:
+        return parent
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.model_dump(mode="json"), out_dir / outputs.RETRAIN_CONFIG)
-    id_file.write_text(parent.run_id)
+    atomic_write_text(parent.run_id, id_file)
+    storage.mirror(config.storage, out_dir, outputs.RETRAIN_STATE)
     return parent

@@ -242,7 +242,9 @@ class RunTracker:
             except MlflowException as error:
                 if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                     raise
-            logger.warning("the MLflow store %s does not know run %s: continuing in a new run tagged %s", uri, run_id, RESUMED_FROM)
+            logger.warning(
+                "the MLflow store %s does not know run %s: continuing in a new run tagged %s", uri, run_id, RESUMED_FROM
+            )
             all_tags[RESUMED_FROM] = run_id
         found = client.get_experiment_by_name(experiment)
         if found:

@@ -456,6 +456,7 @@ def run_search(
                 on_iteration(stats)
         final = driver.write_outputs()
         finish_tracking(driver.tracker, out_dir, final)
+        storage.mirror(config.storage, out_dir, outputs.SEARCH_OUTPUTS)  # what the retraining reads, on a replaced head too
         return final
     except BaseException:
         if driver.tracker is not None:
