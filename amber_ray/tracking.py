@@ -1,7 +1,9 @@
 """The one place that talks to MLflow.
 
 Default store: ``sqlite:///<out>/mlflow.db`` with artifacts under ``<out>/mlartifacts``;
-``MLFLOW_TRACKING_URI`` (e.g. an HTTP server shared by a cluster) overrides it. One experiment
+``MLFLOW_TRACKING_URI`` overrides it. On a cluster it is a tracking server that outlives the head:
+``mlflow server --backend-store-uri postgresql+psycopg2://... --artifacts-destination s3://...``
+(the ``cloud`` extra installs the PostgreSQL driver), reached from every node. One experiment
 per config name; one parent run per command; nested runs (retraining trials) carry the tags
 ``role``, ``arch`` and ``replicate`` so the UI can filter and compare them.
 """
