@@ -138,22 +138,25 @@ def test_commands_track_through_the_server_into_postgresql_and_s3(tracking_serve
 class FakeCluster:
     """A head of Ray's fake multi-node autoscaler (its worker nodes started on demand), on its own ports and temp dir."""
 
-    def __init__(self, env: dict[str, str]):
-        self.temp_dir = tempfile.mkdtemp(prefix="rf", dir="/tmp")
-        gcs, dashboard, client_server, *agent_ports = free_ports(3 + len(NODE_PORT_FLAGS))
-        self.address = f"127.0.0.1:{gcs}"
-        config = Path(self.temp_dir) / "autoscaling.yaml"
-        config.write_text(yaml.safe_dump(fake_cluster_config(self.address)))
-        command = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=0", "--num-gpus=0"]
-        command += [f"--autoscaling-config={config}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
-        command += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}", f"--temp-dir={self.temp_dir}"]
-        command += ["--disable-usage-stats", *node_ports(agent_ports)]
-        # The autoscaler starts the fake nodes from its own process: they inherit this environment.
-        env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": self.temp_dir}
-        head = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
-        if head.returncode != 0:
+    def __init__(self, env: dict[str, str], attempts: int = 3):
+        """Started on fresh ports; a start that times out on a loaded machine is tried again."""
+        for attempt in range(attempts):
+            self.temp_dir = tempfile.mkdtemp(prefix="rf", dir="/tmp")
+            gcs, dashboard, client_server, *agent_ports = free_ports(3 + len(NODE_PORT_FLAGS))
+            self.address = f"127.0.0.1:{gcs}"
+            config = Path(self.temp_dir) / "autoscaling.yaml"
+            config.write_text(yaml.safe_dump(fake_cluster_config(self.address)))
+            command = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=0", "--num-gpus=0"]
+            command += [f"--autoscaling-config={config}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+            command += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}"]
+            command += [f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *node_ports(agent_ports)]
+            # The autoscaler starts the fake nodes from its own process: they inherit this environment.
+            head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": self.temp_dir}
+            head = subprocess.run(command, capture_output=True, text=True, env=head_env, timeout=180)
+            if head.returncode == 0:
+                return
             self.kill()
-            pytest.fail(head.stderr)
+        pytest.fail(f"ray start failed {attempts} times: {head.stderr[-3000:]}")
 
     def kill(self) -> None:
         """``ray stop --force`` for this cluster only: SIGKILL to its head, its nodes and their workers."""
