@@ -94,6 +94,15 @@ def finished_search(config: ExperimentConfig, search_dir: Path) -> dict[str, Any
     return json.loads(path.read_text())
 
 
+def finished_retrain(config: ExperimentConfig, retrain_dir: Path) -> pd.DataFrame:
+    """The results of the pipeline's finished retraining, its outputs fetched from ``storage`` where they are missing."""
+    storage.fetch_missing(config.storage, retrain_dir, (*outputs.RETRAIN_STATE, *outputs.RETRAIN_OUTPUTS))
+    path = retrain_dir / outputs.RESULTS
+    if not path.is_file():
+        raise AmberInputError(f"the pipeline's retraining finished but its {outputs.RESULTS} is gone", path)
+    return pd.read_parquet(path)
+
+
 def run_pipeline(
     config: ExperimentConfig,
     out: Path,
@@ -106,10 +115,10 @@ def run_pipeline(
 
     With ``resume`` a step whose outputs are already there continues from them (a finished step,
     as ``pipeline.json`` records, is not run again); without it, a step that already ran is an error.
-    With ``storage`` everything a resume needs is mirrored there and fetched back when ``out`` lost it
-    (a replaced head), so the same command with the same ``--out`` and ``storage`` continues the run. Connects to Ray (the
-    cluster in ``RAY_ADDRESS`` or a local one) unless it is already initialised, and shuts it
-    down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
+    With ``storage`` everything a resume needs is mirrored there and fetched back when ``out`` lost
+    it (a replaced head), so the same command with the same ``out`` and ``storage`` continues the
+    run. Connects to Ray (the cluster in ``RAY_ADDRESS`` or a local one) unless it is already
+    initialised, and shuts it down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
     retraining's finished trials (progress bars).
     """
     out = Path(out)
@@ -125,8 +134,7 @@ def run_pipeline(
             mark_finished(config, out, SEARCH_STEP)
         logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
         if RETRAIN_STEP in finished:
-            storage.fetch_missing(config.storage, retrain_dir, (*outputs.RETRAIN_STATE, *outputs.RETRAIN_OUTPUTS))
-            results = pd.read_parquet(retrain_dir / outputs.RESULTS)
+            results = finished_retrain(config, retrain_dir)
         else:
             results = run_retrain(
                 config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial

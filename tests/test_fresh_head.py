@@ -140,7 +140,7 @@ class FakeCluster:
 
     def __init__(self, env: dict[str, str], attempts: int = 3):
         """Started on fresh ports; a start that times out on a loaded machine is tried again."""
-        for attempt in range(attempts):
+        for _ in range(attempts):
             self.temp_dir = tempfile.mkdtemp(prefix="rf", dir="/tmp")
             gcs, dashboard, client_server, *agent_ports = free_ports(3 + len(NODE_PORT_FLAGS))
             self.address = f"127.0.0.1:{gcs}"
