@@ -179,13 +179,13 @@ def pipeline(cluster: FakeCluster, env: dict[str, str], config: Path, out: Path,
     )
 
 
-def finish(driver: subprocess.Popen, timeout: float = 300) -> str:
+def finish(driver: subprocess.Popen, timeout: float = 900) -> str:
     output, _ = driver.communicate(timeout=timeout)
     assert driver.returncode == 0, output[-4000:]
     return output
 
 
-def wait_for(condition: Callable[[], bool], driver: subprocess.Popen, what: str, timeout: float = 240) -> None:
+def wait_for(condition: Callable[[], bool], driver: subprocess.Popen, what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if driver.poll() is not None:
