@@ -22,6 +22,7 @@ VARIANTS_DIR = "variants"
 INTERPRET_DIR = "interpret"
 REPORT = "report.html"
 MLFLOW_STORE = "mlflow.db"
+PIPELINE_STATE = "pipeline.json"  # the steps of a pipeline that finished, so a resume does not run them again
 
 # --- `amber-ray search` ----------------------------------------------------------------------
 HISTORY = "history.parquet"
@@ -52,6 +53,10 @@ FINAL_CARD = "model.json"  # beside final/model.pt: architecture, labels, input 
 # --- `amber-ray train` -----------------------------------------------------------------------
 MODEL = "model.pt"
 METRICS = "metrics.json"
+
+# What a resumed retraining reads besides its Tune grid, and what a finished one leaves (mirrored to ``storage``).
+RETRAIN_STATE = (RETRAIN_CONFIG, RUN_ID)
+RETRAIN_OUTPUTS = (RESULTS, f"{FINAL_DIR}/{MODEL}", f"{FINAL_DIR}/{FINAL_CARD}")
 
 # --- `amber-ray predict` ---------------------------------------------------------------------
 PREDICTIONS = "predictions.parquet"  # one row per sequence (or window) and label

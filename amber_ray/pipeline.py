@@ -7,6 +7,7 @@ comparison of a retraining (``amber-ray compare``) is :func:`compare_retrain`: t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from amber_ray import outputs
+from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json
 from amber_ray.cluster import ray_session
 from amber_ray.compare import compare_results, comparison_metrics
@@ -56,6 +57,50 @@ def compare_retrain(retrain_dir: Path, annotation: Path | None = None) -> dict[s
     return comparison
 
 
+SEARCH_STEP, RETRAIN_STEP = "search", "retrain"
+
+
+def finished_steps(config: ExperimentConfig, out: Path) -> set[str]:
+    """The steps of the pipeline in ``out`` that finished (``pipeline.json``, from ``storage`` on a replaced head)."""
+    storage.fetch_missing(config.storage, out, (outputs.PIPELINE_STATE,))
+    path = out / outputs.PIPELINE_STATE
+    if not path.is_file():
+        return set()
+    try:
+        return set(json.loads(path.read_text())["finished"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise AmberInputError(
+            f"not a pipeline state ({type(error).__name__}: {error}); remove it to rerun every step", path
+        ) from None
+
+
+def mark_finished(config: ExperimentConfig, out: Path, step: str) -> None:
+    """Record ``step`` as finished in ``pipeline.json``, mirrored to ``storage`` after the step's own outputs."""
+    steps = [*sorted(finished_steps(config, out) - {step}), step]
+    atomic_write_json({"finished": steps}, out / outputs.PIPELINE_STATE)
+    storage.mirror(config.storage, out, (outputs.PIPELINE_STATE,))
+
+
+def finished_search(config: ExperimentConfig, search_dir: Path) -> dict[str, Any]:
+    """The outputs of the pipeline's finished search, fetched from ``storage`` where they are missing (with its
+    checkpoint, which the report reads), without running any of it again."""
+    storage.fetch_missing(config.storage, search_dir, outputs.SEARCH_OUTPUTS)
+    has_search_checkpoint(config, search_dir)
+    path = search_dir / outputs.FINAL_ARCHITECTURES
+    if not path.is_file():
+        raise AmberInputError(f"the pipeline's search finished but its {outputs.FINAL_ARCHITECTURES} is gone", path)
+    return json.loads(path.read_text())
+
+
+def finished_retrain(config: ExperimentConfig, retrain_dir: Path) -> pd.DataFrame:
+    """The results of the pipeline's finished retraining, its outputs fetched from ``storage`` where they are missing."""
+    storage.fetch_missing(config.storage, retrain_dir, (*outputs.RETRAIN_STATE, *outputs.RETRAIN_OUTPUTS))
+    path = retrain_dir / outputs.RESULTS
+    if not path.is_file():
+        raise AmberInputError(f"the pipeline's retraining finished but its {outputs.RESULTS} is gone", path)
+    return pd.read_parquet(path)
+
+
 def run_pipeline(
     config: ExperimentConfig,
     out: Path,
@@ -66,25 +111,36 @@ def run_pipeline(
 ) -> PipelineResult:
     """Search, retrain, compare and report into ``out`` (``search/``, ``retrain/``, ``report.html``, one MLflow store).
 
-    With ``resume`` a step whose outputs are already there continues from them (a finished step
-    is not run again); without it, a step that already ran is an error. Connects to Ray (the
-    cluster in ``RAY_ADDRESS`` or a local one) unless it is already initialised, and shuts it
-    down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
+    With ``resume`` a step whose outputs are already there continues from them (a finished step,
+    as ``pipeline.json`` records, is not run again); without it, a step that already ran is an error.
+    With ``storage`` everything a resume needs is mirrored there and fetched back when ``out`` lost
+    it (a replaced head), so the same command with the same ``out`` and ``storage`` continues the
+    run. Connects to Ray (the cluster in ``RAY_ADDRESS`` or a local one) unless it is already
+    initialised, and shuts it down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
     retraining's finished trials (progress bars).
     """
     out = Path(out)
     search_dir, retrain_dir = out / outputs.SEARCH_DIR, out / outputs.RETRAIN_DIR
     out.mkdir(parents=True, exist_ok=True)
     use_store_in(out)
+    finished = finished_steps(config, out) if resume else set()
     step = search_dir
     try:
         with ray_session():
-            final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
+            if SEARCH_STEP in finished:
+                final = finished_search(config, search_dir)
+            else:
+                final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
+                mark_finished(config, out, SEARCH_STEP)
             logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
             step = retrain_dir
-            results = run_retrain(
-                config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
-            )
+            if RETRAIN_STEP in finished:
+                results = finished_retrain(config, retrain_dir)
+            else:
+                results = run_retrain(
+                    config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
+                )
+                mark_finished(config, out, RETRAIN_STEP)
     except AmberInputError:
         raise
     except BaseException:

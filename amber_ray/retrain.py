@@ -167,10 +167,16 @@ class MlflowTrialCallback(tune.Callback):
         """Tune pickles its callbacks with the experiment state; MLflow clients are rebuilt on restore."""
         return {**self.__dict__, "_runs": {}, "_last_logged_epoch": {}}
 
+    def parent_id(self) -> str:
+        """The retraining's run as kept in its directory (a restored grid's callback holds the id it was built
+        with, and a resume against a store that lost that run continues in a new one), else as given."""
+        id_file = Path(self.out_dir) / outputs.RUN_ID
+        return id_file.read_text().strip() if id_file.is_file() else self.parent_run_id
+
     def _run_for(self, trial: Any) -> RunTracker:
         if trial.trial_id not in self._runs:
             info = trial.config["trial"]
-            parent = RunTracker.attach(self.out_dir, self.parent_run_id)
+            parent = RunTracker.attach(self.out_dir, self.parent_id())
             self._runs[trial.trial_id] = parent.find_child("trial_id", trial.trial_id) or RunTracker.start(
                 self.out_dir,
                 self.experiment,
@@ -307,8 +313,11 @@ def run_retrain(
     if not resume and storage.exists(grid_path):
         raise AmberInputError(f"a retraining grid already ran here ({grid_path}); pass --resume or choose another --out", out_dir)
     if resume:
+        storage.fetch_missing(config.storage, out_dir, outputs.RETRAIN_STATE)  # a replaced head: from storage
         check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
+    if archs is None:
+        storage.fetch_missing(config.storage, search_dir, (outputs.FINAL_ARCHITECTURES,))
     conflicts = search_config_conflicts(config, search_dir) if archs is None else []
     if conflicts and not force:
         raise AmberInputError(
@@ -370,6 +379,7 @@ def run_retrain(
             with tempfile.TemporaryDirectory() as fetched:
                 final = write_final_model(searched_outcomes(result_grid, Path(fetched)), config, out_dir)
             register_final_model(parent, final, config.registered_model_name)
+        storage.mirror(config.storage, out_dir, outputs.RETRAIN_OUTPUTS)
     return table
 
 
@@ -476,16 +486,18 @@ def check_retrain_resume(out_dir: Path, config: ExperimentConfig) -> None:
 def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTracker:
     """The retrain command's MLflow run; its id is kept in ``out_dir`` so a resume reopens it.
 
-    The config is kept there too, for :func:`check_retrain_resume`.
+    The config is kept there too, for :func:`check_retrain_resume`; both are mirrored to ``storage``.
+    A resume whose run the store does not know continues in a new run (:class:`RunTracker`), kept instead.
     """
-    run_id = read_run_id(out_dir) if resume else None
-    if run_id:
-        return RunTracker.start(out_dir, config.name, "retrain", run_id=run_id)
+    kept = read_run_id(out_dir) if resume else None
     parent = RunTracker.start(
-        out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir)
+        out_dir, config.name, "retrain", {"command": "retrain"}, run_id=kept, artifacts=storage.artifacts(config.storage, out_dir)
     )
+    if parent.run_id == kept:
+        return parent
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.model_dump(mode="json"), out_dir / outputs.RETRAIN_CONFIG)
     write_run_id(out_dir, parent.run_id)
+    storage.mirror(config.storage, out_dir, outputs.RETRAIN_STATE)
     return parent

@@ -5,15 +5,22 @@ find the search checkpoint and the MLflow artifacts, so on a cluster they go to 
 location: ``storage: s3://bucket/prefix`` (any URI pyarrow reads: ``s3://``, ``gs://``, or an
 absolute path every node mounts). Credentials and endpoint come from each node's environment:
 the instance's IAM role on AWS, ``AWS_ENDPOINT_URL`` for an S3-compatible server. The run's
-local ``--out`` keeps its tables, reports and the MLflow store; under ``storage`` a run's files
-sit at the same relative place, ``<storage>/<absolute --out without its root>/...``.
+local ``--out`` keeps its tables and reports; under ``storage`` a run's files sit at the same
+relative place, ``<storage>/<absolute --out without its root>/...``. Everything a resume needs
+is mirrored there (the search checkpoint and outputs, the retraining's config and run id, the
+pipeline's state) and fetched back when ``--out`` lost it, so a new head with the same ``--out``
+and ``storage`` (and tracking server) continues the run.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
+
+logger = logging.getLogger(__name__)
 
 
 def location(storage: str | None, out_dir: str | Path, *parts: str) -> str:
@@ -70,3 +77,23 @@ def download(uri: str, local: Path) -> None:
     fs, path = filesystem(uri)
     local.parent.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(path, str(local), source_filesystem=fs)
+
+
+def mirror(storage: str | None, directory: Path, names: Iterable[str]) -> None:
+    """Copy the files ``names`` (paths inside ``directory``) that exist to their place under ``storage``, in order;
+    nothing without ``storage``. What a resume needs goes there, so a replaced head (its disk lost) finds it."""
+    if storage is None:
+        return
+    for name in names:
+        if (directory / name).is_file():
+            upload(directory / name, location(storage, directory, name))
+
+
+def fetch_missing(storage: str | None, directory: Path, names: Iterable[str]) -> None:
+    """Copy from ``storage`` those of the files ``names`` that ``directory`` lacks (a replaced head); nothing without it."""
+    if storage is None:
+        return
+    for name in names:
+        if not (directory / name).exists() and exists(remote := location(storage, directory, name)):
+            download(remote, directory / name)
+            logger.info("fetched %s from %s", name, remote)

@@ -1,7 +1,9 @@
 """The one place that talks to MLflow.
 
 Default store: ``sqlite:///<out>/mlflow.db`` with artifacts under ``<out>/mlartifacts``;
-``MLFLOW_TRACKING_URI`` (e.g. an HTTP server shared by a cluster) overrides it. One experiment
+``MLFLOW_TRACKING_URI`` overrides it. On a cluster it is a tracking server that outlives the head:
+``mlflow server --backend-store-uri postgresql+psycopg2://... --artifacts-destination s3://...``
+(the ``cloud`` extra installs the PostgreSQL driver), reached from every node. One experiment
 per config name; one parent run per command; nested runs (retraining trials) carry the tags
 ``role``, ``arch`` and ``replicate`` so the UI can filter and compare them.
 """
@@ -33,6 +35,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
@@ -225,11 +228,24 @@ def comparison_page(store: Path) -> str:
     return f"/#/experiments/{experiments[0].experiment_id}/runs?{query}"
 
 
+# The tag of a run that continues a run its store does not know (a resume against a new or lost store).
+RESUMED_FROM = "resumed_from_run_id"
+
+
+def _run_resuming(client: MlflowClient, experiment_id: str, run_id: str) -> str | None:
+    """The run of ``experiment_id`` tagged as continuing ``run_id``, if one was made already."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{RESUMED_FROM} = '{run_id}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 class RunTracker:
     """A handle on one MLflow run (created, or reopened by id when a command resumes).
 
     As a context manager it ends the run with the block: FINISHED, KILLED when the block is
     interrupted (Ctrl-C, or SIGTERM turned into ``KeyboardInterrupt``), FAILED on any other exception.
+    A resumed run whose id the store does not know (the store was lost, or the run directory was
+    copied without it) continues in a new run tagged :data:`RESUMED_FROM` with the old id; the
+    caller keeps the new id (``tracker.run_id`` differs from the one it asked for).
     """
 
     def __init__(self, client: MlflowClient, run_id: str):
@@ -256,22 +272,33 @@ class RunTracker:
         parent: RunTracker | None = None,
         artifacts: str | None = None,
     ) -> RunTracker:
-        """A new run (or ``run_id`` reopened); ``artifacts`` is the artifact location of an experiment it creates
+        """A new run (or ``run_id`` reopened, see the class); ``artifacts`` is the artifact location of an experiment it creates
         (shared storage on a cluster; default: beside a SQLite store, or the tracking server's choice)."""
         uri = tracking_uri(out_dir)
         client = open_client(uri)
+        all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if run_id is not None:
-            client.update_run(run_id, status="RUNNING")
-            return cls(client, run_id)
+            try:
+                client.update_run(run_id, status="RUNNING")
+                return cls(client, run_id)
+            except MlflowException as error:
+                if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                    raise
+            logger.warning(
+                "the MLflow store %s does not know run %s: continuing in a new run tagged %s", uri, run_id, RESUMED_FROM
+            )
+            all_tags[RESUMED_FROM] = run_id
         found = client.get_experiment_by_name(experiment)
         if found:
             experiment_id = found.experiment_id
         else:
             experiment_id = client.create_experiment(experiment, artifacts or artifact_root(uri))
             mark_for_model_training(client, experiment_id)
-        all_tags = {MLFLOW_RUN_NAME: run_name, **(tags or {})}
         if parent is not None:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
+        if run_id is not None and (earlier := _run_resuming(client, experiment_id, run_id)) is not None:
+            client.update_run(earlier, status="RUNNING")  # made by a resume that stopped before keeping its id
+            return cls(client, earlier)
         run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
         return cls(client, run.info.run_id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,6 +211,30 @@ def test_interrupted_grid_resumes_without_rerunning_anything(ray_session, tmp_pa
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_auroc")]
         assert sorted(steps) == list(range(int(run.data.metrics["epochs"]))), steps
+
+
+def test_a_grid_resumes_from_storage_after_its_out_is_lost(ray_session, tmp_path, monkeypatch):
+    """A replaced head: the retraining's --out is gone, its config and run id come back from ``storage`` (here a
+    directory every node mounts), and the resume continues the same MLflow run in the store that outlived it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    raw = {
+        **RAW,
+        "train": {**RAW["train"], "max_epochs": 2},
+        "retrain": {"replicates": 1, "sampled": 1},
+        "storage": str(tmp_path / "bucket"),
+    }
+    config, out = parse_config(raw), tmp_path / "retrain"
+    first = run_retrain(config, search_dir(tmp_path), out)
+    run_id = (out / "mlflow_run_id").read_text()
+    shutil.rmtree(out)
+
+    again = run_retrain(config, tmp_path / "search", out, resume=True)
+    pd.testing.assert_frame_equal(again, first)
+    assert (out / "mlflow_run_id").read_text() == run_id and (out / "config.json").is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("retrain-test").experiment_id])
+    assert [run.info.run_id for run in runs if run.data.tags.get("command") == "retrain"] == [run_id]  # continued, not a new one
+    assert sum("role" in run.data.tags for run in runs) == 2
 
 
 def test_resume_without_a_grid_is_a_clear_error(ray_session, tmp_path):

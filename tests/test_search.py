@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,6 +179,31 @@ def test_resume_without_checkpoint_and_rerun_into_used_dir_are_clear_errors(ray_
         run_search(config(), tmp_path, resume=True)
     with pytest.raises(AmberInputError, match="pass --resume"):
         run_search(config(), finished_search[0])
+
+
+def test_a_resume_whose_run_the_store_does_not_know_continues_in_a_new_run(ray_session, finished_search, tmp_path, monkeypatch):
+    """A copy of a search resumed against an empty store (a lost tracking store, a new server): a new run
+    tagged with the old run's id holds every iteration once, and a second resume continues that run."""
+    from amber_ray.tracking import RESUMED_FROM
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    source, final = finished_search
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    old_id = torch.load(checkpoint_path(copy), weights_only=True)["run_id"]
+
+    assert run_search(config(iterations=16), copy, resume=True)["best"] == final["best"]
+    client = MlflowClient(f"sqlite:///{copy}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("search-test").experiment_id])
+    assert run.info.run_id != old_id and run.data.tags[RESUMED_FROM] == old_id
+    assert run.info.status == "FINISHED" and run.data.params["search.iterations"] == "16"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "mean_reward")) == list(range(16))
+    assert len(client.list_artifacts(run.info.run_id, "architectures")) == 16
+    assert torch.load(checkpoint_path(copy), weights_only=True)["run_id"] == run.info.run_id  # kept for the next resume
+
+    run_search(config(iterations=16), copy, resume=True)
+    (again,) = client.search_runs([client.get_experiment_by_name("search-test").experiment_id])
+    assert again.info.run_id == run.info.run_id
 
 
 def run_driver(workers: int, out: Path, iterations: int = 2):

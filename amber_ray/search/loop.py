@@ -434,7 +434,7 @@ def run_search(
             artifacts=storage.artifacts(config.storage, out_dir),
         )
         with driver.tracker:
-            if payload is None:
+            if driver.tracker.run_id != driver.state.run_id:  # a new run (also a resume whose run the store does not know)
                 driver.state.run_id = driver.tracker.run_id
                 driver.tracker.log_params(config_as_flat_dict(config))
                 placements = ray.get([worker.placement.remote() for worker in driver.workers])
@@ -445,6 +445,9 @@ def run_search(
                         "worker_devices": ",".join(p["device"] for p in placements),
                     }
                 )
+                if payload is not None:
+                    driver.save()  # the checkpoint keeps the new run's id
+            if payload is None:
                 driver.with_recovery(driver.warm_up)
             driver.catch_up_tracking()
             while driver.state.iteration + 1 < config.search.iterations:
@@ -454,6 +457,7 @@ def run_search(
                     on_iteration(stats)
             final = driver.write_outputs()
             finish_tracking(driver.tracker, out_dir, final)
+            storage.mirror(config.storage, out_dir, outputs.SEARCH_OUTPUTS)  # what the retraining reads, on a replaced head too
         return final
     except BaseException:
         logger.error("search stopped; resume with: amber-ray search CONFIG --out %s --resume", out_dir)
