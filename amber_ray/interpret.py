@@ -35,7 +35,8 @@ from amber_ray.device import resolve_device
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import jaspar_collection
 from amber_ray.ops import SamePool
-from amber_ray.predict import eval_mode_on, label_index, load_model, predict
+from amber_ray.predict import eval_mode_on, label_index, predict
+from amber_ray.registry import load_model
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from amber_ray.data.hdf5 import HDF5SequenceFile
 
 ALPHABET = "ACGT"
 UNKNOWN_CODE = 4
@@ -192,10 +189,33 @@ class CodedDataset:
 LoadedData = SequenceDataset | CodedDataset
 
 
+class TrainSource(Protocol):
+    """Training data: a :class:`SequenceDataset` in memory, or a file read batch by batch
+    (:class:`amber_ray.data.hdf5.HDF5SequenceFile`); both give :meth:`shard_batches`."""
+
+    @property
+    def num_sequences(self) -> int: ...
+
+    @property
+    def length(self) -> int: ...
+
+    @property
+    def num_labels(self) -> int: ...
+
+    @property
+    def label_names(self) -> list[str]: ...
+
+    def shard_batches(
+        self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1
+    ) -> Iterator[ShardBatch]: ...
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SequenceDataset | CodedDataset: ...
+
+
 @dataclass
 class Splits:
     """Train, validation and test sets; the training set may be a file that training streams."""
 
-    train: SequenceDataset | HDF5SequenceFile
+    train: TrainSource
     valid: LoadedData
     test: LoadedData
