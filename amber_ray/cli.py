@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import TAX_GROUPS, check_tax_group
 from amber_ray.outputs import METRICS, MLFLOW_STORE, MODEL, REPORT
 from amber_ray.rundir import output_dir, output_file
+
+if TYPE_CHECKING:
+    from amber_ray.predict import OnBatch, ProgressFactory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
 console = Console(stderr=True)
@@ -120,10 +123,10 @@ def add_task(progress: Progress, name: str, total: int | None) -> Callable[..., 
     return functools.partial(progress.update, task)
 
 
-def progress_stages(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+def progress_stages(progress: Progress) -> ProgressFactory:
     """A factory of bars on ``progress``: ``stage(name, total)`` adds one and returns its ``advance(n)``."""
 
-    def stage(name: str, total: int) -> Callable[[int], None]:
+    def stage(name: str, total: int) -> OnBatch:
         update = add_task(progress, name, total)
         return lambda n: update(advance=n)
 

@@ -21,7 +21,7 @@ import os
 import re
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,12 @@ from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
 from amber_ray.data.dataset import encode_codes
 from amber_ray.data.fasta import read_fasta
 from amber_ray.errors import AmberInputError
-from amber_ray.predict import probabilities
+from amber_ray.predict import OnBatch, ProgressFactory, probabilities
 from amber_ray.regions import TileStretch, read_bed, region_windows, tile_plan
 from amber_ray.registry import load_model
 from amber_ray.variants.genome import ReferenceGenome
 
 TABLE_COLUMNS = ["name", "chrom", "start", "end", "label", "probability"]
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 def prediction_table(
@@ -98,7 +97,7 @@ class PredictInputs:
         )
 
 
-def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> Callable[[int], None] | None:
+def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> OnBatch | None:
     return progress(name, total) if progress is not None else None
 
 

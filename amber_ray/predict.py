@@ -22,8 +22,13 @@ from amber_ray.child import ChildNet, load_child
 from amber_ray.data.dataset import codes_to_one_hot, one_hot_encode
 from amber_ray.data.fasta import check_records
 from amber_ray.device import keep_freed_host_memory, resolve_device
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.outputs import MODEL
+
+# Progress of a loop a user waits on: ``OnBatch`` gets the rows (or sequences) just done, a progress bar's
+# advance; a ``ProgressFactory`` makes one for a stage, from its name and its total.
+OnBatch = Callable[[int], None]
+ProgressFactory = Callable[[str, int], OnBatch]
 
 
 def model_file(source: str | Path) -> Path:
@@ -42,7 +47,7 @@ def load_model(source: str | Path, device: str | torch.device | None = "auto") -
     try:
         model = model.to(resolve_device(device))
     except (RuntimeError, AssertionError) as error:
-        raise AmberInputError(f"cannot use device {str(device)!r} ({str(error).splitlines()[0]})", "--device") from None
+        raise AmberInputError(f"cannot use device {str(device)!r} ({first_line(error)})", "--device") from None
     labels = extra.get("label_names") or [f"label_{i}" for i in range(model.space.num_labels)]
     return model, [str(label) for label in labels]
 
@@ -110,7 +115,7 @@ def predict(
     device: str | torch.device | None = None,
     func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     prepare: Callable[[np.ndarray], np.ndarray | torch.Tensor] | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: OnBatch | None = None,
 ) -> np.ndarray:
     """``model`` (or ``func`` of its output) on every row of ``X``, in batches, stacked as a NumPy array on the CPU.
 
@@ -160,7 +165,7 @@ def probabilities(
     x: np.ndarray,
     batch_size: int = 256,
     both_strands: bool = False,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: OnBatch | None = None,
 ) -> np.ndarray:
     """Probability per label ``(N, labels)`` of one-hot ``x`` ``(N, 4, L)`` or base codes ``uint8 (N, L)``
     (expanded to one-hot a batch at a time), on the model's device."""

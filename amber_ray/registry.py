@@ -30,7 +30,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from amber_ray.child import ChildNet
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.outputs import MODEL
 from amber_ray.predict import as_model_input, probabilities
 from amber_ray.predict import load_model as load_model_file
@@ -149,7 +149,7 @@ def download_registered_model(uri: str, directory: Path) -> Path:
         with _quiet_model_artifacts():  # a bar per file of the model's code, on every predict
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory), tracking_uri=store_uri)
     except MlflowException as error:
-        raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
+        raise AmberInputError(f"no such registered model ({first_line(error)})", uri) from None
     found = sorted(Path(local).rglob(MODEL))
     if not found:
         raise AmberInputError(f"the registered model holds no model.pt ({_where_it_points(client, uri)})", uri)

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
 
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.outputs import MLFLOW_STORE
 
 logger = logging.getLogger(__name__)
@@ -152,8 +152,9 @@ def check_store(uri: str) -> None:
     try:
         SqlAlchemyStore(uri, artifact_root(uri)).engine.dispose()
     except (SQLAlchemyError, MlflowException) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise AmberInputError(f"not an MLflow store this MLflow can use ({first})", store) from None
+        raise AmberInputError(
+            f"not an MLflow store this MLflow can use ({first_line(error) or type(error).__name__})", store
+        ) from None
 
 
 def open_client(uri: str) -> MlflowClient:

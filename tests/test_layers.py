@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "amber_ray"
 # lies under the commands that log to it, ``interpret`` is a command of the use layer, and the pipeline
 # runs above the report, which it writes last.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("ground", {"errors", "config", "outputs", "atomic", "storage", "rundir", "cluster", "device", "checkpoint"}),
+    ("ground", {"errors", "config", "outputs", "atomic", "storage", "rundir", "cluster", "device", "checkpoint", "png"}),
     ("data", {"data", "jaspar"}),
     ("model", {"space", "ops", "child", "distributed", "metrics", "predict", "supernet", "controller", "training"}),
     ("science", {"compare", "variants"}),

@@ -39,6 +39,15 @@ _CODE_TO_ONE_HOT = np.vstack(
 )
 
 
+# Code -> the code of its complement: A <-> T, C <-> G; unknown (4) and empty (5) stay.
+COMPLEMENT_CODES = np.array([3, 2, 1, 0, UNKNOWN_CODE, 5], dtype=np.uint8)
+
+
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """The reverse complement of base codes (along the last axis)."""
+    return COMPLEMENT_CODES[codes[..., ::-1]]
+
+
 def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
     """Index arrays covering ``range(n)`` once; shuffled when ``rng`` is given."""
     order = rng.permutation(n) if rng is not None else np.arange(n)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from amber_ray import outputs
 from amber_ray.checkpoint import RUN_ID_KEY, checkpoint_ops, has_checkpoint, previous_path, read_search_checkpoint
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def read_optional(path: Path, reader: Callable[[Path], T], notes: list[str]) -> 
         return reader(path)
     except READ_ERRORS as error:
         logger.warning("cannot read %s: %s", path, error)
-        notes.append(f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+        notes.append(f"{path} is unreadable ({type(error).__name__}: {first_line(error)})")
         return None
 
 

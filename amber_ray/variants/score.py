@@ -15,13 +15,11 @@ from torch import nn
 
 from amber_ray.data.dataset import codes_to_one_hot
 from amber_ray.errors import AmberInputError
-from amber_ray.predict import StrandProbabilities, predict
+from amber_ray.predict import OnBatch, StrandProbabilities, predict
 from amber_ray.variants.windows import Windows
 
 EPS = 1e-6
 SCORE_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "label", "ref_prob", "alt_prob", "diff", "log2fc", "logit_diff"]
-
-OnBatch = Callable[[int], None]
 
 
 def _clipped(probs: np.ndarray) -> np.ndarray:
