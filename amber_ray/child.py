@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from amber_ray.atomic import atomic_torch_save
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.ops import Linear, build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
@@ -236,7 +236,7 @@ def load_child(path: str | Path) -> tuple[ChildNet, dict[str, Any]]:
     except AmberInputError as error:
         raise AmberInputError(error.problem if error.source == str(path) else f"stored {error}", path) from None
     except LOAD_ERRORS as error:
-        detail = str(error).splitlines()[0][:200] if str(error) else ""
+        detail = first_line(error)[:200]
         raise AmberInputError(f"not a readable amber_ray model checkpoint ({type(error).__name__}: {detail})", path) from None
     extra = payload.get("extra") or {}
     labels = extra.get("label_names") if isinstance(extra, dict) else None

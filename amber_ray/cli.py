@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import TAX_GROUPS, check_tax_group
 from amber_ray.outputs import METRICS, MLFLOW_STORE, MODEL, REPORT
 from amber_ray.rundir import output_dir, output_file
+
+if TYPE_CHECKING:
+    from amber_ray.predict import OnBatch, ProgressFactory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AMBER neural architecture search for genomic CNNs, on Ray.")
 console = Console(stderr=True)
@@ -120,14 +123,22 @@ def add_task(progress: Progress, name: str, total: int | None) -> Callable[..., 
     return functools.partial(progress.update, task)
 
 
-def progress_stages(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+def progress_stages(progress: Progress) -> ProgressFactory:
     """A factory of bars on ``progress``: ``stage(name, total)`` adds one and returns its ``advance(n)``."""
 
-    def stage(name: str, total: int) -> Callable[[int], None]:
+    def stage(name: str, total: int) -> OnBatch:
         update = add_task(progress, name, total)
         return lambda n: update(advance=n)
 
     return stage
+
+
+def check_tracking_store(directory: Path) -> None:
+    """Refuse, before any work, the MLflow store that a command writing into ``directory`` will log to when
+    MLflow cannot use it (one line, exit 2): a damaged store would fail the command after all its work."""
+    from amber_ray.tracking import check_store, tracking_uri
+
+    check_store(tracking_uri(directory))
 
 
 def train_model(config: ExperimentConfig, arch_text: str, out: Path) -> dict[str, Any]:
@@ -161,6 +172,7 @@ def train(
     if device is not None:
         values.setdefault("train", {})["device"] = device
     experiment = load_config(config, values)
+    check_tracking_store(out)
     with output_dir(out, (MODEL, METRICS)):
         metrics = train_model(experiment, arch, out)
     track_train(experiment, out, metrics)
@@ -211,6 +223,7 @@ def search(
     experiment = load_config(config, parse_overrides(overrides or []))
     if resume:
         follow_pipeline_store(out)
+    check_tracking_store(out)
     outputs_here = (*outputs.SEARCH_OUTPUTS, MLFLOW_STORE)
     with output_dir(out, outputs_here), progress_bar() as progress, cluster.ray_session():
         final = run_search(experiment, out, resume, search_hook(progress, experiment))
@@ -246,6 +259,7 @@ def retrain(
     experiment = load_config(config, values)
     if resume:
         follow_pipeline_store(out)
+    check_tracking_store(out)
     with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), progress_bar() as progress, cluster.ray_session():
         results = run_retrain(experiment, search_dir, out, resume, on_trial=trial_hook(progress), force=force)
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
@@ -336,6 +350,7 @@ def report(
 def run_whole_pipeline(config: ExperimentConfig, out: Path, annotation: Path | None = None) -> None:
     from amber_ray.pipeline import run_pipeline
 
+    check_tracking_store(out)
     with output_dir(out, (REPORT, MLFLOW_STORE)), progress_bar() as progress:
         result = run_pipeline(config, out, True, search_hook(progress, config), annotation, trial_hook(progress))
     console.print(comparison_table(result.comparison))
@@ -375,11 +390,13 @@ def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
 ) -> None:
     """Start the MLflow UI for a run's tracking store and print the address of its searched-vs-sampled view."""
-    from amber_ray.tracking import comparison_page, serve_ui
+    from amber_ray.tracking import check_store, comparison_page
+    from amber_ray.ui import serve_ui
 
     store = run_dir / MLFLOW_STORE
     if not store.is_file():
         raise AmberInputError("no MLflow store (mlflow.db) here", run_dir)
+    check_store(f"sqlite:///{store.resolve()}")
     page = comparison_page(store)
     server = serve_ui(store, host, port)
     console.print(f"MLflow UI at http://{host}:{port}{page} (searched vs sampled trials; Ctrl-C stops it)", soft_wrap=True)
@@ -440,10 +457,11 @@ def variants_score(
 ) -> None:
     """Ref and alt probability, difference, log2 fold change and logit difference per variant and label."""
     from amber_ray.command_runs import track_variants_score
-    from amber_ray.predict import load_model
+    from amber_ray.registry import load_model
     from amber_ray.variants import check_score_output, load_windows, write_scores
 
     check_score_output(out, ldsc_score)
+    check_tracking_store(out.parent)
     with output_file(out), output_file(ldsc_annot) if ldsc_annot else nullcontext():
         net, labels = load_model(model, device)
         windows, skipped = load_windows(net.space.input_length, vcf, fasta, ref_fasta, alt_fasta)
@@ -481,9 +499,11 @@ def variants_eval(
 ) -> None:
     """Allele-specific binding: AUROC and accuracy of the predicted direction, beside a JASPAR PWM baseline."""
     from amber_ray.command_runs import track_variants_eval
-    from amber_ray.predict import label_index, load_model
+    from amber_ray.predict import label_index
+    from amber_ray.registry import load_model
     from amber_ray.variants import evaluate_pairs, load_windows, motif_for_label, pwm_log_odds, read_preferred, write_eval
 
+    check_tracking_store(out)
     with output_dir(out):
         net, labels = load_model(model, device)
         pwm_log_odds(motif_for_label(labels[label_index(labels, label)], motif))
@@ -534,6 +554,7 @@ def interpret_model(
     from amber_ray.interpret import interpret, load_inputs, write_outputs
 
     check_tax_group(jaspar)
+    check_tracking_store(out)
     with output_dir(out):
         net, index, names, x = load_inputs(model, fasta, label)
         with progress_bar() as progress:
@@ -583,6 +604,7 @@ def predict_command(
     from amber_ray.inference import PredictInputs, run_predict
 
     inputs = PredictInputs(fasta, bed, genome, tile, regions)
+    check_tracking_store(out)
     with progress_bar() as progress, output_dir(out):
         summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
     track_predict(out, summary)

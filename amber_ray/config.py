@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 # The candidate ops, in the order of ops.OPS (which checks it on import); kept here so that
 # configs are validated without importing torch.
@@ -423,7 +423,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     """The first line of a YAML error, or for a repeated key the key and its line."""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem and "given twice" in error.problem:
         return error.problem
-    return str(error).splitlines()[0]
+    return first_line(error)
 
 
 def override_config(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 AUTO = "auto"
 # CPU flags (as /proc/cpuinfo names them) of native bfloat16 arithmetic: AVX-512 BF16 dot products or AMX tiles.
@@ -60,9 +60,7 @@ def resolve_device(device: str | torch.device | None = AUTO, source: str = "--de
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise AmberInputError(
-            f"unknown device {str(device)!r} ({str(error).splitlines()[0]}); use auto, cpu or cuda", source
-        ) from None
+        raise AmberInputError(f"unknown device {str(device)!r} ({first_line(error)}); use auto, cpu or cuda", source) from None
     if resolved.type == "cuda":
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if available == 0 or (resolved.index or 0) >= available:

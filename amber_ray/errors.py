@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): libraries' messages run over many lines."""
+    text = str(error)
+    return text.splitlines()[0] if text.strip() else ""
+
+
 class AmberInputError(ValueError):
     """Bad user input (file, record, config key or architecture string).
 

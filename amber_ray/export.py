@@ -17,8 +17,8 @@ from torch import nn
 
 from amber_ray.atomic import atomic_path
 from amber_ray.errors import AmberInputError
-from amber_ray.predict import load_model
-from amber_ray.variants.score import StrandProbabilities
+from amber_ray.predict import StrandProbabilities
+from amber_ray.registry import load_model
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -59,7 +59,7 @@ def export_onnx(model: nn.Module, path: Path, labels: list[str]) -> None:
 
 
 def export_model(source: str | Path, export_format: str, out: str | Path) -> Path:
-    """Write the model ``source`` (any source :func:`amber_ray.predict.load_model` takes) to ``out`` as ``export_format``."""
+    """Write the model ``source`` (any source :func:`amber_ray.registry.load_model` takes) to ``out`` as ``export_format``."""
     if export_format not in FORMATS:
         raise AmberInputError(f"unknown format {export_format!r}; one of {', '.join(FORMATS)}", "--format")
     model, labels = load_model(source, "cpu")

@@ -6,7 +6,7 @@ becomes ``final/model.pt`` (the trial's best weights, in :func:`amber_ray.child.
 format, readable by every command that takes a model) and ``final/model.json`` (architecture,
 labels, input length, training config, test metrics and how it was chosen). Nothing here imports
 Ray: :func:`amber_ray.retrain.run_retrain` hands over the trials; :func:`register_final_model` logs the
-model through :mod:`amber_ray.tracking` and notes its ``models:/NAME/VERSION`` in the card.
+model through :mod:`amber_ray.registry` and notes its ``models:/NAME/VERSION`` in the card.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from amber_ray import outputs
 from amber_ray.atomic import atomic_path, atomic_write_json
 from amber_ray.config import ExperimentConfig
 from amber_ray.predict import load_model
-from amber_ray.tracking import RunTracker, log_final_model
+from amber_ray.registry import log_final_model
+from amber_ray.tracking import RunTracker
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import os
 import re
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,46 +32,15 @@ from torch import nn
 
 from amber_ray import outputs
 from amber_ray.atomic import atomic_path, atomic_write_json, atomic_write_table
-from amber_ray.data.dataset import codes_to_one_hot, encode_codes, one_hot_encode
-from amber_ray.data.fasta import check_records, read_fasta
+from amber_ray.data.dataset import encode_codes
+from amber_ray.data.fasta import read_fasta
 from amber_ray.errors import AmberInputError
-from amber_ray.predict import load_model, predict
+from amber_ray.predict import OnBatch, ProgressFactory, probabilities
 from amber_ray.regions import TileStretch, read_bed, region_windows, tile_plan
+from amber_ray.registry import load_model
 from amber_ray.variants.genome import ReferenceGenome
-from amber_ray.variants.score import StrandProbabilities
 
 TABLE_COLUMNS = ["name", "chrom", "start", "end", "label", "probability"]
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-
-def as_model_input(data: Any, length: int, source: str = "input") -> np.ndarray:
-    """One-hot ``float32 (N, 4, L)`` from sequences (a list of strings, a Series, a DataFrame with a
-    ``sequence`` column or a single column) or from a one-hot array; other shapes are input errors."""
-    if isinstance(data, pd.DataFrame):
-        if "sequence" not in data.columns and data.shape[1] != 1:
-            raise AmberInputError(f"a table of sequences needs a 'sequence' column (it has {list(data.columns)})", source)
-        data = data["sequence"] if "sequence" in data.columns else data.iloc[:, 0]
-    if isinstance(data, (np.ndarray, list, tuple, pd.Series)) and len(data) and all(isinstance(s, str) for s in data):
-        seqs = [str(s).upper() for s in data]
-        check_records(source, [str(i + 1) for i in range(len(seqs))], seqs, length)
-        return one_hot_encode(seqs)
-    array = np.asarray(data, dtype=np.float32)
-    if array.ndim != 3 or array.shape[1:] != (4, length):
-        raise AmberInputError(f"one-hot input must have shape (N, 4, {length}), not {array.shape}", source)
-    return array
-
-
-def probabilities(
-    model: nn.Module,
-    x: np.ndarray,
-    batch_size: int = 256,
-    both_strands: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Probability per label ``(N, labels)`` of one-hot ``x`` ``(N, 4, L)`` or base codes ``uint8 (N, L)``
-    (expanded to one-hot a batch at a time), on the model's device."""
-    prepare = codes_to_one_hot if x.dtype == np.uint8 else None
-    return predict(StrandProbabilities(model, both_strands), x, batch_size, prepare=prepare, on_batch=on_batch)
 
 
 def prediction_table(
@@ -128,7 +97,7 @@ class PredictInputs:
         )
 
 
-def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> Callable[[int], None] | None:
+def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> OnBatch | None:
     return progress(name, total) if progress is not None else None
 
 
@@ -225,7 +194,7 @@ def run_predict(
 ) -> dict[str, Any]:
     """``amber-ray predict``: predictions of the model ``source`` into ``out``.
 
-    ``source`` is anything :func:`amber_ray.predict.load_model` takes.
+    ``source`` is anything :func:`amber_ray.registry.load_model` takes.
 
     Returns the summary that ``summary.json`` holds.
     """

@@ -35,11 +35,12 @@ from amber_ray.device import resolve_device
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import jaspar_collection
 from amber_ray.ops import SamePool
-from amber_ray.predict import eval_mode_on, label_index, load_model, predict
+from amber_ray.png import to_png
+from amber_ray.predict import OnBatch, ProgressFactory, eval_mode_on, label_index, predict
+from amber_ray.registry import load_model
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], None]
 # Under ``figures/`` of the output directory; the HTML report embeds every ``figures/*.png``.
 FIGURES = ("attribution_logos.png", "ism_heatmap.png", "motifs.png", "attribution_profile.png")
 SEQLET_COLUMNS = ["seqlet", "sequence", "start", "end", "attribution", "count", "jaspar_id", "jaspar_name", "p_value"]
@@ -125,7 +126,7 @@ def deeplift_shap(
     batch_size: int = 16,
     seed: int = 0,
     device: str | torch.device | None = None,
-    on_batch: ProgressCallback | None = None,
+    on_batch: OnBatch | None = None,
 ) -> Attributions:
     """DeepLIFT/SHAP against ``n_shuffles`` dinucleotide shuffles per sequence.
 
@@ -183,7 +184,7 @@ def saturation_mutagenesis(
     index: int,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    on_sequence: ProgressCallback | None = None,
+    on_sequence: OnBatch | None = None,
 ) -> np.ndarray:
     """In-silico saturation mutagenesis: ``(N, 4, L)`` change of the label's logit for every single-base substitution.
 
@@ -279,14 +280,12 @@ def recovered_motifs(table: pd.DataFrame, max_p: float = 0.05) -> pd.DataFrame:
 
 # ---- figures (Agg canvas, no pyplot state) ----
 
-FIGURE_DPI = 110
-
 
 def _save_figure(figure: Figure, path: Path) -> None:
     from amber_ray.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+        tmp.write_bytes(to_png(figure))
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -368,8 +367,6 @@ def attribution_profile(scores: np.ndarray, table: pd.DataFrame, label: str) -> 
 
 
 # ---- the `amber-ray interpret` pipeline ----
-
-ProgressFactory = Callable[[str, int], ProgressCallback]
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The names of every output file and the tables they hold, in one Ray-free module.
 
 The commands that write outputs (search, retrain, compare, report, train) and the report that
-reads them take their file names, checkpoint keys and table layouts from here, so a reader never
-restates what a writer chose. Nothing here imports Ray.
+reads them take their file names and table layouts from here (the search checkpoint's keys from
+:mod:`amber_ray.checkpoint`), so a reader never restates what a writer chose. Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ FINAL_ARCHITECTURES = "final_architectures.json"
 SEARCH_OUTPUTS = (HISTORY, OP_PROBS, CONTROLLER_STATS, FINAL_ARCHITECTURES)
 CHECKPOINT_DIR = "checkpoints"
 SEARCH_CHECKPOINT = Path(CHECKPOINT_DIR) / "search.pt"
-# The keys every search checkpoint has (``SearchDriver.save`` writes them and ``run_id``, ``supernet``, ``strategy``).
-OPS_KEY = "ops"  # the model space's op names, in order
-LEGACY_OPS_KEY = "arch_space"  # the same, in checkpoints written before it was renamed
-CONFIG_KEY = "config"  # the search's resolved config (JSON-ready), checked by --resume; absent in older checkpoints
-CHECKPOINT_KEYS = frozenset({"iteration", "history", "stats", "op_probs", "controller"})
 
 # --- `amber-ray retrain` and `amber-ray compare` ---------------------------------------------
 RESULTS = "results.parquet"
@@ -75,20 +70,6 @@ def search_checkpoint(search_dir: Path) -> Path:
 def tune_grid(retrain_dir: Path) -> Path:
     """Ray Tune's experiment directory of a retraining grid."""
     return retrain_dir / TUNE_DIR / TUNE_NAME
-
-
-def checkpoint_ops(payload: Mapping[str, Any]) -> tuple[str, ...]:
-    """The op names of a search checkpoint, also of one written before the key was renamed."""
-    return tuple(payload[OPS_KEY] if OPS_KEY in payload else payload[LEGACY_OPS_KEY])
-
-
-def check_search_checkpoint(payload: Mapping[str, Any]) -> None:
-    """Raise ``KeyError`` unless ``payload`` has the keys of a search checkpoint."""
-    missing = set(CHECKPOINT_KEYS) - set(payload)
-    if OPS_KEY not in payload and LEGACY_OPS_KEY not in payload:
-        missing.add(OPS_KEY)
-    if missing:
-        raise KeyError(f"not a search checkpoint (no {sorted(missing)})")
 
 
 # --- search tables ---------------------------------------------------------------------------

@@ -9,20 +9,26 @@ whichever command reads them.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from amber_ray.child import ChildNet, load_child
+from amber_ray.data.dataset import codes_to_one_hot, one_hot_encode
+from amber_ray.data.fasta import check_records
 from amber_ray.device import keep_freed_host_memory, resolve_device
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.outputs import MODEL
 
-REGISTRY_SCHEME = "models:/"
+# Progress of a loop a user waits on: ``OnBatch`` gets the rows (or sequences) just done, a progress bar's
+# advance; a ``ProgressFactory`` makes one for a stage, from its name and its total.
+OnBatch = Callable[[int], None]
+ProgressFactory = Callable[[str, int], OnBatch]
 
 
 def model_file(source: str | Path) -> Path:
@@ -34,20 +40,14 @@ def model_file(source: str | Path) -> Path:
 def load_model(source: str | Path, device: str | torch.device | None = "auto") -> tuple[ChildNet, list[str]]:
     """A model written by ``amber-ray train`` or ``retrain`` on ``device``, and its label names.
 
-    ``source`` is a ``model.pt``, a directory holding one, or a Model Registry URI
-    ``models:/NAME/VERSION`` (fetched from the tracking store into a temporary directory).
+    ``source`` is a ``model.pt`` or a directory holding one; :func:`amber_ray.registry.load_model` also
+    takes a Model Registry URI ``models:/NAME/VERSION``.
     """
-    if str(source).startswith(REGISTRY_SCHEME):
-        from amber_ray.tracking import download_registered_model
-
-        with tempfile.TemporaryDirectory() as directory:
-            model, extra = load_child(download_registered_model(str(source), Path(directory)))
-    else:
-        model, extra = load_child(model_file(source))
+    model, extra = load_child(model_file(source))
     try:
         model = model.to(resolve_device(device))
     except (RuntimeError, AssertionError) as error:
-        raise AmberInputError(f"cannot use device {str(device)!r} ({str(error).splitlines()[0]})", "--device") from None
+        raise AmberInputError(f"cannot use device {str(device)!r} ({first_line(error)})", "--device") from None
     labels = extra.get("label_names") or [f"label_{i}" for i in range(model.space.num_labels)]
     return model, [str(label) for label in labels]
 
@@ -62,6 +62,25 @@ def label_index(label_names: Sequence[str], label: str | None, source: str | Pat
     if label not in label_names:
         raise AmberInputError(f"label {label!r} is not one of the model's labels: {shown}", source)
     return list(label_names).index(label)
+
+
+class StrandProbabilities(nn.Module):
+    """Sigmoid outputs of ``model``; with ``both_strands`` the mean of the forward and reverse-complement ones.
+
+    Starts in the wrapped model's mode, so that restoring the wrapper's mode restores the model's.
+    """
+
+    def __init__(self, model: nn.Module, both_strands: bool = False):
+        super().__init__()
+        self.model = model
+        self.both_strands = both_strands
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(self.model(x))
+        if self.both_strands:  # A, C, G, T order: complementing is reversing the channel axis
+            probs = (probs + torch.sigmoid(self.model(x.flip((1, 2))))) / 2
+        return probs.float()
 
 
 @contextlib.contextmanager
@@ -96,7 +115,7 @@ def predict(
     device: str | torch.device | None = None,
     func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     prepare: Callable[[np.ndarray], np.ndarray | torch.Tensor] | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: OnBatch | None = None,
 ) -> np.ndarray:
     """``model`` (or ``func`` of its output) on every row of ``X``, in batches, stacked as a NumPy array on the CPU.
 
@@ -139,3 +158,33 @@ def predict(
     if written != len(result):
         raise RuntimeError(f"the model gave {written} output rows for {len(X)} input rows, not a fixed number per row")
     return result.numpy()
+
+
+def probabilities(
+    model: nn.Module,
+    x: np.ndarray,
+    batch_size: int = 256,
+    both_strands: bool = False,
+    on_batch: OnBatch | None = None,
+) -> np.ndarray:
+    """Probability per label ``(N, labels)`` of one-hot ``x`` ``(N, 4, L)`` or base codes ``uint8 (N, L)``
+    (expanded to one-hot a batch at a time), on the model's device."""
+    prepare = codes_to_one_hot if x.dtype == np.uint8 else None
+    return predict(StrandProbabilities(model, both_strands), x, batch_size, prepare=prepare, on_batch=on_batch)
+
+
+def as_model_input(data: Any, length: int, source: str = "input") -> np.ndarray:
+    """One-hot ``float32 (N, 4, L)`` from sequences (a list of strings, a Series, a DataFrame with a
+    ``sequence`` column or a single column) or from a one-hot array; other shapes are input errors."""
+    if isinstance(data, pd.DataFrame):
+        if "sequence" not in data.columns and data.shape[1] != 1:
+            raise AmberInputError(f"a table of sequences needs a 'sequence' column (it has {list(data.columns)})", source)
+        data = data["sequence"] if "sequence" in data.columns else data.iloc[:, 0]
+    if isinstance(data, (np.ndarray, list, tuple, pd.Series)) and len(data) and all(isinstance(s, str) for s in data):
+        seqs = [str(s).upper() for s in data]
+        check_records(source, [str(i + 1) for i in range(len(seqs))], seqs, length)
+        return one_hot_encode(seqs)
+    array = np.asarray(data, dtype=np.float32)
+    if array.ndim != 3 or array.shape[1:] != (4, length):
+        raise AmberInputError(f"one-hot input must have shape (N, 4, {length}), not {array.shape}", source)
+    return array

@@ -62,10 +62,7 @@ def read_bed(path: str | Path, genome: ReferenceGenome) -> list[Region]:
             continue
         record = f"{len(regions) + 1} (line {line_number})"
         chrom, start, end, name = _bed_fields(path, record, line)
-        resolved = genome.resolve(chrom)
-        if resolved is None:
-            shown = ", ".join(genome.names[:5]) + (", ..." if len(genome.names) > 5 else "")
-            raise AmberInputError(f"chromosome {chrom!r} is not in {genome.path} (it has {shown})", path, record)
+        resolved = genome.require(chrom, path, record)
         size = genome.length(resolved)
         if end > size:
             raise AmberInputError(f"region {chrom}:{start}-{end} leaves the chromosome (length {size})", path, record)

@@ -28,6 +28,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
+from amber_ray.checkpoint import CONFIG_KEY, has_checkpoint, load_checkpoint
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
 from amber_ray.config import (
@@ -43,7 +44,6 @@ from amber_ray.data import Splits, load_splits
 from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
 from amber_ray.final_model import TrialOutcome, register_final_model, write_final_model
-from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker, read_run_id, write_run_id
 from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
@@ -435,7 +435,7 @@ def search_config_conflicts(config: ExperimentConfig, search_dir: Path) -> list[
     path = outputs.search_checkpoint(search_dir)
     if not has_checkpoint(path):
         return []
-    stored = load_checkpoint(path).get(outputs.CONFIG_KEY)
+    stored = load_checkpoint(path).get(CONFIG_KEY)
     if stored is None:
         logger.warning("the search's checkpoint %s does not record its config: the retraining's is not checked", path)
         return []

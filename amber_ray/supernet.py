@@ -15,8 +15,7 @@ from torch.nn import functional as F
 
 from amber_ray.child import DagNet, PrefixCache
 from amber_ray.data import HDF5SequenceFile, SequenceDataset
-from amber_ray.data.dataset import LoadedData, minibatch_indices
-from amber_ray.data.hdf5 import TrainSource
+from amber_ray.data.dataset import LoadedData, TrainSource, minibatch_indices
 from amber_ray.device import autocast, keep_freed_host_memory, resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
 from amber_ray.metrics import mean_auroc

@@ -15,37 +15,25 @@ import logging
 import math
 import os
 import secrets
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from importlib import metadata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import mlflow
-import mlflow.artifacts
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from packaging.requirements import Requirement
-from packaging.version import Version
+from sqlalchemy.exc import SQLAlchemyError
 
 from amber_ray.atomic import atomic_write_text
-from amber_ray.errors import AmberInputError
-from amber_ray.outputs import MLFLOW_STORE, MODEL, RUN_ID
+from amber_ray.errors import AmberInputError, first_line
+from amber_ray.outputs import MLFLOW_STORE, RUN_ID
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +122,44 @@ def _relocate_copied_store(store: Path, uri: str) -> None:
                     f"WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
                     (here, len(old) + 1, experiment_id, len(old), old),
                 )
+        _relocate_model_versions(db, here, marker)
     db.close()
+
+
+def _relocate_model_versions(db: sqlite3.Connection, here: str | None, marker: str) -> None:
+    """Point the registered model versions of a copied store at the copy's artifacts (their source and storage
+    location record the original run directory), so ``models:/NAME/VERSION`` loads the copy's files."""
+    try:
+        versions = db.execute("SELECT name, version, source, storage_location FROM model_versions").fetchall()
+    except sqlite3.DatabaseError:
+        return  # no Model Registry tables (yet)
+    for name, version, *locations in versions:
+        moved = [
+            here + location[location.find(marker) + len(marker) :]
+            if here and location and marker in location and not location.startswith(here + "/")
+            else location
+            for location in locations
+        ]
+        if moved != locations:
+            db.execute(
+                "UPDATE model_versions SET source = ?, storage_location = ? WHERE name = ? AND version = ?",
+                (*moved, name, version),
+            )
+
+
+def check_store(uri: str) -> None:
+    """Fail with one line naming the store when ``uri``'s SQLite store exists but MLflow cannot use it: not a
+    database, or of a schema this MLflow cannot open. A store that is not there yet passes (a run creates it);
+    nothing is created here. Commands call it before any work, so a damaged store never costs a run."""
+    store = _sqlite_file(uri)
+    if store is None or not store.exists():
+        return
+    try:
+        SqlAlchemyStore(uri, artifact_root(uri)).engine.dispose()
+    except (SQLAlchemyError, MlflowException) as error:
+        raise AmberInputError(
+            f"not an MLflow store this MLflow can use ({first_line(error) or type(error).__name__})", store
+        ) from None
 
 
 def open_client(uri: str) -> MlflowClient:
@@ -145,6 +170,16 @@ def open_client(uri: str) -> MlflowClient:
             _create_store(store, uri)
         _relocate_copied_store(store, uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def open_existing_client(uri: str, source: str | Path) -> MlflowClient:
+    """A client of the store ``uri`` for a lookup (``source`` names what is looked up): a SQLite store that is not
+    there is an input error, never created; a damaged one is refused, a copied one relocated."""
+    store = _sqlite_file(uri)
+    if store is not None and not store.is_file():
+        raise AmberInputError(f"no MLflow store at {store} (MLFLOW_TRACKING_URI)", source)
+    check_store(uri)
+    return open_client(uri)
 
 
 def use_store_in(directory: str | Path) -> None:
@@ -378,25 +413,6 @@ def find_run(run_id: str, directories: Sequence[Path]) -> RunTracker | None:
     return None
 
 
-def serve_ui(store: Path, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
-    """Start ``mlflow ui`` for the SQLite ``store`` (artifacts are read from the paths it records).
-
-    A port that is already taken is an input error (the server would fail after printing its address).
-    """
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            problem = f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port"
-            raise AmberInputError(problem, "--port") from None
-    _relocate_copied_store(store, f"sqlite:///{store.resolve()}")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}"]
-    command += ["--host", host, "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(command, env=env)
-
-
 # --- commands that produce results ------------------------------------------------------------------
 COMMAND_EXPERIMENT = "amber-ray"  # the experiment of commands that take a model, not a config (predict, variants, interpret)
 
@@ -424,123 +440,3 @@ def log_command_run(
         for path in artifacts:
             run.log_artifact(path)
     return run.run_id
-
-
-# --- the final model: pyfunc flavour, Model Registry -------------------------------------------------
-FINAL_MODEL_ARTIFACT = "final_model"
-
-
-class SequenceModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc face of a final model: sequences or one-hot arrays in, one probability column per label out.
-
-    Takes a list of strings, a Series, a DataFrame with a ``sequence`` column, or a one-hot array
-    ``(N, 4, L)``; sequences must have the model's input length and only A, C, G, T, N.
-    """
-
-    # No type-hint schema: the model takes sequences or one-hot arrays, and a hint would refuse one of them.
-    _skip_type_hint_validation = True
-
-    def load_context(self, context: Any) -> None:
-        from amber_ray.predict import load_model
-
-        self.model, self.labels = load_model(context.artifacts["model"], "auto")
-
-    def predict(self, context, model_input, params=None):
-        from amber_ray.inference import as_model_input, probabilities
-
-        x = as_model_input(model_input, self.model.space.input_length)
-        return pd.DataFrame(probabilities(self.model, x), columns=self.labels)
-
-
-@contextmanager
-def _quiet_model_artifacts() -> Iterator[None]:
-    """No download progress bar, and no notes on pickling or example validation, while a model is saved or fetched."""
-    saved_level = logging.getLogger("mlflow").level
-    saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        yield
-    finally:
-        logging.getLogger("mlflow").setLevel(saved_level)
-        if saved_bar is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar
-
-
-def declared_dependencies() -> list[str]:
-    """amber_ray's dependencies as declared: from ``pyproject.toml`` in a source tree (a clone, or an editable
-    install whose metadata may predate an edit), else from the installed package's metadata."""
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    if pyproject.is_file():
-        return tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    return metadata.requires("amber_ray") or []
-
-
-def model_requirements() -> list[str]:
-    """The logged model's pip requirements: amber_ray's own dependencies (its package travels with the
-    model as code), each pinned to the version installed here, as MLflow pins what it infers. A local
-    version label (``2.13.0+cpu``) is dropped: no package index serves it, and ``==2.13.0`` matches it."""
-    pinned = []
-    for requirement in map(Requirement, declared_dependencies()):
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-            continue  # an optional extra (export, dev)
-        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
-        pinned.append(f"{requirement.name}{extras}=={Version(metadata.version(requirement.name)).public}")
-    return pinned
-
-
-def log_final_model(
-    run: RunTracker, model_file: Path, labels: Sequence[str], input_length: int, name: str, tags: Mapping[str, Any]
-) -> str:
-    """Log ``model_file`` as a pyfunc model (artifact ``final_model``) of ``run`` and register it as ``name``,
-    its new version tagged with ``tags``; returns the version.
-
-    The signature names the outputs (a probability column per label) and leaves the inputs open, since
-    the model takes sequences or one-hot arrays; the input example is two sequences. The amber_ray package
-    is saved with it (``code/``) and its requirements pinned, so it loads where amber_ray is not installed.
-    The model is saved and registered through ``run``'s client, not MLflow's fluent API, whose store is
-    process-global state.
-    """
-    signature = ModelSignature(inputs=None, outputs=Schema([ColSpec("float", label) for label in labels]))
-    example = [("ACGT" * input_length)[:input_length], ("TTGCA" * input_length)[:input_length]]
-    with tempfile.TemporaryDirectory() as tmp, _quiet_model_artifacts():
-        local = Path(tmp) / FINAL_MODEL_ARTIFACT
-        mlflow.pyfunc.save_model(
-            local,
-            python_model=SequenceModel(),
-            artifacts={"model": str(model_file)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=model_requirements(),
-            code_paths=[str(Path(__file__).parent)],
-        )
-        run.client.log_artifacts(run.run_id, str(local), FINAL_MODEL_ARTIFACT)
-    source = f"{run.client.get_run(run.run_id).info.artifact_uri}/{FINAL_MODEL_ARTIFACT}"
-    try:
-        run.client.get_registered_model(name)
-    except MlflowException:
-        run.client.create_registered_model(name)
-    version = run.client.create_model_version(
-        name, source, run_id=run.run_id, tags={key: str(value)[:MAX_TAG_LENGTH] for key, value in tags.items()}
-    )
-    return str(version.version)
-
-
-def download_registered_model(uri: str, directory: Path) -> Path:
-    """The ``model.pt`` of a registered final model ``models:/NAME/VERSION`` (from ``MLFLOW_TRACKING_URI``'s
-    store), downloaded into ``directory``."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        raise AmberInputError(
-            "set MLFLOW_TRACKING_URI to the store holding the Model Registry (e.g. sqlite:///RUN/mlflow.db)", uri
-        )
-    try:
-        with _quiet_model_artifacts():  # a bar per file of the model's code, on every predict
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
-    except MlflowException as error:
-        raise AmberInputError(f"no such registered model ({str(error).splitlines()[0]})", uri) from None
-    found = sorted(Path(local).rglob(MODEL))
-    if not found:
-        raise AmberInputError("the registered model holds no model.pt (not an amber_ray final model)", uri)
-    return found[0]

@@ -23,8 +23,7 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import load_splits
-from amber_ray.data.dataset import LoadedData
-from amber_ray.data.hdf5 import TrainSource
+from amber_ray.data.dataset import LoadedData, TrainSource
 from amber_ray.device import autocast, keep_freed_host_memory, resolve_device
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import model_device, predict

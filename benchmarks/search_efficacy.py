@@ -37,11 +37,11 @@ import pandas as pd
 import ray
 from scipy import stats
 
+from amber_ray.checkpoint import load_checkpoint
 from amber_ray.compare import architecture_level
 from amber_ray.config import ExperimentConfig, load_config, parse_overrides
 from amber_ray.data import load_splits
 from amber_ray.retrain import run_retrain, sampled_architectures
-from amber_ray.search.checkpoint import load_checkpoint
 from amber_ray.search.loop import checkpoint_path, run_search
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import SupernetTrainer

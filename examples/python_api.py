@@ -19,8 +19,8 @@ from sklearn.metrics import roc_auc_score
 from amber_ray import cluster
 from amber_ray.config import ExperimentConfig, parse_config
 from amber_ray.data.simulate import simulate_dataset
-from amber_ray.inference import probabilities
-from amber_ray.predict import load_model
+from amber_ray.predict import probabilities
+from amber_ray.registry import load_model
 from amber_ray.retrain import run_retrain
 from amber_ray.search.loop import run_search
 from amber_ray.tracking import use_store_in

@@ -15,7 +15,7 @@ from pathlib import Path
 import _entry  # noqa: F401  (puts the project on sys.path)
 
 from amber_ray.cli import run
-from amber_ray.predict import REGISTRY_SCHEME
+from amber_ray.registry import REGISTRY_SCHEME
 
 PATH_OPTIONS = ("--fasta", "--bed", "--genome", "--regions")
 

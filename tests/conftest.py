@@ -8,7 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+import torch
+from typer.testing import CliRunner, Result
+
+from amber_ray.child import ChildNet
+from amber_ray.space import Architecture, ModelSpace
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -50,3 +56,45 @@ def load_job(monkeypatch) -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+def invoke(*args: object) -> Result:
+    """``amber-ray ARGS`` run in this process (every argument as a string)."""
+    from amber_ray.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_clean_failure(result: Result, out: Path, *fragments: str) -> None:
+    """Exit code 2, an output naming every fragment, and nothing left in ``out``."""
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not out.exists() or not any(out.iterdir())
+
+
+def tiny_net(
+    labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int = 0, arch: str = "conv8,skip:;conv4,skip:"
+) -> ChildNet:
+    """An untrained two-layer model (initialised from ``seed``), small enough for any test; two blocks of one layer,
+    so a skip ``conv4,skip:0`` is pooled and zero-padded to the second block's channels."""
+    torch.manual_seed(seed)
+    space = ModelSpace(
+        input_length=length,
+        num_labels=labels,
+        num_layers=2,
+        layers_per_block=1,
+        ops=("conv8", "conv4"),
+        first_filters=4,
+        stem_channels=4,
+        dense_units=8,
+        reduction=2,
+        dropout=dropout,
+    )
+    return ChildNet(space, Architecture.from_text(arch))
+
+
+def one_hot(n: int, length: int = 40, seed: int = 0) -> np.ndarray:
+    codes = np.random.default_rng(seed).integers(0, 4, (n, length))
+    return np.eye(4, dtype=np.float32)[codes].transpose(0, 2, 1).copy()

@@ -217,8 +217,8 @@ def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autos
     assert any(key.endswith("/search/checkpoints/search.pt") for key in keys), keys[:20]
     assert any("/mlartifacts/" in key and key.endswith("final_architectures.json") for key in keys), keys[:20]
     # A replaced head (its disk lost) resumes from the mirrored search checkpoint.
+    from amber_ray.checkpoint import load_checkpoint
     from amber_ray.config import parse_config
-    from amber_ray.search.checkpoint import load_checkpoint
     from amber_ray.search.loop import checkpoint_path, has_search_checkpoint
 
     shutil.rmtree(checkpoint_path(out / "search").parent)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
+from conftest import tiny_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.cli import app

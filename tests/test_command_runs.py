@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import tiny_net
 from mlflow.tracking import MlflowClient
-from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child

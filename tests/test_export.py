@@ -11,7 +11,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from test_predict import one_hot, tiny_net
+from conftest import one_hot, tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child

@@ -14,9 +14,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from amber_ray.atomic import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_table
+from amber_ray.checkpoint import load_checkpoint, manifest_path, previous_path, save_checkpoint
 from amber_ray.config import parse_config
 from amber_ray.errors import AmberInputError
-from amber_ray.search.checkpoint import load_checkpoint, manifest_path, previous_path, save_checkpoint
 from amber_ray.search.loop import SearchDriver, checkpoint_path, run_search
 
 ITERATIONS = 5
@@ -122,7 +122,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_session, r
         latest.write_bytes(data)
     else:
         latest.unlink()  # lost with a disk or by hand
-    with caplog.at_level(logging.WARNING, logger="amber_ray.search.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="amber_ray.checkpoint"):
         run_search(search_config(), out, resume=True)
     assert "previous checkpoint" in caplog.text
     pd.testing.assert_frame_equal(pd.read_parquet(out / "history.parquet"), reference)

@@ -5,37 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import one_hot, tiny_net
 from torch import nn
 
-from amber_ray.child import ChildNet
 from amber_ray.predict import eval_mode_on, predict
-from amber_ray.space import Architecture, ModelSpace
-
-
-def tiny_net(
-    labels: int = 3, length: int = 40, dropout: float = 0.5, seed: int = 0, arch: str = "conv8,skip:;conv4,skip:"
-) -> ChildNet:
-    """An untrained two-layer model (initialised from ``seed``), small enough for any test; two blocks of one layer,
-    so a skip ``conv4,skip:0`` is pooled and zero-padded to the second block's channels."""
-    torch.manual_seed(seed)
-    space = ModelSpace(
-        input_length=length,
-        num_labels=labels,
-        num_layers=2,
-        layers_per_block=1,
-        ops=("conv8", "conv4"),
-        first_filters=4,
-        stem_channels=4,
-        dense_units=8,
-        reduction=2,
-        dropout=dropout,
-    )
-    return ChildNet(space, Architecture.from_text(arch))
-
-
-def one_hot(n: int, length: int = 40, seed: int = 0) -> np.ndarray:
-    codes = np.random.default_rng(seed).integers(0, 4, (n, length))
-    return np.eye(4, dtype=np.float32)[codes].transpose(0, 2, 1).copy()
 
 
 def test_batches_give_the_eval_mode_outputs_and_the_mode_is_restored():

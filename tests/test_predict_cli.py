@@ -14,8 +14,8 @@ import pandas as pd
 import pyBigWig
 import pytest
 import torch
+from conftest import tiny_net
 from mlflow.tracking import MlflowClient
-from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child

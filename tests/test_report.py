@@ -19,11 +19,11 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
+from amber_ray.checkpoint import LEGACY_OPS_KEY, OPS_KEY, check_search_checkpoint, checkpoint_ops
 from amber_ray.cli import app
 from amber_ray.compare import split_half_reliability
 from amber_ray.config import SimulatorConfig, parse_config
 from amber_ray.data.simulate import simulate_dataset
-from amber_ray.outputs import LEGACY_OPS_KEY, OPS_KEY, check_search_checkpoint, checkpoint_ops
 from amber_ray.pipeline import compare_retrain
 from amber_ray.report import report_run
 from amber_ray.report.figures import REPORT_FIGURES, render_figures

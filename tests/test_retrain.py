@@ -334,8 +334,8 @@ def test_a_retraining_that_raises_marks_its_run_failed(ray_session, tmp_path, mo
 
 def searched_with(tmp_path: Path, raw: dict) -> Path:
     """A search directory whose checkpoint records ``raw`` as the search's config."""
-    from amber_ray.outputs import CONFIG_KEY, search_checkpoint
-    from amber_ray.search.checkpoint import save_checkpoint
+    from amber_ray.checkpoint import CONFIG_KEY, save_checkpoint
+    from amber_ray.outputs import search_checkpoint
 
     directory = search_dir(tmp_path)
     save_checkpoint({"iteration": 0, CONFIG_KEY: parse_config(raw).model_dump(mode="json")}, search_checkpoint(directory))

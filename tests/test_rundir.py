@@ -21,8 +21,8 @@ from conftest import REPO
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from amber_ray.checkpoint import load_checkpoint, manifest_path
 from amber_ray.cli import app
-from amber_ray.search.checkpoint import load_checkpoint, manifest_path
 from amber_ray.tracking import RunTracker
 
 SEARCH = {

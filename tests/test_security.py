@@ -16,10 +16,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from amber_ray.checkpoint import load_checkpoint, manifest_path, sha256_of
 from amber_ray.cli import app
 from amber_ray.config import load_config, parse_config
 from amber_ray.errors import AmberInputError
-from amber_ray.search.checkpoint import load_checkpoint, manifest_path, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for folder in ("amber_ray", "jobs", "benchmarks") for p in (ROOT / folder).rglob("*.py"))
@@ -106,7 +106,7 @@ def test_yaml_configs_cannot_build_python_objects(tmp_path, monkeypatch):
 
 
 def test_mlflow_ui_binds_loopback_unless_another_host_is_passed(tmp_path, monkeypatch):
-    from amber_ray import tracking
+    from amber_ray import ui
 
     commands: list[list[str]] = []
 
@@ -117,7 +117,7 @@ def test_mlflow_ui_binds_loopback_unless_another_host_is_passed(tmp_path, monkey
         def wait(self):
             return 0
 
-    monkeypatch.setattr(tracking.subprocess, "Popen", FakeServer)
+    monkeypatch.setattr(ui.subprocess, "Popen", FakeServer)
     (tmp_path / "mlflow.db").touch()
     for extra in ([], ["--host", "0.0.0.0"]):
         result = CliRunner().invoke(app, ["ui", str(tmp_path), *extra])

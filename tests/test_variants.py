@@ -14,8 +14,7 @@ import pysam
 import pytest
 import torch
 import yaml
-from conftest import SHARED_DATA
-from test_predict import tiny_net
+from conftest import SHARED_DATA, tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.child import save_child

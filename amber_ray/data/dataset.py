@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from amber_ray.data.hdf5 import HDF5SequenceFile
 
 ALPHABET = "ACGT"
 UNKNOWN_CODE = 4
@@ -40,6 +37,15 @@ _LOOKUP = _build_lookup()
 _CODE_TO_ONE_HOT = np.vstack(
     [np.eye(4, dtype=np.float32), np.full((1, 4), 0.25, dtype=np.float32), np.zeros((1, 4), dtype=np.float32)]
 )
+
+
+# Code -> the code of its complement: A <-> T, C <-> G; unknown (4) and empty (5) stay.
+COMPLEMENT_CODES = np.array([3, 2, 1, 0, UNKNOWN_CODE, 5], dtype=np.uint8)
+
+
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """The reverse complement of base codes (along the last axis)."""
+    return COMPLEMENT_CODES[codes[..., ::-1]]
 
 
 def minibatch_indices(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
@@ -192,10 +198,33 @@ class CodedDataset:
 LoadedData = SequenceDataset | CodedDataset
 
 
+class TrainSource(Protocol):
+    """Training data: a :class:`SequenceDataset` in memory, or a file read batch by batch
+    (:class:`amber_ray.data.hdf5.HDF5SequenceFile`); both give :meth:`shard_batches`."""
+
+    @property
+    def num_sequences(self) -> int: ...
+
+    @property
+    def length(self) -> int: ...
+
+    @property
+    def num_labels(self) -> int: ...
+
+    @property
+    def label_names(self) -> list[str]: ...
+
+    def shard_batches(
+        self, batch_size: int, rng: np.random.Generator, rank: int = 0, world_size: int = 1
+    ) -> Iterator[ShardBatch]: ...
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SequenceDataset | CodedDataset: ...
+
+
 @dataclass
 class Splits:
     """Train, validation and test sets; the training set may be a file that training streams."""
 
-    train: SequenceDataset | HDF5SequenceFile
+    train: TrainSource
     valid: LoadedData
     test: LoadedData

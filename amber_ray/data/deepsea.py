@@ -26,7 +26,7 @@ import scipy.io
 
 from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.data.memory import check_fits_in_memory
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 SPLITS = ("train", "valid", "test")
 # What scipy's MATLAB v5 parser raises on a truncated or garbled file (found by fuzzing the reader).
@@ -88,7 +88,7 @@ def _read_v5(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray
     try:
         content = scipy.io.loadmat(path, variable_names=[x_key, y_key])
     except V5_READ_ERRORS as error:
-        raise AmberInputError(f"not a readable .mat file ({str(error).splitlines()[0]})", path) from None
+        raise AmberInputError(f"not a readable .mat file ({first_line(error)})", path) from None
     for key in (x_key, y_key):
         if key not in content:
             raise AmberInputError(f"no variable {key!r}", path)

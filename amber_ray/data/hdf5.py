@@ -260,10 +260,6 @@ class HDF5SequenceFile:
         return self.load_codes().to_one_hot()
 
 
-# Training data: in memory, or a file read batch by batch; both give ``shard_batches``.
-TrainSource = SequenceDataset | HDF5SequenceFile
-
-
 def open_hdf5_dir(directory: str | Path) -> dict[str, HDF5SequenceFile]:
     """``train.h5``, ``valid.h5`` and ``test.h5`` of one directory, opened (nothing loaded); they must agree on L and labels."""
     directory = Path(directory)

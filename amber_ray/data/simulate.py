@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from amber_ray.config import SimulatorConfig
-from amber_ray.data.dataset import SequenceDataset, codes_to_one_hot
+from amber_ray.data.dataset import SequenceDataset, codes_to_one_hot, reverse_complement
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import jaspar_motif
 
@@ -49,11 +49,6 @@ def sample_instance(rng: np.random.Generator, ppm: np.ndarray) -> np.ndarray:
     cumulative = np.cumsum(ppm, axis=1)
     draws = rng.random((len(ppm), 1))
     return np.minimum((draws >= cumulative).sum(axis=1), 3).astype(np.uint8)
-
-
-def reverse_complement(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of A, C, G, T codes 0..3 (A<->T is 0<->3, C<->G is 1<->2)."""
-    return (3 - codes[::-1]).astype(np.uint8)
 
 
 def _free_starts(occupied: np.ndarray, width: int) -> np.ndarray:

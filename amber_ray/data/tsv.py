@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 
 def read_tsv(path: str | Path, required: Collection[str] = (), index_col: int | None = None) -> pd.DataFrame:
@@ -22,7 +22,7 @@ def read_tsv(path: str | Path, required: Collection[str] = (), index_col: int | 
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, index_col=index_col)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise AmberInputError(f"not a readable TSV ({str(error).splitlines()[0]})", path) from None
+        raise AmberInputError(f"not a readable TSV ({first_line(error)})", path) from None
     missing = set(required) - set(table.columns)
     if missing:
         raise AmberInputError(f"missing column(s) {sorted(missing)} (has {list(table.columns)})", path)

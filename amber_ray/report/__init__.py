@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from amber_ray import outputs
+from amber_ray.checkpoint import has_checkpoint
 from amber_ray.data import read_label_annotation
 from amber_ray.errors import AmberInputError
 from amber_ray.report.html import write_report
 from amber_ray.report.parts import load_run
-from amber_ray.search.checkpoint import has_checkpoint
 
 
 def is_search_dir(directory: Path) -> bool:

@@ -8,14 +8,12 @@ missing; :func:`render_figures` turns that into a note instead of an error.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -25,13 +23,13 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from amber_ray.png import to_png
 from amber_ray.report.parts import RunParts, SearchPart
 from amber_ray.space import Architecture
 from amber_ray.variants.evaluate import both_orientations
 
 logger = logging.getLogger(__name__)
 
-DPI = 110
 ROLE_COLORS = {"searched": "#d62728", "sampled": "#1f77b4"}
 OP_FAMILIES = {"conv": "#1f77b4", "dconv": "#9467bd", "maxpool": "#2ca02c", "avgpool": "#17becf", "identity": "#7f7f7f"}
 
@@ -52,13 +50,6 @@ class Rendered:
 
 def op_family(op: str) -> str:
     return next((family for family in ("dconv", "conv", "maxpool", "avgpool") if op.startswith(family)), "identity")
-
-
-def to_png(figure: Figure) -> bytes:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def need_search(run: RunParts) -> SearchPart:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from amber_ray.atomic import atomic_path
-from amber_ray.report.figures import Rendered, architecture_diagram, render_figures, to_png
+from amber_ray.png import to_png
+from amber_ray.report.figures import Rendered, architecture_diagram, render_figures
 from amber_ray.report.parts import InterpretPart, RunParts, VariantsPart
 from amber_ray.report.summary import Summary, build_summary, tracked_runs
 from amber_ray.tracking import RunTracker

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from amber_ray import outputs
-from amber_ray.errors import AmberInputError
-from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, previous_path
+from amber_ray.checkpoint import RUN_ID_KEY, checkpoint_ops, has_checkpoint, previous_path, read_search_checkpoint
+from amber_ray.errors import AmberInputError, first_line
 from amber_ray.tracking import read_run_id
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def read_optional(path: Path, reader: Callable[[Path], T], notes: list[str]) -> 
         return reader(path)
     except READ_ERRORS as error:
         logger.warning("cannot read %s: %s", path, error)
-        notes.append(f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+        notes.append(f"{path} is unreadable ({type(error).__name__}: {first_line(error)})")
         return None
 
 
@@ -97,21 +97,14 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The search checkpoint as a resume reads it (the previous one when the newest is damaged), checked."""
-    payload = load_checkpoint(path)
-    outputs.check_search_checkpoint(payload)
-    return payload
-
-
 def load_search(directory: Path, notes: list[str]) -> SearchPart:
     part = SearchPart(directory)
     path = outputs.search_checkpoint(directory)
     shown = path if path.is_file() or not has_checkpoint(path) else previous_path(path)  # the newest one while a save swaps them
-    checkpoint = read_optional(shown, lambda _: read_checkpoint(path), notes)
+    checkpoint = read_optional(shown, lambda _: read_search_checkpoint(path), notes)
     if checkpoint is not None:
-        part.run_id = checkpoint.get("run_id")
-        part.ops = outputs.checkpoint_ops(checkpoint)
+        part.run_id = checkpoint.get(RUN_ID_KEY)
+        part.ops = checkpoint_ops(checkpoint)
         part.embeddings = checkpoint["controller"]["model"]["op_embedding.weight"].numpy()
     if (directory / outputs.HISTORY).is_file() or checkpoint is None:
         part.history = read_optional(directory / outputs.HISTORY, pd.read_parquet, notes)

@@ -39,12 +39,22 @@ from scipy import stats as scipy_stats
 
 from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
+from amber_ray.checkpoint import (
+    CONFIG_KEY,
+    checkpoint_ops,
+    checkpoint_strategy,
+    fetch_checkpoint,
+    has_checkpoint,
+    load_checkpoint,
+    mirror_checkpoint,
+    save_checkpoint,
+    search_payload,
+)
 from amber_ray.cluster import require
 from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
 from amber_ray.search.actors import ControllerActor, SupernetWorker
-from amber_ray.search.checkpoint import fetch_checkpoint, has_checkpoint, load_checkpoint, mirror_checkpoint, save_checkpoint
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
 
@@ -212,18 +222,18 @@ class SearchDriver:
     def save(self) -> None:
         controller_state, worker_state = ray.get([self.controller.state.remote(), self.workers[0].state.remote()])
         save_checkpoint(
-            {
-                "iteration": self.state.iteration,
-                "history": self.state.history,
-                "stats": self.state.stats,
-                "op_probs": self.state.op_probs,
-                "run_id": self.state.run_id,
-                "controller": controller_state,
-                "supernet": worker_state,
-                outputs.OPS_KEY: self.space.ops,
-                "strategy": self.search.strategy,
-                outputs.CONFIG_KEY: self.config.model_dump(mode="json"),
-            },
+            search_payload(
+                iteration=self.state.iteration,
+                history=self.state.history,
+                stats=self.state.stats,
+                op_probs=self.state.op_probs,
+                run_id=self.state.run_id,
+                controller=controller_state,
+                supernet=worker_state,
+                ops=self.space.ops,
+                strategy=self.search.strategy,
+                config=self.config.model_dump(mode="json"),
+            ),
             checkpoint_path(self.out_dir),
         )
         if self.config.storage is not None:
@@ -231,10 +241,10 @@ class SearchDriver:
             mirror_checkpoint(path, storage.location(self.config.storage, path.parent))
 
     def restore(self, payload: dict[str, Any]) -> None:
-        if outputs.checkpoint_ops(payload) != self.space.ops:
+        if checkpoint_ops(payload) != self.space.ops:
             raise AmberInputError("checkpoint was written for another model space", checkpoint_path(self.out_dir))
-        if payload.get("strategy", "enas") != self.search.strategy:
-            written_by = payload.get("strategy", "enas")
+        if checkpoint_strategy(payload) != self.search.strategy:
+            written_by = checkpoint_strategy(payload)
             problem = f"checkpoint was written by a search.strategy {written_by!r} search, not {self.search.strategy!r}"
             raise AmberInputError(problem, checkpoint_path(self.out_dir))
         ray.get([self.controller.load.remote(payload["controller"]), *(w.load.remote(payload["supernet"]) for w in self.workers)])
@@ -471,10 +481,10 @@ def check_resume_config(payload: dict[str, Any], config: ExperimentConfig, path:
 
     Checkpoints written before the config was stored in them are resumed unchecked, with a warning.
     """
-    if outputs.CONFIG_KEY not in payload:
+    if CONFIG_KEY not in payload:
         logger.warning("checkpoint %s does not record its config: the resumed search's config is not checked", path)
         return
-    check_resume(payload[outputs.CONFIG_KEY], config, RESUME_SAFE_KEYS, SEARCH_IGNORES, path)
+    check_resume(payload[CONFIG_KEY], config, RESUME_SAFE_KEYS, SEARCH_IGNORES, path)
 
 
 def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -> None:

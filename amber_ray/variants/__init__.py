@@ -7,7 +7,8 @@ One module per step, all public names re-exported here:
 - :mod:`~amber_ray.variants.windows`: ref and alt windows from a VCF or from sequence pairs (how
   windows are cut is documented there);
 - :mod:`~amber_ray.variants.score`: model probabilities, effect scores and the score table;
-- :mod:`~amber_ray.variants.ldsc`: LDSC annotation files;
+- :mod:`~amber_ray.variants.ldsc`: LDSC annotation rows;
+- :mod:`~amber_ray.variants.output`: the score table, its side file and the LDSC files, written;
 - :mod:`~amber_ray.variants.pwm`: the JASPAR PWM baseline;
 - :mod:`~amber_ray.variants.evaluate`: allele-specific binding evaluation.
 """
@@ -23,18 +24,9 @@ from amber_ray.variants.evaluate import (
 )
 from amber_ray.variants.genome import ReferenceGenome
 from amber_ray.variants.ldsc import ldsc_annotations, ldsc_path
+from amber_ray.variants.output import check_score_output, side_file, write_scores
 from amber_ray.variants.pwm import pwm_allele_scores, pwm_log_odds
-from amber_ray.variants.score import (
-    EFFECT_SCORES,
-    EPS,
-    SCORE_COLUMNS,
-    StrandProbabilities,
-    VariantEffects,
-    check_score_output,
-    score_windows,
-    side_file,
-    write_scores,
-)
+from amber_ray.variants.score import EFFECT_SCORES, EPS, SCORE_COLUMNS, VariantEffects, score_windows
 from amber_ray.variants.vcf import SKIPPED_COLUMNS, VCF_COLUMNS, Variant, read_vcf
 from amber_ray.variants.windows import Windows, fit_length, load_windows, pair_windows, vcf_windows
 
@@ -45,7 +37,6 @@ __all__ = [
     "SKIPPED_COLUMNS",
     "VCF_COLUMNS",
     "ReferenceGenome",
-    "StrandProbabilities",
     "Variant",
     "VariantEffects",
     "Windows",

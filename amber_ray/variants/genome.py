@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from amber_ray.errors import AmberInputError
+from amber_ray.errors import AmberInputError, first_line
 
 
 def _index_path(fasta: Path) -> Path:
@@ -17,6 +17,11 @@ def _index_path(fasta: Path) -> Path:
         return beside
     digest = hashlib.sha1(str(fasta.resolve()).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"amber_ray-{digest}.fai"
+
+
+def without_chr(chrom: str) -> str:
+    """A chromosome's name without its ``chr`` prefix (any case): ``chr1`` -> ``1``."""
+    return chrom[3:] if chrom.lower().startswith("chr") else chrom
 
 
 class ReferenceGenome:
@@ -33,17 +38,25 @@ class ReferenceGenome:
                 str(self.path), indexname=str(_index_path(self.path)), as_raw=True, sequence_always_upper=True
             )
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, OSError, ValueError) as error:
-            raise AmberInputError(f"cannot index the reference FASTA ({str(error).splitlines()[0]})", self.path) from None
+            raise AmberInputError(f"cannot index the reference FASTA ({first_line(error)})", self.path) from None
         self.names = list(self.fasta.keys())
         self._known = set(self.names)
 
     def resolve(self, chrom: str) -> str | None:
         """The FASTA's name for ``chrom``: as is, with or without ``chr``, ``M``/``MT`` alike; None if absent."""
-        bare = chrom[3:] if chrom.lower().startswith("chr") else chrom
+        bare = without_chr(chrom)
         candidates = [chrom, bare, f"chr{bare}"]
         if bare.upper() in ("M", "MT"):
             candidates += ["chrM", "MT", "M", "chrMT"]
         return next((name for name in candidates if name in self._known), None)
+
+    def require(self, chrom: str, source: str | Path, record: str | None = None) -> str:
+        """The FASTA's name for ``chrom`` (:meth:`resolve`); an input error naming ``source`` and ``record`` if absent."""
+        name = self.resolve(chrom)
+        if name is None:
+            shown = ", ".join(self.names[:5]) + (", ..." if len(self.names) > 5 else "")
+            raise AmberInputError(f"chromosome {chrom!r} is not in {self.path} (it has {shown})", source, record)
+        return name
 
     def length(self, name: str) -> int:
         return len(self.fasta[name])

@@ -10,14 +10,10 @@ import numpy as np
 import pandas as pd
 
 from amber_ray.errors import AmberInputError
+from amber_ray.variants.genome import without_chr
 
 if TYPE_CHECKING:
     from amber_ray.variants.score import VariantEffects
-
-
-def _chrom_number(chrom: str) -> str:
-    """LDSC's CHR: the chromosome without its ``chr`` prefix."""
-    return chrom[3:] if chrom.lower().startswith("chr") else chrom
 
 
 def ldsc_annotations(effects: VariantEffects, score: str = "diff") -> dict[str, pd.DataFrame]:
@@ -31,7 +27,7 @@ def ldsc_annotations(effects: VariantEffects, score: str = "diff") -> dict[str, 
         raise AmberInputError("LDSC annotations need genomic positions: score a VCF, not sequence pairs", "--ldsc-annot")
     values = np.abs(effects.score(score))
     columns = [re.sub(r"\s+", "_", label) for label in effects.label_names]
-    table = pd.DataFrame({"CHR": [_chrom_number(c) for c in w.chrom], "BP": w.pos, "SNP": w.variant_id, "CM": 0.0})
+    table = pd.DataFrame({"CHR": [without_chr(c) for c in w.chrom], "BP": w.pos, "SNP": w.variant_id, "CM": 0.0})
     table = pd.concat([table, pd.DataFrame(values, columns=columns)], axis=1)
     return {str(chrom): group.sort_values("BP", kind="stable") for chrom, group in table.groupby("CHR", sort=True)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from amber_ray.data.dataset import COMPLEMENT_CODES
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import pwm_log_odds
 
@@ -15,7 +16,7 @@ def _window_scores(codes: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
     width = len(log_odds)
     windows = np.lib.stride_tricks.sliding_window_view(codes, width, axis=1)
     positions = np.arange(width)
-    reverse = log_odds[::-1][:, [3, 2, 1, 0, 4]]  # reverse complement: A<->T, C<->G, N stays
+    reverse = log_odds[::-1][:, COMPLEMENT_CODES[: log_odds.shape[1]]]  # the reverse-complement strand's matrix
     return np.maximum(log_odds[positions, windows].sum(-1), reverse[positions, windows].sum(-1))
 
 

@@ -1,4 +1,4 @@
-"""Scores of variants from the model's ref and alt probabilities, and the score table with its side file.
+"""Scores of variants from the model's ref and alt probabilities, and the score table.
 
 Scores per variant and label, from probabilities clipped to ``[1e-6, 1 - 1e-6]`` for the logs:
 ``diff = alt - ref``, ``log2fc = log2(alt / ref)``, ``logit_diff = logit(alt) - logit(ref)``.
@@ -8,25 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
-from amber_ray.atomic import atomic_paths, write_table
 from amber_ray.data.dataset import codes_to_one_hot
 from amber_ray.errors import AmberInputError
-from amber_ray.predict import predict
-from amber_ray.variants.ldsc import ldsc_annotations, ldsc_path
-from amber_ray.variants.vcf import SKIPPED_COLUMNS
+from amber_ray.predict import OnBatch, StrandProbabilities, predict
 from amber_ray.variants.windows import Windows
 
 EPS = 1e-6
 SCORE_COLUMNS = ["variant_id", "chrom", "pos", "ref", "alt", "label", "ref_prob", "alt_prob", "diff", "log2fc", "logit_diff"]
-
-OnBatch = Callable[[int], None]
 
 
 def _clipped(probs: np.ndarray) -> np.ndarray:
@@ -81,25 +74,6 @@ class VariantEffects:
         return pd.DataFrame(columns, columns=SCORE_COLUMNS)
 
 
-class StrandProbabilities(nn.Module):
-    """Sigmoid outputs of ``model``; with ``both_strands`` the mean of the forward and reverse-complement ones.
-
-    Starts in the wrapped model's mode, so that restoring the wrapper's mode restores the model's.
-    """
-
-    def __init__(self, model: nn.Module, both_strands: bool = False):
-        super().__init__()
-        self.model = model
-        self.both_strands = both_strands
-        self.train(model.training)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.sigmoid(self.model(x))
-        if self.both_strands:  # A, C, G, T order: complementing is reversing the channel axis
-            probs = (probs + torch.sigmoid(self.model(x.flip((1, 2))))) / 2
-        return probs.float()
-
-
 def score_windows(
     model: nn.Module,
     windows: Windows,
@@ -122,43 +96,3 @@ def score_windows(
     probs = predict(StrandProbabilities(model, both_strands), pairs, batch_size, prepare=one_hot, on_batch=on_batch)
     probs = probs.reshape(len(windows), 2, probs.shape[-1])
     return VariantEffects(windows, label_names, probs[:, 0], probs[:, 1])
-
-
-def side_file(out: str | Path) -> Path:
-    """Where the not-scored variants of ``out`` go: ``scores.parquet`` -> ``scores.skipped.tsv``."""
-    out = Path(out)
-    return out.with_name(f"{out.name.removesuffix('.tsv').removesuffix('.parquet')}.skipped.tsv")
-
-
-def check_score_output(out: Path, ldsc_score: str = "diff") -> None:
-    """Fail before any work when the table name or the LDSC score is not one we can write."""
-    if out.suffix not in (".parquet", ".tsv"):
-        raise AmberInputError("output must end in .parquet or .tsv", out)
-    for path in (out, side_file(out)):
-        if path.is_dir():
-            raise AmberInputError("is a directory; the output writes a file here", path)
-    if ldsc_score not in EFFECT_SCORES:
-        raise AmberInputError(f"unknown score {ldsc_score!r}; one of {list(EFFECT_SCORES)}", "--ldsc-score")
-
-
-def write_scores(
-    effects: VariantEffects,
-    skipped: list[dict[str, object]],
-    out: str | Path,
-    ldsc_prefix: str | Path | None = None,
-    ldsc_score: str = "diff",
-) -> list[Path]:
-    """Write the score table (parquet, or TSV by extension), its side file and LDSC files; returns the paths.
-
-    Everything is computed before the first file is written, and each file is written atomically.
-    """
-    out = Path(out)
-    check_score_output(out, ldsc_score)
-    annotations = ldsc_annotations(effects, ldsc_score) if ldsc_prefix is not None else {}
-    written = [out, side_file(out), *(ldsc_path(ldsc_prefix, chrom) for chrom in annotations)]
-    with atomic_paths(written) as (table_tmp, skipped_tmp, *ldsc_tmps):
-        write_table(effects.table(), table_tmp, out)
-        write_table(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), skipped_tmp, side_file(out))
-        for rows, tmp in zip(annotations.values(), ldsc_tmps):
-            rows.to_csv(tmp, sep="\t", index=False, compression="gzip")
-    return written

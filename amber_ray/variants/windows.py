@@ -84,12 +84,7 @@ def vcf_windows(vcf: str | Path, fasta: str | Path, length: int) -> tuple[Window
     ref_seqs, alt_seqs = [], []
     for variant in variants:
         if variant.chrom not in names:
-            name = genome.resolve(variant.chrom)
-            if name is None:
-                shown = ", ".join(genome.names[:5]) + (", ..." if len(genome.names) > 5 else "")
-                problem = f"chromosome {variant.chrom!r} is not in {genome.path} (it has {shown})"
-                raise AmberInputError(problem, vcf, f"{variant.record} ({variant.chrom}:{variant.pos})")
-            names[variant.chrom] = name
+            names[variant.chrom] = genome.require(variant.chrom, vcf, f"{variant.record} ({variant.chrom}:{variant.pos})")
         pair = _window_pair(genome, names[variant.chrom], variant, length)
         if isinstance(pair, str):
             skipped.append(_skipped_row(variant, pair))

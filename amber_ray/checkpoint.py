@@ -1,4 +1,10 @@
-"""Verified search checkpoints: the last two are kept, each with its SHA-256 in a manifest.
+"""The search checkpoint: its format (the keys a resume and the report read) and its files.
+
+The search writes a payload made by :func:`search_payload`; a resume and the report read it with
+:func:`load_checkpoint` (the report through :func:`read_search_checkpoint`, which also checks its
+keys). Nothing here imports Ray, so the report reads checkpoints without the search package.
+
+Files: the last two checkpoints are kept, each with its SHA-256 in a manifest.
 
 A save writes the new checkpoint to a temporary name, links the current one to the ``.prev``
 name, renames the new one into place (so the newest name never goes missing) and then rewrites
@@ -18,6 +24,7 @@ import os
 import pickle
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,74 @@ from amber_ray.errors import AmberInputError
 
 logger = logging.getLogger(__name__)
 
+# --- the format -----------------------------------------------------------------------------
+# The keys every search checkpoint has, besides ``run_id``, ``supernet`` and ``strategy``.
+OPS_KEY = "ops"  # the model space's op names, in order
+LEGACY_OPS_KEY = "arch_space"  # the same, in checkpoints written before it was renamed
+CONFIG_KEY = "config"  # the search's resolved config (JSON-ready), checked by --resume; absent in older checkpoints
+CHECKPOINT_KEYS = frozenset({"iteration", "history", "stats", "op_probs", "controller"})
+RUN_ID_KEY = "run_id"  # the search's MLflow run
+STRATEGY_KEY = "strategy"
+DEFAULT_STRATEGY = "enas"  # of checkpoints written before the strategy was recorded
+
+
+def search_payload(
+    *,
+    iteration: int,
+    history: list[dict[str, Any]],
+    stats: list[dict[str, Any]],
+    op_probs: list[Any],
+    run_id: str | None,
+    controller: dict[str, Any],
+    supernet: dict[str, Any],
+    ops: tuple[str, ...],
+    strategy: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """A search checkpoint: the iteration reached, the history, controller statistics and op probabilities
+    so far, the MLflow run, the controller's and the supernet's state, the space's ops, the strategy
+    and the resolved config."""
+    return {
+        "iteration": iteration,
+        "history": history,
+        "stats": stats,
+        "op_probs": op_probs,
+        RUN_ID_KEY: run_id,
+        "controller": controller,
+        "supernet": supernet,
+        OPS_KEY: ops,
+        STRATEGY_KEY: strategy,
+        CONFIG_KEY: config,
+    }
+
+
+def checkpoint_ops(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """The op names of a search checkpoint, also of one written before the key was renamed."""
+    return tuple(payload[OPS_KEY] if OPS_KEY in payload else payload[LEGACY_OPS_KEY])
+
+
+def checkpoint_strategy(payload: Mapping[str, Any]) -> str:
+    """The search strategy that wrote the checkpoint."""
+    return payload.get(STRATEGY_KEY, DEFAULT_STRATEGY)
+
+
+def check_search_checkpoint(payload: Mapping[str, Any]) -> None:
+    """Raise ``KeyError`` unless ``payload`` has the keys of a search checkpoint."""
+    missing = set(CHECKPOINT_KEYS) - set(payload)
+    if OPS_KEY not in payload and LEGACY_OPS_KEY not in payload:
+        missing.add(OPS_KEY)
+    if missing:
+        raise KeyError(f"not a search checkpoint (no {sorted(missing)})")
+
+
+def read_search_checkpoint(path: Path) -> dict[str, Any]:
+    """The search checkpoint as a resume reads it (the previous one when the newest is damaged), checked."""
+    payload = load_checkpoint(path)
+    check_search_checkpoint(payload)
+    return payload
+
+
+# --- the files ------------------------------------------------------------------------------
 LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile)
 
 
