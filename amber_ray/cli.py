@@ -228,6 +228,10 @@ def retrain(
     sampled: Annotated[int | None, typer.Option(help="Uniformly sampled architectures to compare with.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted grid.")] = False,
     overrides: SetOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Retrain although the search ran with other data or space settings (tagged in MLflow)."),
+    ] = False,
 ) -> None:
     """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
     from amber_ray import cluster, outputs
@@ -243,7 +247,7 @@ def retrain(
     if resume:
         follow_pipeline_store(out)
     with output_dir(out, (outputs.RESULTS, MLFLOW_STORE)), progress_bar() as progress, cluster.ray_session():
-        results = run_retrain(experiment, search_dir, out, resume, on_trial=trial_hook(progress))
+        results = run_retrain(experiment, search_dir, out, resume, on_trial=trial_hook(progress), force=force)
     console.print(results.groupby("role")[["test_auroc", "test_aupr"]].agg(["mean", "std", "count"]).to_string())
     console.print(f"wrote {out / outputs.RESULTS}")
 

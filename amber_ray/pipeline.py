@@ -25,7 +25,7 @@ from amber_ray.errors import AmberInputError
 from amber_ray.report import report_run
 from amber_ray.retrain import has_retrain_grid, run_retrain
 from amber_ray.search.loop import has_search_checkpoint, run_search
-from amber_ray.tracking import find_run, use_store_in
+from amber_ray.tracking import find_step_run, read_run_id, use_store_in
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,9 @@ def compare_retrain(retrain_dir: Path, annotation: Path | None = None) -> dict[s
         raise AmberInputError(f"no {outputs.RESULTS}; run `amber-ray retrain` first", results_path)
     comparison = compare_results(pd.read_parquet(results_path), read_label_annotation(annotation) if annotation else None)
     atomic_write_json(comparison, retrain_dir / outputs.COMPARISON)
-    id_file = retrain_dir / outputs.RUN_ID
-    if id_file.is_file():
-        run_id = id_file.read_text().strip()
-        # A pipeline's retrain/ has no store of its own: the run is in the one above it.
-        tracker = find_run(run_id, [retrain_dir, retrain_dir.parent])
+    run_id = read_run_id(retrain_dir)
+    if run_id:
+        tracker = find_step_run(retrain_dir, run_id)
         if tracker is None:
             logger.warning("the retraining's MLflow run %s is in no store found (set MLFLOW_TRACKING_URI); not logged", run_id)
         else:
@@ -78,11 +76,19 @@ def run_pipeline(
     search_dir, retrain_dir = out / outputs.SEARCH_DIR, out / outputs.RETRAIN_DIR
     out.mkdir(parents=True, exist_ok=True)
     use_store_in(out)
-    with ray_session():
-        final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
-        logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
-        results = run_retrain(
-            config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
-        )
+    step = search_dir
+    try:
+        with ray_session():
+            final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
+            logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
+            step = retrain_dir
+            results = run_retrain(
+                config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
+            )
+    except AmberInputError:
+        raise
+    except BaseException:
+        logger.error("the pipeline stopped in %s; the same command with --out %s continues from it", step, out)
+        raise
     comparison = compare_retrain(retrain_dir, annotation)
     return PipelineResult(final, results, comparison, report_run(out))

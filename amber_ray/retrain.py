@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Self
 
 import numpy as np
 import pandas as pd
@@ -28,13 +30,22 @@ from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require
-from amber_ray.config import RETRAIN_IGNORES, RETRAIN_RESUME_SAFE_KEYS, ExperimentConfig, check_resume, config_as_flat_dict
+from amber_ray.config import (
+    RETRAIN_IGNORES,
+    RETRAIN_RESUME_SAFE_KEYS,
+    SEARCH_IGNORES,
+    ExperimentConfig,
+    check_resume,
+    config_as_flat_dict,
+    resume_conflicts,
+)
 from amber_ray.data import Splits, load_splits
 from amber_ray.device import worker_device
 from amber_ray.errors import AmberInputError
 from amber_ray.final_model import TrialOutcome, register_final_model, write_final_model
+from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint
 from amber_ray.space import Architecture, ModelSpace
-from amber_ray.tracking import RunTracker
+from amber_ray.tracking import RunTracker, read_run_id, write_run_id
 from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
 
 logger = logging.getLogger(__name__)
@@ -184,7 +195,7 @@ class MlflowTrialCallback(tune.Callback):
                 continue  # logged already (also after a restore from an older checkpoint: deterministic)
             self._last_logged_epoch[trial.trial_id] = epoch
             run.log_metrics({key: entry[key] for key in ("train_loss", "valid_auroc", "best_valid_auroc")}, step=epoch)
-        if result.get("done"):
+        if result.get("done") and not run.metric_steps("epochs"):  # a trial restored after its last report reports it again
             final = {key: value for key, value in result.items() if key.startswith("test_") and isinstance(value, (int, float))}
             run.log_metrics({**final, "num_params": result["num_params"], "epochs": result["epochs"]})
 
@@ -275,6 +286,7 @@ def run_retrain(
     resume: bool = False,
     archs: list[tuple[str, str]] | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
 
@@ -284,6 +296,8 @@ def run_retrain(
     The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
     pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
     ``on_trial`` sees each finished trial (:class:`TrialProgress`). Ray must already be initialised.
+    A search made with other data or space settings is refused (:func:`search_config_conflicts`) unless
+    ``force``; then the differences are a tag of the MLflow run.
     """
     search_dir, out_dir = Path(search_dir).resolve(), Path(out_dir).resolve()
     tune_dir = storage.location(config.storage, out_dir, outputs.TUNE_DIR)
@@ -295,6 +309,13 @@ def run_retrain(
     if resume:
         check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
+    conflicts = search_config_conflicts(config, search_dir) if archs is None else []
+    if conflicts and not force:
+        raise AmberInputError(
+            f"the search ran with another config ({'; '.join(conflicts)}), so its architecture and the sampled ones "
+            "would not be compared on equal terms; pass --force to retrain anyway",
+            outputs.search_checkpoint(search_dir),
+        )
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
     grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
@@ -309,40 +330,110 @@ def run_retrain(
         {"cpu": config.retrain.cpus_per_trial, "gpu": config.retrain.gpus_per_trial},
     )
     quiet_tune()
-    parent = parent_run(out_dir, config, resume)
-    callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
-    if resume:
-        tuner = tune.Tuner.restore(grid_path, trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(grid)},
-            run_config=tune.RunConfig(
-                name=outputs.TUNE_NAME,
-                storage_path=tune_dir,  # shared by every node: trials checkpoint from where they run
-                failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[callback, TrialProgress(on_trial), JsonLoggerCallback(), CSVLoggerCallback()],
-                verbose=0,
-            ),
-        )
-    result_grid = tuner.fit()
-    errors = [result for result in result_grid if result.error is not None]
-    table = grid_results(result_grid)
-    atomic_write_table(table, out_dir / outputs.RESULTS)
-    parent.log_artifact(out_dir / outputs.RESULTS)
-    if not errors and any(result.config["trial"]["role"] == "searched" for result in result_grid):
-        with tempfile.TemporaryDirectory() as fetched:
-            final = write_final_model(searched_outcomes(result_grid, Path(fetched)), config, out_dir)
-        register_final_model(parent, final, config.registered_model_name)
-    if errors:
-        parent.finish("FAILED")
-        raise RuntimeError(
-            f"{len(errors)} retraining trial(s) failed; resume with: "
-            f"amber-ray retrain CONFIG --search {search_dir} --out {out_dir} --resume"
-        )
-    parent.finish()
+    with parent_run(out_dir, config, resume) as parent:
+        if conflicts:
+            logger.warning("retraining with a config that differs from the search's: %s", "; ".join(conflicts))
+            parent.set_tags({SEARCH_CONFIG_TAG: "; ".join(conflicts)})
+        try:
+            callback = MlflowTrialCallback(str(out_dir), config.name, parent.run_id)
+            if resume:
+                tuner = tune.Tuner.restore(grid_path, trainable, resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={"trial": tune.grid_search(grid)},
+                    run_config=tune.RunConfig(
+                        name=outputs.TUNE_NAME,
+                        storage_path=tune_dir,  # shared by every node: trials checkpoint from where they run
+                        failure_config=tune.FailureConfig(max_failures=config.retrain.max_failures),
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                        callbacks=[callback, TrialProgress(on_trial), JsonLoggerCallback(), CSVLoggerCallback()],
+                        verbose=0,
+                    ),
+                )
+            with GridStop() as stop:
+                result_grid = tuner.fit()
+            errors = [result for result in result_grid if result.error is not None]
+            if errors:
+                raise RuntimeError(f"{len(errors)} retraining trial(s) failed")
+            if any(not result.metrics.get("done") for result in result_grid):
+                stop.interrupt()  # Tune stopped the grid on a signal and saved it: the trials left continue on --resume
+        except BaseException:
+            logger.error(
+                "retraining stopped; resume with: amber-ray retrain CONFIG --search %s --out %s --resume", search_dir, out_dir
+            )
+            raise
+        table = grid_results(result_grid)
+        atomic_write_table(table, out_dir / outputs.RESULTS)
+        parent.log_artifact(out_dir / outputs.RESULTS)
+        if any(result.config["trial"]["role"] == "searched" for result in result_grid):
+            with tempfile.TemporaryDirectory() as fetched:
+                final = write_final_model(searched_outcomes(result_grid, Path(fetched)), config, out_dir)
+            register_final_model(parent, final, config.registered_model_name)
     return table
+
+
+class GridStop:
+    """Ctrl-C and SIGTERM during ``tuner.fit`` stop the grid the way Tune stops on Ctrl-C: its trials
+    stop, its state is saved and ``fit`` returns the unfinished grid; :meth:`interrupt` then raises
+    the interruption as the caller's handler of that signal would (the CLI's exits 130 or 143).
+
+    Tune replaces the SIGINT handler while its loop runs (and leaves its own in place afterwards);
+    SIGTERM is passed to it, and the caller's handlers come back when the block ends. A second
+    signal, or one before Tune's loop starts, raises ``KeyboardInterrupt`` at once.
+    """
+
+    WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)  # Tune also takes SIGUSR1 as a stop
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            self.previous = {signum: signal.getsignal(signum) for signum in self.WATCHED}
+            signal.signal(signal.SIGINT, self.on_signal)
+            signal.signal(signal.SIGTERM, self.on_signal)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        tune_handler = signal.getsignal(signal.SIGINT)
+        if not callable(tune_handler) or tune_handler == self.on_signal:
+            raise KeyboardInterrupt
+        tune_handler(signal.SIGINT, frame)  # Tune's: ends its loop after this step, then saves the grid
+
+    def interrupt(self) -> NoReturn:
+        """Raise the interruption of the signal received (SIGINT when Tune's own handler took it)."""
+        signum = self.received[-1] if self.received else signal.SIGINT
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, None)
+        raise KeyboardInterrupt
+
+
+SEARCH_CONFIG_TAG = "search_config_differs"  # the data and space keys a forced retraining changed from its search's
+
+
+def search_config_conflicts(config: ExperimentConfig, search_dir: Path) -> list[str]:
+    """The data and space keys (``key old -> new``) in which ``config`` differs from the config the search in
+    ``search_dir`` ran with, as ``search --resume`` names them; none when its checkpoint does not record a config."""
+    path = outputs.search_checkpoint(search_dir)
+    if not has_checkpoint(path):
+        return []
+    stored = load_checkpoint(path).get(outputs.CONFIG_KEY)
+    if stored is None:
+        logger.warning("the search's checkpoint %s does not record its config: the retraining's is not checked", path)
+        return []
+    return [
+        conflict
+        for conflict in resume_conflicts(stored, config, frozenset(), SEARCH_IGNORES)
+        if conflict.startswith(("data.", "space."))
+    ]
 
 
 def grid_location(config: ExperimentConfig, out_dir: Path) -> str:
@@ -387,14 +478,14 @@ def parent_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> RunTrac
 
     The config is kept there too, for :func:`check_retrain_resume`.
     """
-    id_file = out_dir / outputs.RUN_ID
-    if resume and id_file.is_file():
-        return RunTracker.start(out_dir, config.name, "retrain", run_id=id_file.read_text().strip())
+    run_id = read_run_id(out_dir) if resume else None
+    if run_id:
+        return RunTracker.start(out_dir, config.name, "retrain", run_id=run_id)
     parent = RunTracker.start(
         out_dir, config.name, "retrain", {"command": "retrain"}, artifacts=storage.artifacts(config.storage, out_dir)
     )
     parent.log_params(config_as_flat_dict(config))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.model_dump(mode="json"), out_dir / outputs.RETRAIN_CONFIG)
-    id_file.write_text(parent.run_id)
+    write_run_id(out_dir, parent.run_id)
     return parent

@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import mlflow
 import mlflow.artifacts
@@ -39,8 +40,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from amber_ray.atomic import atomic_write_text
 from amber_ray.errors import AmberInputError
-from amber_ray.outputs import MLFLOW_STORE, MODEL
+from amber_ray.outputs import MLFLOW_STORE, MODEL, RUN_ID
 
 logger = logging.getLogger(__name__)
 
@@ -148,15 +150,42 @@ def use_store_in(directory: str | Path) -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(directory).resolve()}/{MLFLOW_STORE}")
 
 
+def step_store_dirs(out_dir: str | Path) -> list[Path]:
+    """The directories whose existing ``mlflow.db`` may hold a step's runs, in order: the step's own output
+    directory, then the one above it (a pipeline's ``search/`` and ``retrain/`` share the pipeline's store)."""
+    out_dir = Path(out_dir).resolve()
+    return [directory for directory in (out_dir, out_dir.parent) if (directory / MLFLOW_STORE).is_file()]
+
+
 def follow_pipeline_store(out_dir: str | Path) -> None:
     """Track a command resumed on its own in a pipeline's ``search/`` or ``retrain/`` into the pipeline's store
     above it, where its run is, instead of a new empty store beside it, where the run is not found.
 
     Nothing changes when ``MLFLOW_TRACKING_URI`` is set or ``out_dir`` has a store of its own.
     """
-    out_dir = Path(out_dir)
-    if (out_dir.parent / MLFLOW_STORE).is_file() and not (out_dir / MLFLOW_STORE).is_file():
-        use_store_in(out_dir.parent)
+    stores = step_store_dirs(out_dir)
+    if stores and stores[0] != Path(out_dir).resolve():
+        use_store_in(stores[0])
+
+
+def read_run_id(out_dir: str | Path) -> str | None:
+    """The MLflow run id a command keeps in its output directory (``mlflow_run_id``), if any."""
+    id_file = Path(out_dir) / RUN_ID
+    if not id_file.is_file():
+        return None
+    return id_file.read_text().strip() or None
+
+
+def write_run_id(out_dir: str | Path, run_id: str) -> None:
+    """Keep ``run_id`` in ``out_dir`` for a resume (and compare, report) to reopen; written whole or not at all."""
+    atomic_write_text(run_id, Path(out_dir) / RUN_ID)
+
+
+def find_step_run(out_dir: str | Path, run_id: str | None = None) -> RunTracker | None:
+    """The MLflow run of a step's output directory: ``run_id`` (default: the one kept there, see
+    :func:`read_run_id`) in ``MLFLOW_TRACKING_URI`` or in the store beside or above it (:func:`step_store_dirs`)."""
+    run_id = run_id or read_run_id(out_dir)
+    return find_run(run_id, step_store_dirs(out_dir)) if run_id else None
 
 
 # MLflow 3 shows an experiment without this tag as a GenAI one (traces, token usage).
@@ -197,11 +226,24 @@ def comparison_page(store: Path) -> str:
 
 
 class RunTracker:
-    """A handle on one MLflow run (created, or reopened by id when a command resumes)."""
+    """A handle on one MLflow run (created, or reopened by id when a command resumes).
+
+    As a context manager it ends the run with the block: FINISHED, KILLED when the block is
+    interrupted (Ctrl-C, or SIGTERM turned into ``KeyboardInterrupt``), FAILED on any other exception.
+    """
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client = client
         self.run_id = run_id
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.finish()
+        else:
+            self.finish("KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED")
 
     @classmethod
     def start(
@@ -344,8 +386,7 @@ def log_command_run(
 
     The store is :func:`tracking_uri` of ``out_dir``; metrics that are not finite numbers are left out.
     """
-    run = RunTracker.start(out_dir, experiment, command, {"command": command})
-    try:
+    with RunTracker.start(out_dir, experiment, command, {"command": command}) as run:
         run.log_params(params or {})
         finite = {
             key: float(value)
@@ -355,10 +396,6 @@ def log_command_run(
         run.log_metrics(finite)
         for path in artifacts:
             run.log_artifact(path)
-    except BaseException:
-        run.finish("FAILED")
-        raise
-    run.finish()
     return run.run_id
 
 

@@ -288,3 +288,64 @@ def test_train_streams_an_hdf5_training_file(tmp_path, monkeypatch):
     assert losses[-1] < losses[0]  # the model learns from the streamed batches
     model, _ = load_child(tmp_path / "out" / MODEL)
     assert metrics["test"] == training.evaluate(model, splits.test)  # the test set as one-hot floats in memory
+
+
+def test_a_retraining_that_raises_marks_its_run_failed(ray_session, tmp_path, monkeypatch):
+    """Whatever stops the grid, the retraining's MLflow run does not stay RUNNING."""
+    from ray import tune
+
+    def broken_fit(self):
+        raise RuntimeError("the grid broke")
+
+    monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
+    out = tmp_path / "retrain"
+    with pytest.raises(RuntimeError, match="the grid broke"):
+        run_retrain(parse_config(RAW), search_dir(tmp_path), out)
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    run = client.get_run((out / "mlflow_run_id").read_text())
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert not (out / "results.parquet").exists()
+
+
+def searched_with(tmp_path: Path, raw: dict) -> Path:
+    """A search directory whose checkpoint records ``raw`` as the search's config."""
+    from amber_ray.outputs import CONFIG_KEY, search_checkpoint
+    from amber_ray.search.checkpoint import save_checkpoint
+
+    directory = search_dir(tmp_path)
+    save_checkpoint({"iteration": 0, CONFIG_KEY: parse_config(raw).model_dump(mode="json")}, search_checkpoint(directory))
+    return directory
+
+
+def test_retrain_refuses_a_search_made_with_other_data_or_space_unless_forced(ray_session, tmp_path):
+    """Searched and sampled are comparable only on the search's data and space: another `first_filters` or
+    simulated prevalence is refused by name (exit 2, nothing written); `--force` retrains and tags the run with it."""
+    raw = {**RAW, "train": {**RAW["train"], "max_epochs": 1}, "retrain": {"replicates": 1, "sampled": 0}}
+    simulate = {**raw["data"]["simulate"], "prevalence": 0.3}
+    search_raw = {**raw, "space": {**raw["space"], "first_filters": 16}, "data": {**raw["data"], "simulate": simulate}}
+    search = searched_with(tmp_path, {**search_raw, "train": {"max_epochs": 7}})  # train.* is no search setting
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "retrain"
+    command = ["retrain", str(config_file), "--search", str(search), "--out", str(out)]
+
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert "data.simulate.prevalence" in message and "space.first_filters '16' -> '8'" in message and "--force" in message, (
+        message
+    )
+    assert "train.max_epochs" not in message
+    assert not out.exists()
+
+    forced = CliRunner().invoke(app, [*command, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert len(pd.read_parquet(out / "results.parquet")) == 1
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    tag = client.get_run((out / "mlflow_run_id").read_text()).data.tags["search_config_differs"]
+    assert "data.simulate.prevalence" in tag and "space.first_filters" in tag and "train." not in tag
+
+    from amber_ray.retrain import search_config_conflicts
+
+    (tmp_path / "same").mkdir()  # the search's own config: no question asked
+    assert search_config_conflicts(parse_config(raw), searched_with(tmp_path / "same", raw)) == []

@@ -22,6 +22,7 @@ import pandas as pd
 from amber_ray import outputs
 from amber_ray.errors import AmberInputError
 from amber_ray.search.checkpoint import has_checkpoint, load_checkpoint, previous_path
+from amber_ray.tracking import read_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,7 @@ def load_retrain(directory: Path, annotation: pd.DataFrame | None, notes: list[s
     from amber_ray.compare import METRICS, category_scores, compare_results
 
     part = RetrainPart(directory)
-    id_file = directory / outputs.RUN_ID
-    part.run_id = id_file.read_text().strip() if id_file.is_file() else None
+    part.run_id = read_run_id(directory)
     part.curves = read_trial_curves(directory)
     part.planned_trials = sum(path.is_dir() for path in (directory / outputs.TUNE_DIR).glob("*/*"))
     if (directory / outputs.RESULTS).is_file() or part.curves is None:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from amber_ray.report.parts import RetrainPart, RunParts, SearchPart
-from amber_ray.tracking import RunTracker, find_run
+from amber_ray.tracking import RunTracker, find_step_run
 
 MS_PER_HOUR = 3_600_000
 
@@ -62,7 +62,7 @@ def tracked_runs(run: RunParts) -> dict[str, RunTracker]:
     found: dict[str, RunTracker] = {}
     for name, part in (("search", run.search), ("retrain", run.retrain)):
         if part is not None and part.run_id:
-            tracker = find_run(part.run_id, [part.directory, part.directory.parent])
+            tracker = find_step_run(part.directory, part.run_id)
             if tracker is not None:
                 found[name] = tracker
     return found

@@ -433,30 +433,29 @@ def run_search(
             run_id=driver.state.run_id,
             artifacts=storage.artifacts(config.storage, out_dir),
         )
-        if payload is None:
-            driver.state.run_id = driver.tracker.run_id
-            driver.tracker.log_params(config_as_flat_dict(config))
-            placements = ray.get([worker.placement.remote() for worker in driver.workers])
-            driver.tracker.set_tags(
-                {
-                    "space_size": f"{driver.space.size():.3e}",
-                    "worker_nodes": ",".join(p["node_id"] for p in placements),
-                    "worker_devices": ",".join(p["device"] for p in placements),
-                }
-            )
-            driver.with_recovery(driver.warm_up)
-        driver.catch_up_tracking()
-        while driver.state.iteration + 1 < config.search.iterations:
-            stats = driver.with_recovery(driver.advance)
-            driver.track_iteration(driver.state.iteration)
-            if on_iteration:
-                on_iteration(stats)
-        final = driver.write_outputs()
-        finish_tracking(driver.tracker, out_dir, final)
+        with driver.tracker:
+            if payload is None:
+                driver.state.run_id = driver.tracker.run_id
+                driver.tracker.log_params(config_as_flat_dict(config))
+                placements = ray.get([worker.placement.remote() for worker in driver.workers])
+                driver.tracker.set_tags(
+                    {
+                        "space_size": f"{driver.space.size():.3e}",
+                        "worker_nodes": ",".join(p["node_id"] for p in placements),
+                        "worker_devices": ",".join(p["device"] for p in placements),
+                    }
+                )
+                driver.with_recovery(driver.warm_up)
+            driver.catch_up_tracking()
+            while driver.state.iteration + 1 < config.search.iterations:
+                stats = driver.with_recovery(driver.advance)
+                driver.track_iteration(driver.state.iteration)
+                if on_iteration:
+                    on_iteration(stats)
+            final = driver.write_outputs()
+            finish_tracking(driver.tracker, out_dir, final)
         return final
     except BaseException:
-        if driver.tracker is not None:
-            driver.tracker.finish("FAILED")
         logger.error("search stopped; resume with: amber-ray search CONFIG --out %s --resume", out_dir)
         raise
     finally:
@@ -493,4 +492,3 @@ def finish_tracking(tracker: RunTracker, out_dir: Path, final: dict[str, Any]) -
             }
         )
     tracker.log_metrics(metrics)
-    tracker.finish()
