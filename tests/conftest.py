@@ -65,13 +65,19 @@ def invoke(*args: object) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def assert_clean_failure(result: Result, out: Path, *fragments: str) -> None:
-    """Exit code 2, an output naming every fragment, and nothing left in ``out``."""
+def assert_clean_failure(result: Result, out: Path, *fragments: str, before: set[str] | None = None) -> None:
+    """Exit code 2, one ``error:`` line naming every fragment, no traceback, and nothing left in ``out`` (with
+    ``before``: nothing but the names it held before)."""
     assert result.exit_code == 2, result.output
-    line = " ".join(result.output.split())
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
     for fragment in fragments:
-        assert fragment in line, line
-    assert not out.exists() or not any(out.iterdir())
+        assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.output
+    if before is None:
+        assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    else:
+        assert {path.name for path in out.iterdir()} == before
 
 
 def tiny_net(

@@ -19,12 +19,10 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
-from conftest import tiny_net
+from conftest import assert_clean_failure, invoke, tiny_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from amber_ray.cli import app
 from amber_ray.config import load_config, parse_config, parse_overrides
 from amber_ray.data import read_deepsea_mat, read_fasta, read_fasta_with_labels
 from amber_ray.errors import AmberInputError
@@ -61,20 +59,6 @@ CONFIG_KEYS = [
 TINY = {"space": {"first_filters": 4, "stem_channels": 4, "dense_units": 8}, "train": {"batch_size": 16, "max_epochs": 1}}
 
 
-def invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_rejected(result, out: Path, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    assert "Traceback" not in result.output
-    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
-
-
 def write_config(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"data": data, **TINY}))
@@ -109,13 +93,13 @@ FASTA_CASES = [
 @pytest.mark.parametrize("name,fragments", FASTA_CASES, ids=[c[0] for c in FASTA_CASES])
 def test_bad_fasta_is_rejected(tmp_path, name, fragments):
     out = tmp_path / "out"
-    assert_rejected(train(write_config(tmp_path, binary(name)), out), out, *fragments)
+    assert_clean_failure(train(write_config(tmp_path, binary(name)), out), out, *fragments)
 
 
 def test_duplicate_names_are_rejected_where_names_are_keys(tmp_path):
     out = tmp_path / "out"
     result = train(write_config(tmp_path, labelled(fasta="duplicate_names.fa")), out)
-    assert_rejected(result, out, "duplicate_names.fa", "record s3", "duplicate record name")
+    assert_clean_failure(result, out, "duplicate_names.fa", "record s3", "duplicate record name")
 
 
 def test_windows_line_endings_bom_lower_case_and_n_are_accepted(tmp_path):
@@ -144,7 +128,7 @@ LABEL_CASES = [
 @pytest.mark.parametrize("name,fragments", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
 def test_bad_label_table_is_rejected(tmp_path, name, fragments):
     out = tmp_path / "out"
-    assert_rejected(train(write_config(tmp_path, labelled(labels=name)), out), out, *fragments)
+    assert_clean_failure(train(write_config(tmp_path, labelled(labels=name)), out), out, *fragments)
 
 
 # FASTA data loaded whole: base codes (1 byte per base) then one-hot float32 (16), and float32 labels.
@@ -164,7 +148,7 @@ def test_fasta_larger_than_memory_is_refused_before_encoding(tmp_path, monkeypat
 
     config, out = write_config(tmp_path, data), tmp_path / "out"
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: need // 2)
-    assert_rejected(
+    assert_clean_failure(
         train(config, out), out, *fragments, "amber-ray convert DIR/train.h5 --fasta FILE --labels TSV", "data.kind: hdf5"
     )
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: need)
@@ -227,7 +211,7 @@ def test_bad_deepsea_mat_is_rejected(tmp_path, case, fragments):
     write_mat_case(tmp_path / "deepsea", case)
     out = tmp_path / "out"
     result = train(write_config(tmp_path, {"kind": "deepsea", "deepsea_dir": str(tmp_path / "deepsea")}), out)
-    assert_rejected(result, out, *fragments)
+    assert_clean_failure(result, out, *fragments)
 
 
 def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
@@ -245,7 +229,7 @@ def test_deepsea_mat_larger_than_memory_is_refused_before_loading(tmp_path, monk
     need = (24 * 4 * 32 + 24 * 2) * (1 + 4)
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: need // 2)
     result = train(config, out)
-    assert_rejected(
+    assert_clean_failure(
         result,
         out,
         "train.mat: loading it whole as float32 needs 15.6 kB but 7.8 kB is available",
@@ -284,7 +268,7 @@ CONFIG_CASES = [
 def test_bad_config_is_rejected(tmp_path, monkeypatch, name, fragments):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    assert_rejected(train(BAD / "configs" / name, out), out, *fragments)
+    assert_clean_failure(train(BAD / "configs" / name, out), out, *fragments)
     assert not (tmp_path / "unsafe-yaml-ran.txt").exists()
 
 
@@ -303,7 +287,7 @@ ARCH_CASES = [
 @pytest.mark.parametrize("arch,fragments", ARCH_CASES, ids=[f"arch{i}" for i in range(len(ARCH_CASES))])
 def test_bad_architecture_string_is_rejected(tmp_path, arch, fragments):
     out = tmp_path / "out"
-    assert_rejected(train(write_config(tmp_path, binary("positives.fa")), out, arch), out, *fragments)
+    assert_clean_failure(train(write_config(tmp_path, binary("positives.fa")), out, arch), out, *fragments)
 
 
 def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tmp_path):
@@ -338,20 +322,20 @@ def test_gpu_request_on_a_gpu_less_cluster_is_rejected_by_search(ray_session, tm
 def test_too_few_records_to_split_are_rejected(tmp_path):
     out = tmp_path / "out"
     result = train(write_config(tmp_path, binary("one_positive.fa", "one_negative.fa")), out)
-    assert_rejected(result, out, "one_positive.fa", "2 record(s) cannot be split", "leave 0 train, 1 valid, 1 test")
+    assert_clean_failure(result, out, "one_positive.fa", "2 record(s) cannot be split", "leave 0 train, 1 valid, 1 test")
 
 
 def test_split_that_leaves_no_training_set_is_rejected(tmp_path):
     out = tmp_path / "out"
     config = write_config(tmp_path, {**binary("positives.fa"), "split": {"valid": 0.6, "test": 0.39}})
-    assert_rejected(train(config, out), out, "positives.fa", "40 record(s) cannot be split", "leave 0 train")
+    assert_clean_failure(train(config, out), out, "positives.fa", "40 record(s) cannot be split", "leave 0 train")
 
 
 def test_split_where_no_label_varies_is_rejected(tmp_path):
     """One negative among 20 positives: at least one of the three splits holds positives only."""
     out = tmp_path / "out"
     result = train(write_config(tmp_path, binary("positives.fa", "one_negative.fa")), out)
-    assert_rejected(result, out, "positives.fa", "no label has both classes among the", "AUROC is undefined")
+    assert_clean_failure(result, out, "positives.fa", "no label has both classes among the", "AUROC is undefined")
 
 
 # --- outputs: checked before the work, nothing left behind ---------------------------------------
@@ -455,7 +439,7 @@ VCF_CASES = [
 @pytest.mark.parametrize("name,fragments", VCF_CASES, ids=[c[0] for c in VCF_CASES])
 def test_bad_vcf_is_rejected(variant_inputs, tmp_path, name, fragments):
     out = tmp_path / "out"
-    assert_rejected(score_variants(*variant_inputs, name, out), out, *fragments)
+    assert_clean_failure(score_variants(*variant_inputs, name, out), out, *fragments)
 
 
 def test_vcf_records_that_cannot_be_scored_are_listed_not_fatal(variant_inputs, tmp_path):
@@ -490,7 +474,7 @@ def test_truncated_bgzip_vcf_is_rejected(variant_inputs, tmp_path):
     model, genome = variant_inputs
     cut = tmp_path / "cut.vcf.gz"
     result = invoke("variants", "score", model, "--vcf", cut, "--fasta", genome, "--out-file", out / "scores.parquet")
-    assert_rejected(result, out, "cut.vcf.gz")
+    assert_clean_failure(result, out, "cut.vcf.gz")
 
 
 def test_variant_scores_are_all_written_or_none(variant_inputs, tmp_path):
@@ -547,7 +531,7 @@ def test_damaged_model_is_rejected_naming_it(variant_inputs, tmp_path, case, fra
         "--out-file",
         out / "scores.parquet",
     )
-    assert_rejected(result, out, *fragments)
+    assert_clean_failure(result, out, *fragments)
 
 
 # --- cluster resources that can never be met ------------------------------------------------------

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from amber_ray.cli import app
+from conftest import assert_clean_failure, invoke
 
 ARCH = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
 
@@ -31,18 +29,6 @@ def binary_config(tmp_path: Path, positives: dict[str, str], negatives: dict[str
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def assert_clean_failure(result, out: Path, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    line = " ".join(result.output.split())
-    for fragment in fragments:
-        assert fragment in line, line
-    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -8,17 +8,12 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from typer.testing import CliRunner
+from conftest import assert_clean_failure, invoke
 
-from amber_ray.cli import app
 from amber_ray.data import HDF5SequenceFile, read_deepsea_mat, read_fasta_with_labels
 
 SEQS = {"s1": "ACGTNACGTA", "s2": "ttttgggnnc", "s3": "GATTACAGAT", "s4": "CCCCAAAAGG", "s5": "ACGTACGTAC"}
 LABELS = "name\tCTCF\tDNase\tH3K4me3\ns1\t1\t0\t1\ns2\t0\t0\t0\ns3\t1\t1\t1\ns4\t0\t1\t0\ns5\t1\t1\t0\n"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, ["convert", *args])
 
 
 def labelled_inputs(tmp_path: Path, labels: str = LABELS, seqs: dict[str, str] = SEQS) -> tuple[Path, Path]:
@@ -32,7 +27,7 @@ def labelled_inputs(tmp_path: Path, labels: str = LABELS, seqs: dict[str, str] =
 def test_fasta_and_labels_round_trip_through_the_compact_format(tmp_path: Path) -> None:
     fasta, tsv = labelled_inputs(tmp_path)
     out = tmp_path / "data" / "train.h5"
-    result = invoke(str(out), "--fasta", str(fasta), "--labels", str(tsv), "--chunk-rows", "2")
+    result = invoke("convert", str(out), "--fasta", str(fasta), "--labels", str(tsv), "--chunk-rows", "2")
     assert result.exit_code == 0, result.output
     assert "wrote 5 sequences" in result.output
     expected = read_fasta_with_labels(fasta, tsv)
@@ -63,21 +58,12 @@ def test_deepsea_mat_converts_block_by_block_to_the_same_data(tmp_path: Path, ve
     else:
         scipy.io.savemat(mat, {"validxdata": x, "validdata": y})
     out = tmp_path / "valid.h5"
-    result = invoke(str(out), "--mat", str(mat), "--chunk-rows", "5")
+    result = invoke("convert", str(out), "--mat", str(mat), "--chunk-rows", "5")
     assert result.exit_code == 0, result.output
     expected, loaded = read_deepsea_mat(mat, "valid"), HDF5SequenceFile(out).load()
     np.testing.assert_array_equal(loaded.x, expected.x)
     np.testing.assert_array_equal(loaded.y, expected.y)
     assert loaded.names == expected.names and loaded.label_names == expected.label_names
-
-
-def assert_clean_failure(result, directory: Path, before: set[str], *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
-    line = " ".join(result.output.split())
-    for fragment in fragments:
-        assert fragment in line, line
-    assert {p.name for p in directory.iterdir()} == before  # nothing written, no temporary file left
 
 
 @pytest.mark.parametrize(
@@ -94,7 +80,10 @@ def test_bad_fasta_or_labels_exit_2_and_write_nothing(
     fasta, tsv = labelled_inputs(tmp_path, labels, seqs)
     before = {p.name for p in tmp_path.iterdir()}
     assert_clean_failure(
-        invoke(str(tmp_path / "out.h5"), "--fasta", str(fasta), "--labels", str(tsv)), tmp_path, before, *fragments
+        invoke("convert", str(tmp_path / "out.h5"), "--fasta", str(fasta), "--labels", str(tsv)),
+        tmp_path,
+        *fragments,
+        before=before,
     )
 
 
@@ -106,18 +95,18 @@ def test_bad_mat_exits_2_mid_file_and_writes_nothing(tmp_path: Path) -> None:
         file["trainxdata"] = x.transpose(2, 1, 0)
         file["traindata"] = y.T
     before = {p.name for p in tmp_path.iterdir()}
-    result = invoke(str(tmp_path / "train.h5"), "--mat", str(mat), "--chunk-rows", "5")
-    assert_clean_failure(result, tmp_path, before, "train.mat", "sequence 17, position 4", "is not one-hot")
+    result = invoke("convert", str(tmp_path / "train.h5"), "--mat", str(mat), "--chunk-rows", "5")
+    assert_clean_failure(result, tmp_path, "train.mat", "sequence 17, position 4", "is not one-hot", before=before)
     y[20, 1] = 3
     scipy.io.savemat(tmp_path / "test.mat", {"testxdata": _deepsea(23, 12, 3)[0], "testdata": y})
     before = {p.name for p in tmp_path.iterdir()}
-    result = invoke(str(tmp_path / "test.h5"), "--mat", str(tmp_path / "test.mat"), "--chunk-rows", "5")
-    assert_clean_failure(result, tmp_path, before, "test.mat", "sequence 20, label 1: value 3 is not 0 or 1")
-    result = invoke(str(tmp_path / "x.h5"), "--mat", str(mat), "--split", "training")
-    assert_clean_failure(result, tmp_path, before, "train.mat", "--split must be one of train, valid, test")
+    result = invoke("convert", str(tmp_path / "test.h5"), "--mat", str(tmp_path / "test.mat"), "--chunk-rows", "5")
+    assert_clean_failure(result, tmp_path, "test.mat", "sequence 20, label 1: value 3 is not 0 or 1", before=before)
+    result = invoke("convert", str(tmp_path / "x.h5"), "--mat", str(mat), "--split", "training")
+    assert_clean_failure(result, tmp_path, "train.mat", "--split must be one of train, valid, test", before=before)
     mat.rename(tmp_path / "deepsea.mat")
-    result = invoke(str(tmp_path / "x.h5"), "--mat", str(tmp_path / "deepsea.mat"))
+    result = invoke("convert", str(tmp_path / "x.h5"), "--mat", str(tmp_path / "deepsea.mat"))
     before = {p.name for p in tmp_path.iterdir()}
-    assert_clean_failure(result, tmp_path, before, "deepsea.mat", "pass --split")
-    result = invoke(str(tmp_path / "x.h5"))
-    assert_clean_failure(result, tmp_path, before, "give --mat FILE, or --fasta FILE with --labels TSV")
+    assert_clean_failure(result, tmp_path, "deepsea.mat", "pass --split", before=before)
+    result = invoke("convert", str(tmp_path / "x.h5"))
+    assert_clean_failure(result, tmp_path, "give --mat FILE, or --fasta FILE with --labels TSV", before=before)

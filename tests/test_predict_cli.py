@@ -14,20 +14,14 @@ import pandas as pd
 import pyBigWig
 import pytest
 import torch
-from conftest import tiny_net
+from conftest import invoke, tiny_net
 from mlflow.tracking import MlflowClient
-from typer.testing import CliRunner
 
 from amber_ray.child import save_child
-from amber_ray.cli import app
 from amber_ray.data.dataset import one_hot_encode
 
 LENGTH = 40
 LABELS = ["a", "b", "c"]
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

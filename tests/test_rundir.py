@@ -17,12 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, invoke
 from mlflow.tracking import MlflowClient
-from typer.testing import CliRunner
 
 from amber_ray.checkpoint import load_checkpoint, manifest_path
-from amber_ray.cli import app
 from amber_ray.tracking import RunTracker
 
 SEARCH = {
@@ -40,10 +38,6 @@ SEARCH = {
     },
 }
 CHECKPOINT = Path("checkpoints") / "search.pt"
-
-
-def invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def digest(path: Path) -> str:

@@ -14,11 +14,9 @@ import pysam
 import pytest
 import torch
 import yaml
-from conftest import SHARED_DATA, tiny_net
-from typer.testing import CliRunner
+from conftest import SHARED_DATA, assert_clean_failure, invoke, tiny_net
 
 from amber_ray.child import save_child
-from amber_ray.cli import app
 from amber_ray.config import load_config
 from amber_ray.data.simulate import jaspar_motif, simulate_dataset
 from amber_ray.variants import (
@@ -38,10 +36,6 @@ from amber_ray.variants import (
 MOTIF = "MA0099.3"  # FOS::JUN, 10 bp
 ALPHABET = "ACGT"
 VCF_HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def write_fasta(path: Path, records: dict[str, str]) -> Path:
@@ -471,14 +465,6 @@ def test_dsqtl_pairs_run_end_to_end(tmp_path):
 
 
 # --- (c) bad input: one line naming file and record, exit 2, nothing written --------------------------
-
-
-def assert_clean_failure(result, out_dir: Path, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    line = " ".join(result.output.split())
-    for fragment in fragments:
-        assert fragment in line, line
-    assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
 @pytest.mark.parametrize(
