@@ -232,6 +232,7 @@ def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 def check_tracking(client: MlflowClient, name: str, out: Path) -> None:
     """One run per step, finished; every iteration and every trial epoch logged once."""
     runs = runs_of(client, name)
+    assert [len(runs.get("search", [])), len(runs.get("retrain", []))] == [1, 1], "one run per step, not a new one on resume"
     (search,), (retrain,) = runs["search"], runs["retrain"]
     assert search.info.status == retrain.info.status == "FINISHED"
     assert steps(client, search.info.run_id, "mean_reward") == list(range(5))
