@@ -275,6 +275,7 @@ CONFIG_CASES = [
     ("negative_search_seed.yaml", ["negative_search_seed.yaml", "config key 'search.seed'"]),
     ("infinite_learning_rate.yaml", ["infinite_learning_rate.yaml", "config key 'train.learning_rate'", "finite"]),
     ("nan_dropout.yaml", ["nan_dropout.yaml", "config key 'space.dropout'", "finite"]),
+    ("huge_learning_rate.yaml", ["huge_learning_rate.yaml", "config key 'train.learning_rate'", "less than or equal to 1"]),
     ("duplicate_key.yaml", ["duplicate_key.yaml", "key 'max_epochs' given twice (line 5)"]),
     ("latin1.yaml", ["latin1.yaml", "byte at offset 5 is not UTF-8"]),
 ]
@@ -286,6 +287,20 @@ def test_bad_config_is_rejected(tmp_path, monkeypatch, name, fragments):
     out = tmp_path / "out"
     assert_rejected(train(BAD / "configs" / name, out), out, *fragments)
     assert not (tmp_path / "unsafe-yaml-ran.txt").exists()
+
+
+SET_CASES = [
+    ("seed.x=1", ["--set", "config key 'seed.x': unknown key (seed is a value, not a section)"]),
+    ("train.max_epochs.x=5", ["--set", "config key 'train.max_epochs.x': unknown key"]),
+    ("train.learning_rate=1e300", ["config key 'train.learning_rate'", "less than or equal to 1"]),
+]
+
+
+@pytest.mark.parametrize("assignment,fragments", SET_CASES, ids=[c[0] for c in SET_CASES])
+def test_bad_set_is_rejected_before_training(tmp_path, assignment, fragments):
+    out = tmp_path / "out"
+    config = write_config(tmp_path, binary("positives.fa"))
+    assert_rejected(invoke("train", config, "--arch", ARCH, "--out", out, "--set", assignment), out, *fragments)
 
 
 ARCH_CASES = [
