@@ -25,7 +25,7 @@ from test_predict import tiny_net
 from typer.testing import CliRunner
 
 from amber_ray.cli import app
-from amber_ray.config import OP_NAMES, ExperimentConfig, load_config, parse_config, parse_overrides
+from amber_ray.config import OP_NAMES, ExperimentConfig, load_config, parse_config, parse_overrides, resolve_data_paths
 from amber_ray.data import read_binary_fasta, read_deepsea_mat, read_fasta, read_fasta_with_labels
 from amber_ray.errors import AmberInputError
 from amber_ray.space import Architecture
@@ -614,6 +614,25 @@ PROPERTY = settings(
     max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 FASTA_TEXT = st.text(alphabet=">ACGTNacgtnXx \t\r\n", max_size=200)
+# Mostly well-formed FASTA (records of one length, any line ending, wrapped, lower case, spaces), so that
+# many examples parse and their parse is checked.
+FASTA_RECORDS = st.integers(1, 12).flatmap(
+    lambda length: st.lists(
+        st.tuples(
+            st.text(alphabet="ab1>", min_size=1, max_size=3),
+            st.text(alphabet="ACGTNacgtn", min_size=length, max_size=length),
+            st.integers(1, length),
+            st.sampled_from(["\n", "\r\n", " \n", "\n\n"]),
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(
+        lambda records: "".join(
+            f">{name} note{end}" + end.join(seq[i : i + width] for i in range(0, len(seq), width)) + end
+            for name, seq, width, end in records
+        )
+    )
+)
 
 
 def parse_or_none(parse, *args):
@@ -640,7 +659,7 @@ def assert_one_hot_of(x: np.ndarray, seqs: list[str]) -> None:
 
 
 @PROPERTY
-@given(data=st.one_of(st.binary(max_size=300), FASTA_TEXT.map(str.encode)))
+@given(data=st.one_of(st.binary(max_size=300), FASTA_TEXT.map(str.encode), FASTA_RECORDS.map(str.encode)))
 def test_fasta_reader_never_raises_anything_but_input_errors(tmp_path, data):
     path = tmp_path / "fuzz.fa"
     path.write_bytes(data)
@@ -655,7 +674,7 @@ def test_fasta_reader_never_raises_anything_but_input_errors(tmp_path, data):
 
 
 @PROPERTY
-@given(fasta=FASTA_TEXT, table=st.text(alphabet='s123\t\n name01x"', max_size=120))
+@given(fasta=FASTA_TEXT | FASTA_RECORDS, table=st.text(alphabet='s123\t\n name01x"', max_size=120))
 def test_labelled_fasta_reader_never_raises_anything_but_input_errors(tmp_path, fasta, table):
     (tmp_path / "fuzz.fa").write_text(fasta)
     (tmp_path / "fuzz.tsv").write_text(table)
@@ -744,14 +763,20 @@ def assert_config_holds(config: ExperimentConfig, raw: dict) -> None:
 
 
 @PROPERTY
-@given(data=st.one_of(st.text(max_size=120).map(str.encode), st.binary(max_size=120)))
+@given(
+    data=st.one_of(
+        st.text(max_size=120).map(str.encode),
+        st.binary(max_size=120),
+        st.dictionaries(st.sampled_from(CONFIG_KEYS), YAML_VALUES, max_size=5).map(lambda raw: yaml.safe_dump(raw).encode()),
+    )
+)
 def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(data)
     config = parse_or_none(load_config, path)
     if config is not None:
         raw = yaml.safe_load(data.decode("utf-8-sig")) or {}
-        assert config == parse_config(raw)
+        assert config == resolve_data_paths(parse_config(raw), tmp_path)
         assert_config_holds(config, raw)
 
 
