@@ -598,6 +598,9 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per prediction batch.")] = 256,
     device: DeviceOption = "auto",
     tsv: Annotated[bool, typer.Option("--tsv", help="Write predictions.tsv instead of predictions.parquet.")] = False,
+    allow_duplicate_names: Annotated[
+        bool, typer.Option("--allow-duplicate-names", help="Predict FASTA records that repeat a name (refused by default).")
+    ] = False,
 ) -> None:
     """Probability per label of sequences (FASTA), regions (BED + genome) or genome tiles (bigWig tracks)."""
     from amber_ray.command_runs import track_predict
@@ -606,7 +609,9 @@ def predict_command(
     inputs = PredictInputs(fasta, bed, genome, tile, regions)
     check_tracking_store(out)
     with progress_bar() as progress, output_dir(out):
-        summary = run_predict(model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress))
+        summary = run_predict(
+            model, out, inputs, both_strands, batch_size, device, tsv, progress_stages(progress), allow_duplicate_names
+        )
     track_predict(out, summary)
     console.print(
         f"predicted {summary['predicted']} {'bins' if tile else 'sequences'} x {len(summary['labels'])} labels; wrote {out}"

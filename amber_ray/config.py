@@ -57,6 +57,12 @@ class _Strict(BaseModel):
 
 # What the data split (scikit-learn's ``random_state``) and NumPy's seeding accept.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# Finite values a run still cannot use (a learning rate of 1e300 overflows the first step): step sizes
+# above 1, loss weights above 1,000, and sizes beyond any genomic model that no memory holds.
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+LossWeight = Annotated[float, Field(ge=0, le=1000)]
+Channels = Annotated[int, Field(gt=0, le=65_536)]
+BatchSize = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
 class SimulatorConfig(_Strict):
@@ -66,8 +72,8 @@ class SimulatorConfig(_Strict):
     the grammar's; ``instances_per_sequence`` is the presence task's.
     """
 
-    num_sequences: PositiveInt = 2000
-    length: PositiveInt = 200
+    num_sequences: int = Field(2000, gt=0, le=100_000_000)
+    length: int = Field(200, gt=0, le=1_000_000)
     motifs: list[str] = Field(default_factory=lambda: ["MA0139.1", "MA0099.3", "MA0079.5"])
     prevalence: float = Field(0.3, gt=0, lt=1)
     instances_per_sequence: PositiveInt = 1
@@ -144,15 +150,15 @@ class SpaceConfig(_Strict):
     """The model space; ``profile`` fills every key the user left out."""
 
     profile: Literal["small", "deepsea"] = "small"
-    num_layers: PositiveInt
+    num_layers: int = Field(gt=0, le=1000)
     layers_per_block: PositiveInt
-    first_filters: PositiveInt
+    first_filters: Channels
     filter_growth: PositiveInt
     reduction: PositiveInt
-    stem_channels: PositiveInt
-    dense_units: PositiveInt
+    stem_channels: Channels
+    dense_units: Channels
     ops: list[Literal[OP_NAMES]]  # type: ignore[valid-type]
-    dilation: PositiveInt
+    dilation: int = Field(gt=0, le=10_000)
     dropout: float = Field(ge=0, lt=1)
 
     @model_validator(mode="before")
@@ -171,17 +177,28 @@ class SpaceConfig(_Strict):
             raise ValueError("ops must be a non-empty list without repeats")
         return self
 
+    @model_validator(mode="after")
+    def _widest_block_fits(self) -> SpaceConfig:
+        blocks = max(self.num_layers // self.layers_per_block, 1)
+        widest = self.first_filters * self.filter_growth ** (blocks - 1)
+        if widest > 65_536:
+            raise ValueError(
+                f"the last of {blocks} blocks would have {widest} filters (first_filters x filter_growth^{blocks - 1}), over 65536"
+            )
+        return self
+
 
 class TrainConfig(_Strict):
     """Training of one standalone architecture (``amber-ray train`` and retraining trials)."""
 
-    batch_size: PositiveInt = 128
-    learning_rate: PositiveFloat = 1e-3
-    weight_decay: float = Field(0.0, ge=0)
+    batch_size: BatchSize = 128
+    learning_rate: LearningRate = 1e-3
+    weight_decay: float = Field(0.0, ge=0, le=1)
     max_epochs: PositiveInt = 30
     patience: PositiveInt = 10
-    width: PositiveFloat = 1.0
-    threads: PositiveInt | None = None
+    # Multiplies every layer's filters.
+    width: float = Field(1.0, gt=0, le=64)
+    threads: int | None = Field(None, gt=0, le=4096)
     # auto: CUDA when present, else CPU (amber_ray.device). Ray workers and trials follow it on the
     # GPUs Ray gave them (search.gpus_per_worker, retrain.gpus_per_trial) and use the CPU without one.
     device: str = "auto"
@@ -198,8 +215,8 @@ class ControllerConfig(_Strict):
     reachable for comparison (see :data:`LEGACY_UPDATE` and :data:`AMBER_UPDATE`).
     """
 
-    hidden_size: PositiveInt = 64
-    learning_rate: PositiveFloat = 2e-3
+    hidden_size: Channels = 64
+    learning_rate: LearningRate = 2e-3
     update: Literal["ppo", "reinforce"] = "ppo"
     policy_epochs: PositiveInt = 10
     policy_minibatches: PositiveInt = 4
@@ -212,12 +229,13 @@ class ControllerConfig(_Strict):
     loss_reduction: Literal["mean", "sum"] = "mean"
     # With normalised (unit-scale) advantages these keep a flat, noisy reward from collapsing the
     # policy (entropy >= 90 % of its start over 30 iterations) and the skip fraction near its target.
-    entropy_weight: float = Field(0.05, ge=0)
+    entropy_weight: LossWeight = 0.05
     skip_target: float = Field(0.4, gt=0, lt=1)
-    skip_weight: float = Field(2.0, ge=0)
+    skip_weight: LossWeight = 2.0
     skip_kl_reduction: Literal["mean", "sum"] = "mean"
-    tanh_constant: PositiveFloat | None = 1.5
-    temperature: PositiveFloat = 1.0
+    # Logits are tanh_constant * tanh(.) / temperature: beyond these bounds the softmax overflows or is one-hot.
+    tanh_constant: float | None = Field(1.5, gt=0, le=100)
+    temperature: float = Field(1.0, ge=1e-3, le=1000)
 
 
 # This project's update before the search learned: one step per iteration, EMA baseline, summed skip KL.
@@ -256,11 +274,11 @@ class SearchConfig(_Strict):
     seed: Seed | None = None
     iterations: PositiveInt = 300
     archs_per_iteration: PositiveInt = 100
-    warmup_batch_size: PositiveInt = 1000
-    batch_size: PositiveInt = 128
+    warmup_batch_size: BatchSize = 1000
+    batch_size: BatchSize = 128
     train_batches_per_iteration: PositiveInt | None = None
     valid_max_sequences: PositiveInt | None = None
-    supernet_learning_rate: PositiveFloat = 1e-3
+    supernet_learning_rate: LearningRate = 1e-3
     top_k: PositiveInt = 5
     # Final choice: the best `final_candidates` distinct architectures of the last `final_iterations`
     # iterations (by search reward) are re-scored on all validation data; the highest is chosen.
@@ -441,6 +459,7 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
         parts = key.split(".")
         if not sep or not all(parts):
             raise AmberInputError(f"override {assignment!r} is not KEY=VALUE (e.g. search.workers=2)", "--set")
+        _check_override_key(parts)
         *parents, leaf = parts
         target = nested
         for part in parents:
@@ -455,12 +474,27 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     return nested
 
 
+def _check_override_key(parts: list[str]) -> None:
+    """Refuse an override whose path is not a key of :class:`ExperimentConfig` (``search.wokers``, or one
+    below a value such as ``seed.x``), naming it: merged into the config, it would be dropped or misread."""
+    section: Any = ExperimentConfig
+    for depth, part in enumerate(parts):
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            value = ".".join(parts[:depth])
+            raise AmberInputError(f"config key '{'.'.join(parts)}': unknown key ({value} is a value, not a section)", "--set")
+        if part not in section.model_fields:
+            raise AmberInputError(f"config key '{'.'.join(parts)}': unknown key", "--set")
+        section = section.model_fields[part].annotation
+
+
 def _deep_merge(base: Any, update: dict[str, Any]) -> Any:
     if not isinstance(base, dict):
         return base
     merged = dict(base)
     for key, value in update.items():
-        merged[key] = _deep_merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+        inner = merged.get(key, {})
+        # A mapping where the config holds a value replaces it, so that validation names the key.
+        merged[key] = _deep_merge(inner, value) if isinstance(value, dict) and isinstance(inner, dict) else value
     return merged
 
 

@@ -29,7 +29,10 @@ def _example(model: nn.Module) -> torch.Tensor:
 
 
 def export_torchscript(model: nn.Module, path: Path) -> None:
-    traced = torch.jit.trace(StrandProbabilities(model).eval(), _example(model))
+    # Traced without autograd, as the checker re-traces it: ops that take another kernel under
+    # autograd (max pooling, see ops.SamePool) would otherwise give two graphs and fail its check.
+    with torch.no_grad():
+        traced = torch.jit.trace(StrandProbabilities(model).eval(), _example(model))
     with atomic_path(path) as tmp:
         torch.jit.save(traced, str(tmp))
 

@@ -17,6 +17,7 @@ forward and reverse-complement strands.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import resource
@@ -36,10 +37,11 @@ from amber_ray.data.dataset import encode_codes
 from amber_ray.data.fasta import read_fasta
 from amber_ray.errors import AmberInputError
 from amber_ray.predict import OnBatch, ProgressFactory, probabilities
-from amber_ray.regions import TileStretch, read_bed, region_windows, tile_plan
+from amber_ray.regions import TileStretch, padded_windows, read_bed, region_windows, tile_plan
 from amber_ray.registry import load_model
 from amber_ray.variants.genome import ReferenceGenome
 
+logger = logging.getLogger(__name__)
 TABLE_COLUMNS = ["name", "chrom", "start", "end", "label", "probability"]
 
 
@@ -101,12 +103,35 @@ def _on_batch(progress: ProgressFactory | None, name: str, total: int) -> OnBatc
     return progress(name, total) if progress is not None else None
 
 
+def check_duplicate_names(fasta: Path, names: list[str], allow: bool) -> int:
+    """How many records repeat an earlier name; refused unless ``allow`` (their rows could not be told apart)."""
+    repeated = pd.Series(names)[pd.Series(names).duplicated()]
+    if len(repeated) and not allow:
+        raise AmberInputError(
+            f"duplicate record name ({len(repeated)} record(s) repeat an earlier name, so their rows could not be told "
+            "apart; --allow-duplicate-names predicts them anyway)",
+            fasta,
+            repeated.iloc[0],
+        )
+    if len(repeated):
+        logger.warning("%s: %d record(s) repeat an earlier name, e.g. %r", fasta, len(repeated), repeated.iloc[0])
+    return len(repeated)
+
+
 def predict_fasta(
-    model: nn.Module, labels: list[str], fasta: Path, batch_size: int, both_strands: bool, progress: ProgressFactory | None
-) -> pd.DataFrame:
+    model: nn.Module,
+    labels: list[str],
+    fasta: Path,
+    batch_size: int,
+    both_strands: bool,
+    progress: ProgressFactory | None,
+    allow_duplicate_names: bool = False,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table of ``fasta``'s records, and what the summary notes about them."""
     names, seqs = read_fasta(fasta, length=model.space.input_length, unique_names=False)
+    duplicates = check_duplicate_names(fasta, names, allow_duplicate_names)
     probs = probabilities(model, encode_codes(seqs), batch_size, both_strands, _on_batch(progress, "predict", len(seqs)))
-    return prediction_table(names, labels, probs)
+    return prediction_table(names, labels, probs), {"duplicate_names": duplicates}
 
 
 def predict_bed(
@@ -117,12 +142,17 @@ def predict_bed(
     batch_size: int,
     both_strands: bool,
     progress: ProgressFactory | None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table of ``bed``'s windows, and what the summary notes about them (windows padded with ``N``)."""
     length = model.space.input_length
     regions = read_bed(bed, genome)
     starts, codes = region_windows(genome, regions, length)
+    padded = padded_windows(genome, regions, starts, length)
+    if padded:
+        logger.warning("%s: %d window(s) run past a chromosome end; their bases there are N", bed, padded)
     probs = probabilities(model, codes, batch_size, both_strands, _on_batch(progress, "predict", len(regions)))
-    return prediction_table([r.name for r in regions], labels, probs, [r.chrom for r in regions], starts, length)
+    table = prediction_table([r.name for r in regions], labels, probs, [r.chrom for r in regions], starts, length)
+    return table, {"padded_windows": padded}
 
 
 def allow_open_files(extra: int, purpose: str) -> None:
@@ -182,6 +212,17 @@ def write_tracks(
     return paths, totals, bins
 
 
+def remove_stale_outputs(out: Path, labels: list[str], written: list[Path]) -> list[Path]:
+    """Remove the outputs an earlier ``predict`` into ``out`` left that this run did not rewrite (another
+    format or mode); returns them. Only names ``predict`` writes for these labels are touched."""
+    candidates = [out / outputs.PREDICTIONS, out / outputs.PREDICTIONS_TSV, *(track_file(out, label) for label in labels)]
+    stale = [path for path in candidates if path not in written and path.is_file()]
+    for path in stale:
+        logger.info("removing %s, an earlier prediction in another format", path)
+        path.unlink()
+    return stale
+
+
 def run_predict(
     source: str | Path,
     out: Path,
@@ -191,10 +232,14 @@ def run_predict(
     device: str = "auto",
     tsv: bool = False,
     progress: ProgressFactory | None = None,
+    allow_duplicate_names: bool = False,
 ) -> dict[str, Any]:
     """``amber-ray predict``: predictions of the model ``source`` into ``out``.
 
-    ``source`` is anything :func:`amber_ray.registry.load_model` takes.
+    ``source`` is anything :func:`amber_ray.registry.load_model` takes. Outputs of an earlier run
+    in ``out`` that this one does not rewrite (``predictions.tsv`` beside a new
+    ``predictions.parquet``, or the model's tracks beside a table, and the reverse) are removed,
+    so that ``out`` holds one run's predictions.
 
     Returns the summary that ``summary.json`` holds.
     """
@@ -204,18 +249,26 @@ def run_predict(
     genome = ReferenceGenome(inputs.genome) if inputs.genome is not None else None
     if mode == "tile":
         regions = read_bed(inputs.regions, genome) if inputs.regions is not None else None
-        plan = tile_plan(genome, model.space.input_length, inputs.tile, regions)
-        written, totals, count = write_tracks(model, labels, genome, plan, out, batch_size, both_strands, progress)
+        plan = tile_plan(genome, model.space.input_length, inputs.tile, regions, inputs.regions)
+        if plan.without_windows:
+            logger.warning(
+                "not tiled (no bin has a %d-bp window on the chromosome): %s",
+                model.space.input_length,
+                ", ".join(plan.without_windows),
+            )
+        written, totals, count = write_tracks(model, labels, genome, plan.stretches, out, batch_size, both_strands, progress)
         means = totals / max(count, 1)
+        notes: dict[str, Any] = {"without_windows": plan.without_windows}
     else:
         if mode == "fasta":
-            table = predict_fasta(model, labels, inputs.fasta, batch_size, both_strands, progress)
+            table, notes = predict_fasta(model, labels, inputs.fasta, batch_size, both_strands, progress, allow_duplicate_names)
         else:
-            table = predict_bed(model, labels, inputs.bed, genome, batch_size, both_strands, progress)
+            table, notes = predict_bed(model, labels, inputs.bed, genome, batch_size, both_strands, progress)
         written = [out / (outputs.PREDICTIONS_TSV if tsv else outputs.PREDICTIONS)]
         atomic_write_table(table, written[0])
         count = len(table) // max(len(labels), 1)
         means = table.groupby("label", sort=False)["probability"].mean().reindex(labels).to_numpy()
+    removed = remove_stale_outputs(out, labels, written)
     summary = {
         "model": str(source),
         "arch": model.arch.to_text(),
@@ -228,6 +281,8 @@ def run_predict(
         "labels": labels,
         "mean_probability": dict(zip(labels, map(float, means))),
         "outputs": [str(path) for path in written],
+        "removed_stale_outputs": [str(path) for path in removed],
+        **notes,
         "seconds": time.perf_counter() - started,
     }
     atomic_write_json(summary, out / outputs.PREDICT_SUMMARY)

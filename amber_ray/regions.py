@@ -9,7 +9,8 @@ chromosome, or names one the genome lacks, is an input error.
 Tiles. ``--tile STEP`` cuts each chromosome (or each region of ``--regions``, overlapping regions
 merged) into bins of ``STEP`` bp from its start; a bin's value is the prediction of the ``L``-bp
 window centred on the bin (window start ``bin start + STEP // 2 - L // 2``). Bins whose window
-would leave the chromosome get no value (a gap in the track); ``STEP`` may not exceed ``L``. The
+would leave the chromosome get no value (a gap in the track); a stretch with no bin left is listed,
+and if no stretch has one that is an input error naming them; ``STEP`` may not exceed ``L``. The
 windows of a stretch are strided views of its base codes, so a chromosome is never copied ``L``
 times.
 """
@@ -86,6 +87,11 @@ def region_windows(genome: ReferenceGenome, regions: list[Region], length: int) 
     return np.array([start for start, _ in windows], dtype=np.int64), encode_codes([seq for _, seq in windows])
 
 
+def padded_windows(genome: ReferenceGenome, regions: list[Region], starts: np.ndarray, length: int) -> int:
+    """How many of the windows starting at ``starts`` run past a chromosome end (their bases there are ``N``)."""
+    return sum(start < 0 or start + length > genome.length(region.chrom) for region, start in zip(regions, starts.tolist()))
+
+
 @dataclass(frozen=True)
 class TileStretch:
     """The bins of one stretch ``[start, end)`` of a chromosome that have a window on it."""
@@ -129,11 +135,26 @@ def merged_stretches(genome: ReferenceGenome, regions: list[Region] | None) -> l
     return merged
 
 
-def tile_plan(genome: ReferenceGenome, length: int, step: int, regions: list[Region] | None = None) -> list[TileStretch]:
-    """The stretches to tile with ``step``-bp bins and how many bins of each have a window on the chromosome."""
+@dataclass(frozen=True)
+class TilePlan:
+    """The stretches to tile, and those (``chrom:start-end``) none of whose bins has a window on the chromosome."""
+
+    stretches: list[TileStretch]
+    without_windows: list[str]
+
+
+def tile_plan(
+    genome: ReferenceGenome, length: int, step: int, regions: list[Region] | None = None, source: str | Path | None = None
+) -> TilePlan:
+    """The stretches to tile with ``step``-bp bins and how many bins of each have a window on the chromosome.
+
+    A stretch without any such bin (a region at a chromosome end, on a chromosome shorter than the
+    window) is left out and listed; when every stretch is, it is an input error that names them,
+    against ``source`` (the regions' file) or the genome.
+    """
     if not 1 <= step <= length:
         raise AmberInputError(f"STEP {step} must be between 1 and the model's input length {length}", "--tile")
-    plan = []
+    plan, without_windows = [], []
     for chrom, start, end in merged_stretches(genome, regions):
         offset, size = step // 2 - length // 2, genome.length(chrom)
         count = -(-(end - start) // step)
@@ -142,6 +163,15 @@ def tile_plan(genome: ReferenceGenome, length: int, step: int, regions: list[Reg
         valid = k[(window_starts >= 0) & (window_starts + length <= size)]
         if len(valid):  # a contiguous run of bins
             plan.append(TileStretch(chrom, start, end, start + int(valid[0]) * step, len(valid), step, length))
+        else:
+            without_windows.append(f"{chrom}:{start}-{end}")
     if not plan:
-        raise AmberInputError(f"no {length}-bp window fits on any chromosome to tile", genome.path)
-    return plan
+        offset = step // 2 - length // 2
+        shown = ", ".join(without_windows[:5]) + (f" and {len(without_windows) - 5} more" if len(without_windows) > 5 else "")
+        what = "region" if regions is not None else "chromosome"
+        raise AmberInputError(
+            f"no {step}-bp bin of {what}(s) {shown} has its {length}-bp window (bin start {offset:+d} to "
+            f"{offset + length:+d}) on the chromosome: nothing to tile",
+            source or genome.path,
+        )
+    return TilePlan(plan, without_windows)

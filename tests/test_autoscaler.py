@@ -43,7 +43,7 @@ TINY = [
     "retrain.sampled=1",
 ]
 
-pytestmark = pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
+pytestmark = [pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH"), pytest.mark.slow]
 
 
 def fake_cluster_config(gcs_address: str) -> dict:

@@ -23,8 +23,8 @@ from conftest import assert_clean_failure, invoke, tiny_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amber_ray.config import load_config, parse_config, parse_overrides
-from amber_ray.data import read_deepsea_mat, read_fasta, read_fasta_with_labels
+from amber_ray.config import OP_NAMES, ExperimentConfig, load_config, parse_config, parse_overrides, resolve_data_paths
+from amber_ray.data import read_binary_fasta, read_deepsea_mat, read_fasta, read_fasta_with_labels
 from amber_ray.errors import AmberInputError
 from amber_ray.space import Architecture
 
@@ -103,10 +103,16 @@ def test_duplicate_names_are_rejected_where_names_are_keys(tmp_path):
 
 
 def test_windows_line_endings_bom_lower_case_and_n_are_accepted(tmp_path):
-    out = tmp_path / "out"
-    result = train(write_config(tmp_path, binary("windows_line_endings.fa")), out)
-    assert result.exit_code == 0, result.output
-    assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+    """The reader gives the same records as for a plain copy (LF, no byte-order mark, upper case)."""
+    odd = BAD / "fasta" / "windows_line_endings.fa"
+    dataset = read_binary_fasta(odd, BAD / "fasta" / "negatives.fa")
+    assert dataset.names == [f"pos{i}" for i in range(20)] + [f"neg{i}" for i in range(20)]
+    assert dataset.label_names == ["windows_line_endings"] and dataset.y[:, 0].tolist() == [1.0] * 20 + [0.0] * 20
+    assert_one_hot_of(dataset.x[:1], ["TGGCCAAAATNTGGTGGGGTCTGACTGATGTAATAGACCCCAAAAGGGCGTCCTTTCGTGTGGC"])
+    plain = tmp_path / "plain.fa"
+    plain.write_text(odd.read_bytes().decode("utf-8-sig").replace("\r\n", "\n").upper().replace(">POS", ">pos"))
+    assert read_fasta(odd) == read_fasta(plain)
+    np.testing.assert_array_equal(dataset.x[:20], read_binary_fasta(plain, BAD / "fasta" / "negatives.fa").x[:20])
 
 
 LABEL_CASES = [
@@ -259,6 +265,7 @@ CONFIG_CASES = [
     ("negative_search_seed.yaml", ["negative_search_seed.yaml", "config key 'search.seed'"]),
     ("infinite_learning_rate.yaml", ["infinite_learning_rate.yaml", "config key 'train.learning_rate'", "finite"]),
     ("nan_dropout.yaml", ["nan_dropout.yaml", "config key 'space.dropout'", "finite"]),
+    ("huge_learning_rate.yaml", ["huge_learning_rate.yaml", "config key 'train.learning_rate'", "less than or equal to 1"]),
     ("duplicate_key.yaml", ["duplicate_key.yaml", "key 'max_epochs' given twice (line 5)"]),
     ("latin1.yaml", ["latin1.yaml", "byte at offset 5 is not UTF-8"]),
 ]
@@ -270,6 +277,20 @@ def test_bad_config_is_rejected(tmp_path, monkeypatch, name, fragments):
     out = tmp_path / "out"
     assert_clean_failure(train(BAD / "configs" / name, out), out, *fragments)
     assert not (tmp_path / "unsafe-yaml-ran.txt").exists()
+
+
+SET_CASES = [
+    ("seed.x=1", ["--set", "config key 'seed.x': unknown key (seed is a value, not a section)"]),
+    ("train.max_epochs.x=5", ["--set", "config key 'train.max_epochs.x': unknown key"]),
+    ("train.learning_rate=1e300", ["config key 'train.learning_rate'", "less than or equal to 1"]),
+]
+
+
+@pytest.mark.parametrize("assignment,fragments", SET_CASES, ids=[c[0] for c in SET_CASES])
+def test_bad_set_is_rejected_before_training(tmp_path, assignment, fragments):
+    out = tmp_path / "out"
+    config = write_config(tmp_path, binary("positives.fa"))
+    assert_clean_failure(invoke("train", config, "--arch", ARCH, "--out", out, "--set", assignment), out, *fragments)
 
 
 ARCH_CASES = [
@@ -571,35 +592,84 @@ def test_cpu_request_beyond_the_cluster_is_rejected_by_search(ray_session, tmp_p
     assert not out.exists()
 
 
-# --- property-based: a parser either parses or raises AmberInputError, never anything else --------
+# --- property-based: a parser either raises AmberInputError or parses to what its input says ------
 
 PROPERTY = settings(
     max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 FASTA_TEXT = st.text(alphabet=">ACGTNacgtnXx \t\r\n", max_size=200)
+# Mostly well-formed FASTA (records of one length, any line ending, wrapped, lower case, spaces), so that
+# many examples parse and their parse is checked.
+FASTA_RECORDS = st.integers(1, 12).flatmap(
+    lambda length: st.lists(
+        st.tuples(
+            st.text(alphabet="ab1>", min_size=1, max_size=3),
+            st.text(alphabet="ACGTNacgtn", min_size=length, max_size=length),
+            st.integers(1, length),
+            st.sampled_from(["\n", "\r\n", " \n", "\n\n"]),
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(
+        lambda records: "".join(
+            f">{name} note{end}" + end.join(seq[i : i + width] for i in range(0, len(seq), width)) + end
+            for name, seq, width, end in records
+        )
+    )
+)
 
 
-def parses_or_input_error(parse, *args) -> None:
+def parse_or_none(parse, *args):
+    """What ``parse`` returns, or None where it raised an input error (any other exception fails the test)."""
     try:
-        parse(*args)
+        return parse(*args)
     except AmberInputError:
-        pass
+        return None
+
+
+def fasta_records(text: str) -> tuple[list[str], str]:
+    """The known answer for FASTA text: each header's first word, and every sequence line's letters, upper case."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return [line[1:].split()[0] for line in lines if line.startswith(">")], "".join(
+        line for line in lines if not line.startswith(">")
+    ).upper()
+
+
+def assert_one_hot_of(x: np.ndarray, seqs: list[str]) -> None:
+    """``x (N, 4, L)`` encodes ``seqs``: A, C, G, T one-hot, N as 0.25 in every row."""
+    codes = {"A": [1, 0, 0, 0], "C": [0, 1, 0, 0], "G": [0, 0, 1, 0], "T": [0, 0, 0, 1], "N": [0.25] * 4}
+    expected = np.array([[codes[base] for base in seq] for seq in seqs], dtype=np.float32).transpose(0, 2, 1)
+    np.testing.assert_array_equal(x, expected)
 
 
 @PROPERTY
-@given(data=st.one_of(st.binary(max_size=300), FASTA_TEXT.map(str.encode)))
+@given(data=st.one_of(st.binary(max_size=300), FASTA_TEXT.map(str.encode), FASTA_RECORDS.map(str.encode)))
 def test_fasta_reader_never_raises_anything_but_input_errors(tmp_path, data):
     path = tmp_path / "fuzz.fa"
     path.write_bytes(data)
-    parses_or_input_error(read_fasta, path)
+    parsed = parse_or_none(read_fasta, path)
+    if parsed is None:
+        return
+    names, seqs = parsed
+    expected_names, letters = fasta_records(data.decode("utf-8-sig"))
+    assert names == expected_names and len(set(names)) == len(names) and len(seqs) == len(names)
+    assert "".join(seqs) == letters and set(letters) <= set("ACGTN")
+    assert len({len(seq) for seq in seqs}) == 1 and seqs[0]
 
 
 @PROPERTY
-@given(fasta=FASTA_TEXT, table=st.text(alphabet='s123\t\n name01x"', max_size=120))
+@given(fasta=FASTA_TEXT | FASTA_RECORDS, table=st.text(alphabet='s123\t\n name01x"', max_size=120))
 def test_labelled_fasta_reader_never_raises_anything_but_input_errors(tmp_path, fasta, table):
     (tmp_path / "fuzz.fa").write_text(fasta)
     (tmp_path / "fuzz.tsv").write_text(table)
-    parses_or_input_error(read_fasta_with_labels, tmp_path / "fuzz.fa", tmp_path / "fuzz.tsv")
+    dataset = parse_or_none(read_fasta_with_labels, tmp_path / "fuzz.fa", tmp_path / "fuzz.tsv")
+    if dataset is None:
+        return
+    names, seqs = read_fasta(tmp_path / "fuzz.fa")  # the FASTA alone parses, and sets the order
+    assert dataset.names == names
+    assert_one_hot_of(dataset.x, seqs)
+    assert dataset.y.shape == (len(names), len(dataset.label_names)) and set(np.unique(dataset.y)) <= {0.0, 1.0}
+    assert dataset.label_names and all(dataset.label_names)
 
 
 @pytest.fixture(scope="module")
@@ -607,7 +677,8 @@ def valid_v5_mat(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("mat") / "valid.mat"
     x, y = mat_arrays(3, length=8)
     scipy.io.savemat(path, {"validxdata": x, "validdata": y}, do_compression=True)
-    return path.read_bytes()
+    # The header's free text holds the time of writing: fixed here, so that every run fuzzes the same bytes.
+    return b"MATLAB 5.0 MAT-file".ljust(116) + path.read_bytes()[116:]
 
 
 @PROPERTY
@@ -620,13 +691,26 @@ def test_mat_reader_never_raises_anything_but_input_errors(tmp_path, valid_v5_ma
             data[position % len(data)] ^= value
     path = tmp_path / "valid.mat"
     path.write_bytes(bytes(data))
-    parses_or_input_error(read_deepsea_mat, path, "valid")
+    dataset = parse_or_none(read_deepsea_mat, path, "valid")
+    if dataset is None:
+        return
+    # What survives damage parses to the file's arrays, never to other ones.
+    x, y = mat_arrays(3, length=8)
+    np.testing.assert_array_equal(dataset.x, x.astype(np.float32))
+    np.testing.assert_array_equal(dataset.y, y.astype(np.float32))
 
 
 @PROPERTY
 @given(text=st.text(alphabet="conv8dikpmaxvgtyl,:;+0123456789 -", max_size=80))
 def test_architecture_parser_never_raises_anything_but_input_errors(text):
-    parses_or_input_error(Architecture.from_text, text)
+    arch = parse_or_none(Architecture.from_text, text)
+    if arch is None:
+        return
+    assert Architecture.from_text(arch.to_text()) == arch
+    # The canonical text is the input less its spaces: no layer, op or skip is dropped or added.
+    assert arch.to_text() == text.replace(" ", "")
+    for layer, (op, skips) in enumerate(zip(arch.ops, arch.skips)):
+        assert op in OP_NAMES and list(skips) == sorted(set(skips)) and all(0 <= j < layer for j in skips)
 
 
 YAML_VALUES = st.recursive(
@@ -639,15 +723,45 @@ YAML_VALUES = st.recursive(
 @PROPERTY
 @given(raw=st.dictionaries(st.sampled_from(CONFIG_KEYS), YAML_VALUES, max_size=5))
 def test_config_parser_never_raises_anything_but_input_errors(raw):
-    parses_or_input_error(parse_config, raw)
+    config = parse_or_none(parse_config, raw)
+    if config is not None:
+        assert_config_holds(config, raw)
+
+
+def assert_config_holds(config: ExperimentConfig, raw: dict) -> None:
+    """``config`` validates again to itself and keeps every integer value ``raw`` gave (none is dropped)."""
+    assert parse_config(config.model_dump(mode="json")) == config
+
+    def integers(values: dict, prefix: tuple[str, ...] = ()):
+        for key, value in values.items():
+            if isinstance(value, dict):
+                yield from integers(value, (*prefix, key))
+            elif type(value) is int:
+                yield (*prefix, key), value
+
+    for path, value in integers(raw):
+        held = config
+        for key in path:
+            held = getattr(held, key)
+        assert held == value, (path, value, held)
 
 
 @PROPERTY
-@given(data=st.one_of(st.text(max_size=120).map(str.encode), st.binary(max_size=120)))
+@given(
+    data=st.one_of(
+        st.text(max_size=120).map(str.encode),
+        st.binary(max_size=120),
+        st.dictionaries(st.sampled_from(CONFIG_KEYS), YAML_VALUES, max_size=5).map(lambda raw: yaml.safe_dump(raw).encode()),
+    )
+)
 def test_config_file_reader_never_raises_anything_but_input_errors(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(data)
-    parses_or_input_error(load_config, path)
+    config = parse_or_none(load_config, path)
+    if config is not None:
+        raw = yaml.safe_load(data.decode("utf-8-sig")) or {}
+        assert config == resolve_data_paths(parse_config(raw), tmp_path)
+        assert_config_holds(config, raw)
 
 
 @PROPERTY
@@ -678,6 +792,28 @@ def test_split_gives_three_scorable_splits_or_an_input_error(labels, valid, test
 
 
 @PROPERTY
-@given(assignments=st.lists(st.text(alphabet="search.wokr=12[]{}:, ", max_size=20), max_size=3))
+@given(
+    assignments=st.lists(
+        st.text(alphabet="search.wokr=12[]{}:, ", max_size=20)
+        | st.tuples(
+            st.sampled_from(["search.workers", "seed", "seed.x", "search.controller.hidden_size", "search", "train.wokers"]),
+            st.text(alphabet="12[]{}:, ab", max_size=8),
+        ).map("=".join),
+        max_size=3,
+    )
+)
 def test_override_parser_never_raises_anything_but_input_errors(assignments):
-    parses_or_input_error(parse_overrides, assignments)
+    nested = parse_or_none(parse_overrides, assignments)
+    if nested is None:
+        return
+    paths = [assignment.partition("=")[0] for assignment in assignments]
+    for index, assignment in enumerate(assignments):
+        key, _, value = assignment.partition("=")
+        later = paths[index + 1 :]
+        if any(other == key or other.startswith(key + ".") or key.startswith(other + ".") for other in later):
+            continue  # a later assignment replaced this one
+        held = nested
+        for part in key.split("."):
+            held = held[part]
+        assert held == yaml.safe_load(value), (assignment, nested)
+    assert "seed.x" not in paths and "train.wokers" not in paths  # outside the schema: refused

@@ -14,8 +14,10 @@ import torch
 from conftest import one_hot, tiny_net
 from typer.testing import CliRunner
 
-from amber_ray.child import save_child
+from amber_ray.child import ChildNet, save_child
 from amber_ray.cli import app
+from amber_ray.config import OP_NAMES
+from amber_ray.space import Architecture, ModelSpace
 
 LABELS = ["a", "b", "c"]
 # The second layer takes the first's output as a skip, pooled and zero-padded to its block's channels.
@@ -60,6 +62,41 @@ def test_torchscript_matches_torch(model, tmp_path):
     x = one_hot(5, seed=2)
     with torch.no_grad():
         np.testing.assert_allclose(loaded(torch.from_numpy(x)).numpy(), expected(x), atol=1e-6)
+
+
+# Three blocks of one layer: every skip crosses a block, so it is pooled and zero-padded to the wider block.
+EVERY_OP_SPACE = ModelSpace(
+    input_length=40,
+    num_labels=3,
+    num_layers=3,
+    layers_per_block=1,
+    ops=OP_NAMES,
+    first_filters=4,
+    stem_channels=4,
+    dense_units=8,
+    reduction=2,
+)
+
+
+def trained_like(op: str) -> ChildNet:
+    """A model with ``op`` in its first two layers and skips 0 -> 1, 0 -> 2 and 1 -> 2; batch-norm statistics
+    moved off their initial values by one pass in training mode, so eval differs from identity statistics."""
+    torch.manual_seed(0)
+    net = ChildNet(EVERY_OP_SPACE, Architecture.from_text(f"{op},skip:;{op},skip:0;conv4,skip:0+1"))
+    with torch.no_grad():
+        net.train()(torch.from_numpy(one_hot(16, seed=3)))
+    return net.eval()
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_torchscript_export_of_every_op_matches_torch(op, tmp_path):
+    net = trained_like(op)
+    save_child(net, tmp_path / "model.pt", {"label_names": LABELS})
+    loaded = torch.jit.load(str(export(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")))
+    for n in (1, 6):
+        x = torch.from_numpy(one_hot(n, seed=n))
+        with torch.no_grad():
+            np.testing.assert_allclose(loaded(x).numpy(), torch.sigmoid(net(x)).numpy(), atol=1e-6)
 
 
 def test_unknown_format_is_refused(model, tmp_path):

@@ -152,6 +152,7 @@ def submit_pipeline_job(
 
 
 @pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")
+@pytest.mark.slow
 def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
     # Each node needs its own temp dir: two nodes of one host sharing one would unpack the job's
     # working dir into the same folder and delete it under each other.

@@ -3,6 +3,7 @@ for the documented windows; bad input is one line, exit 2, nothing written; each
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -223,6 +224,79 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(model, genome, tmp_pat
     line = " ".join(result.output.split())
     assert line.startswith("error:") and all(fragment in line for fragment in fragments), line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_duplicate_fasta_names_are_refused_unless_allowed(model, tmp_path):
+    rng = np.random.default_rng(4)
+    seqs = [("s0", random_seq(rng, LENGTH)), ("s1", random_seq(rng, LENGTH)), ("s0", random_seq(rng, LENGTH))]
+    (tmp_path / "in.fa").write_text("".join(f">{name}\n{seq}\n" for name, seq in seqs))
+    out = tmp_path / "out"
+    refused = invoke("predict", model, "--fasta", tmp_path / "in.fa", "--out", out)
+    line = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and line.startswith("error:"), refused.output
+    assert all(fragment in line for fragment in ("in.fa", "record s0", "duplicate record name", "--allow-duplicate-names")), line
+    assert not out.exists() or not any(out.iterdir())
+
+    allowed = invoke("predict", model, "--fasta", tmp_path / "in.fa", "--out", out, "--allow-duplicate-names")
+    assert allowed.exit_code == 0, allowed.output
+    table = pd.read_parquet(out / "predictions.parquet")
+    assert list(table.name[::3]) == ["s0", "s1", "s0"]
+    np.testing.assert_allclose(table.probability.to_numpy().reshape(-1, 3), direct([seq for _, seq in seqs]), atol=1e-6)
+    assert json.loads((out / "summary.json").read_text())["duplicate_names"] == 1
+
+
+def test_a_prediction_in_another_format_replaces_the_earlier_one(model, genome, tmp_path):
+    rng = np.random.default_rng(5)
+    (tmp_path / "in.fa").write_text("".join(f">s{i}\n{random_seq(rng, LENGTH)}\n" for i in range(3)))
+    out = tmp_path / "out"
+    fasta = ["predict", model, "--fasta", tmp_path / "in.fa", "--out", out]
+    runs = [
+        (fasta, {"predictions.parquet"}),
+        ([*fasta, "--tsv"], {"predictions.tsv"}),
+        (fasta, {"predictions.parquet"}),
+        (["predict", model, "--genome", tmp_path / "genome.fa", "--tile", 10, "--out", out], {"a.bw", "b.bw", "c.bw"}),
+        ([*fasta, "--tsv"], {"predictions.tsv"}),
+    ]
+    before: set[str] = set()
+    for arguments, expected in runs:
+        result = invoke(*arguments)
+        assert result.exit_code == 0, result.output
+        assert {p.name for p in out.iterdir() if p.name.startswith("predictions.") or p.suffix == ".bw"} == expected
+        removed = json.loads((out / "summary.json").read_text())["removed_stale_outputs"]
+        assert sorted(Path(p).name for p in removed) == sorted(before - expected)
+        before = expected
+
+
+def test_tile_regions_without_a_window_are_named(model, genome, tmp_path):
+    """A bin's 40-bp window runs from 15 bp before it to 25 bp after: none fits for a region at a chromosome's start."""
+    reference, regions = tmp_path / "genome.fa", tmp_path / "regions.bed"
+    regions.write_text("chr1\t0\t10\nchr2\t90\t100\n")
+    out = tmp_path / "short"
+    result = invoke("predict", model, "--genome", reference, "--tile", 10, "--regions", regions, "--out", out)
+    line = " ".join(result.output.split())
+    assert result.exit_code == 2 and line.startswith("error:"), result.output
+    assert all(fragment in line for fragment in ("regions.bed", "chr1:0-10, chr2:90-100", "nothing to tile")), line
+    assert not out.exists() or not any(out.iterdir())
+
+    regions.write_text("chr1\t0\t10\nchr1\t100\t130\n")
+    out = tmp_path / "mixed"
+    result = invoke("predict", model, "--genome", reference, "--tile", 10, "--regions", regions, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [(s, e) for s, e, _ in read_track(out / "a.bw", "chr1")] == [(100, 110), (110, 120), (120, 130)]
+    assert json.loads((out / "summary.json").read_text())["without_windows"] == ["chr1:0-10"]
+
+
+def test_bed_windows_padded_past_a_chromosome_end_are_counted(model, genome, tmp_path):
+    bed = tmp_path / "r.bed"
+    # windows [35, 75) on chr1, [-15, 25) on chr1 and [75, 115) on chr2 (length 100): the last two padded
+    bed.write_text("chr1\t50\t60\nchr1\t0\t10\nchr2\t90\t100\n")
+    out = tmp_path / "out"
+    result = invoke("predict", model, "--bed", bed, "--genome", tmp_path / "genome.fa", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["padded_windows"] == 2
+    table = pd.read_parquet(out / "predictions.parquet")
+    expected = [genome["chr1"][35:75], "N" * 15 + genome["chr1"][:25], genome["chr2"][75:] + "N" * 15]
+    np.testing.assert_allclose(table.probability.to_numpy().reshape(-1, 3), direct(expected), atol=1e-6)
 
 
 def test_job_entrypoint_makes_every_path_absolute(monkeypatch, load_job):

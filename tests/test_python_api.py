@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_example_runs_and_its_final_model_predicts_new_sequences(ray_session, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-after-the-test")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the example points it at its own store; restored afterwards

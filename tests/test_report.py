@@ -371,9 +371,44 @@ def test_report_of_nothing_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("probs_in_eval, all_ref_preferred", [(True, True), (False, False)])
 def test_variant_figures_from_eval_or_score_table(tmp_path, probs_in_eval, all_ref_preferred):
-    write_variant_outputs(tmp_path / "variants", probs_in_eval, all_ref_preferred)
-    rendered = {figure.key: figure for figure in render_figures(load_run(variants=tmp_path / "variants"))}
+    """Each variant's ref and alt probabilities, grouped by its preferred allele, and the ROC of model and PWM
+    scores over both orientations of each pair, whether the probabilities sit in eval.parquet or scores.tsv."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from amber_ray.report.figures import variant_ref_alt, variant_roc
+
+    directory = tmp_path / "variants"
+    write_variant_outputs(directory, probs_in_eval, all_ref_preferred)
+    run = load_run(variants=directory)
+    rendered = {figure.key: figure for figure in render_figures(run)}
     assert rendered["variant_ref_alt"].png is not None and rendered["variant_roc"].png is not None
+
+    evaluation = pd.read_parquet(directory / "eval.parquet")
+    probs = evaluation if probs_in_eval else pd.read_csv(directory / "scores.tsv", sep="\t")
+    assert list(probs.variant_id) == list(evaluation.variant_id)
+    (ax,) = variant_ref_alt(run).axes
+    points = [collection.get_offsets() for collection in ax.collections]
+    if probs_in_eval:  # grouped by the preferred allele, as the evaluation knows it
+        groups = [evaluation.preferred.to_numpy() == value for value in (1, 0)]
+        expected = [np.column_stack([probs.ref_prob[rows], probs.alt_prob[rows]]) for rows in groups if rows.any()]
+        labels = [f"{name} ({rows.sum()})" for name, rows in zip(("ref preferred", "alt preferred"), groups) if rows.any()]
+        assert [collection.get_label() for collection in ax.collections] == labels
+    else:  # a score table has no preferred allele: one group
+        expected = [np.column_stack([probs.ref_prob, probs.alt_prob])]
+    assert len(points) == len(expected)
+    for offsets, known in zip(points, expected):
+        np.testing.assert_allclose(offsets, known)
+
+    (ax,) = variant_roc(run).axes
+    preferred = evaluation.preferred.to_numpy()
+    truth = np.concatenate([preferred, 1 - preferred])
+    curves = {line.get_label().split(":")[0]: line for line in ax.lines if "AUROC" in line.get_label()}
+    assert sorted(curves) == ["PWM MA0139.1 CTCF", "model"]
+    for name, column in (("model", "model_score"), ("PWM MA0139.1 CTCF", "pwm_score")):
+        score = np.concatenate([evaluation[column], -evaluation[column]])
+        fpr, tpr, _ = roc_curve(truth, score)
+        np.testing.assert_allclose(curves[name].get_xydata(), np.column_stack([fpr, tpr]))
+        assert curves[name].get_label() == f"{name}: AUROC {roc_auc_score(truth, score):.3f}"
 
 
 def test_find_run_looks_in_the_tracking_uri_then_beside_the_outputs_and_creates_no_store(tmp_path, monkeypatch):

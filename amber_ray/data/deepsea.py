@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -84,7 +85,51 @@ def _open_v73(path: Path, x_key: str, y_key: str) -> Iterator[tuple[MatlabOrder,
         raise AmberInputError(f"not a readable MATLAB v7.3 file ({error})", path) from None
 
 
+MI_COMPRESSED = 15  # the MATLAB v5 data type of a zlib-compressed element
+
+
+def _check_v5_elements(path: Path) -> None:
+    """Refuse a v5 file whose top-level elements run past its end, or whose compressed elements do not
+    decompress whole: on such damage scipy's reader can crash the process instead of raising."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        header = file.read(128)
+        if header[126:128] not in (b"IM", b"MI"):
+            return  # not a v5 file: scipy says so
+        order = ">" if header[126:128] == b"MI" else "<"
+        offset = 128
+        while offset + 8 <= size:
+            file.seek(offset)
+            kind, nbytes = struct.unpack(order + "II", file.read(8))
+            if offset + 8 + nbytes > size:
+                raise AmberInputError(
+                    f"not a readable .mat file (truncated: the element at byte {offset} runs past its end)", path
+                )
+            if kind == MI_COMPRESSED:
+                _check_decompresses(path, file, nbytes, offset)
+            offset += 8 + nbytes
+
+
+def _check_decompresses(path: Path, file: BinaryIO, nbytes: int, offset: int) -> None:
+    """Decompress the ``nbytes`` at ``file``'s position, 16 MB of output at a time, only to check them."""
+    stream, remaining = zlib.decompressobj(), nbytes
+    try:
+        while remaining and not stream.eof:
+            chunk = file.read(min(remaining, 1 << 20))
+            remaining -= len(chunk)
+            while chunk and not stream.eof:
+                stream.decompress(chunk, 1 << 24)
+                chunk = stream.unconsumed_tail
+    except zlib.error as error:
+        raise AmberInputError(
+            f"not a readable .mat file (the compressed element at byte {offset} is damaged: {error})", path
+        ) from None
+    if not stream.eof:
+        raise AmberInputError(f"not a readable .mat file (the compressed element at byte {offset} ends before its data)", path)
+
+
 def _read_v5(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    _check_v5_elements(path)
     try:
         content = scipy.io.loadmat(path, variable_names=[x_key, y_key])
     except V5_READ_ERRORS as error:
