@@ -248,9 +248,46 @@ AMBER_UPDATE: dict[str, Any] = {
 }
 
 
+class EvolutionConfig(_Strict):
+    """Regularized evolution (Real et al. 2019): an aging population, tournament selection, one mutation."""
+
+    # Scored architectures kept; the oldest leaves when a new one arrives (aging, not the worst).
+    population: PositiveInt = 50
+    # Parents are the best of this many population members drawn at random.
+    tournament: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _tournament_within_population(self) -> EvolutionConfig:
+        if self.tournament > self.population:
+            raise ValueError(f"tournament ({self.tournament}) must not exceed population ({self.population})")
+        return self
+
+
+class ObjectiveConfig(_Strict):
+    """What the search maximises: validation AUROC alone, or with a cost on the model's size or speed.
+
+    ``params``: AUROC - weight * log10(parameters / reference); ``latency``: AUROC - weight *
+    log10(seconds per batch / reference seconds), measured by the scoring worker; ``budget``:
+    AUROC for models of at most ``max_params`` parameters, 0 (never chosen) for larger ones.
+    """
+
+    kind: Literal["auroc", "params", "latency", "budget"] = "auroc"
+    weight: float = Field(0.01, ge=0)
+    reference_params: PositiveInt = 100_000
+    reference_seconds: PositiveFloat = 0.01
+    max_params: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _budget_needs_max_params(self) -> ObjectiveConfig:
+        if self.kind == "budget" and self.max_params is None:
+            raise ValueError("objective kind 'budget' needs max_params")
+        return self
+
+
 class SearchConfig(_Strict):
-    # enas: the LSTM controller; random: uniform sampling on the same supernet and budget (the ablation).
-    strategy: Literal["enas", "random"] = "enas"
+    # enas: the LSTM controller; random: uniform sampling on the same supernet and budget (the ablation);
+    # evolution: regularized evolution (search.evolution) on the same supernet and budget.
+    strategy: Literal["enas", "random", "evolution"] = "enas"
     # Seeds the controller, the supernet and their sampling; the data split keeps the top-level seed,
     # so independent searches (different search.seed) share one split. Defaults to the top-level seed.
     seed: Seed | None = None
@@ -276,6 +313,8 @@ class SearchConfig(_Strict):
     # Actor deaths survived per search: each replaces every actor and reloads the last checkpoint.
     max_failures: int = Field(3, ge=0)
     controller: ControllerConfig = ControllerConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
 
 
 class RetrainConfig(_Strict):
