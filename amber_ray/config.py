@@ -324,6 +324,8 @@ class RetrainConfig(_Strict):
     sampled: int = Field(10, ge=0)
     skip_probability: float = Field(0.4, ge=0, le=1)
     include_greedy: bool = False
+    # Also retrain every architecture of the search's reward-vs-size Pareto front (`retrain --arch front`).
+    include_front: bool = False
     cpus_per_trial: PositiveFloat = 1.0
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(1, ge=0)

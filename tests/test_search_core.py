@@ -186,3 +186,20 @@ def test_ray_search_and_in_process_loop_give_the_same_history(ray_session, tmp_p
     finally:
         torch.set_num_threads(threads)
     pd.testing.assert_frame_equal(history_table(local), ray_history)
+
+
+def test_retrain_arch_front_takes_every_architecture_of_the_front(tmp_path):
+    import json
+
+    from amber_ray.errors import AmberInputError
+    from amber_ray.retrain import searched_architectures
+
+    small, big = "conv4,skip:;identity,skip:;conv4,skip:;identity,skip:", TARGET.to_text()
+    final = {"best": {"arch": big}, "pareto_front": [{"arch": small}, {"arch": big}]}
+    path = tmp_path / "final_architectures.json"
+    path.write_text(json.dumps(final))
+    assert searched_architectures(path, SPACE, include_greedy=False) == [big]
+    assert searched_architectures(path, SPACE, include_greedy=False, include_front=True) == [big, small]
+    path.write_text(json.dumps({"best": {"arch": big}}))
+    with pytest.raises(AmberInputError, match="no pareto_front"):
+        searched_architectures(path, SPACE, include_greedy=False, include_front=True)
