@@ -288,7 +288,7 @@ def main() -> None:
     config = load_config(args.config)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
     report: dict[str, Any] = {"benchmark": "search_efficacy", "mode": name, "config": str(args.config), "out": str(out), **mode}
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     try:
         if args.map:
             cells = args.cells or [f"{space}-{task}" for space in MAP_SPACES for task in MAP_TASKS]
