@@ -203,3 +203,26 @@ def test_retrain_arch_front_takes_every_architecture_of_the_front(tmp_path):
     path.write_text(json.dumps({"best": {"arch": big}}))
     with pytest.raises(AmberInputError, match="no pareto_front"):
         searched_architectures(path, SPACE, include_greedy=False, include_front=True)
+
+
+def test_report_draws_the_candidates_and_their_front(tmp_path):
+    from amber_ray.report.figures import pareto_front as draw_front
+    from amber_ray.report.parts import RunParts, SearchPart
+
+    candidates = [
+        {"arch": "a", "num_params": 100, "rescored_auroc": 0.80, "rescored_reward": 0.80},
+        {"arch": "b", "num_params": 500, "rescored_auroc": 0.90, "rescored_reward": 0.90},
+        {"arch": "d", "num_params": 300, "rescored_auroc": 0.79, "rescored_reward": 0.79},
+    ]
+    front = pareto_front(candidates, "rescored_auroc")
+    final = {
+        "best": {"arch": "b"},
+        "selection": {"candidates": candidates, "objective": {"kind": "auroc"}},
+        "pareto_front": front,
+    }
+    figure = draw_front(RunParts(search=SearchPart(tmp_path, final=final)))
+    ax = figure.axes[0]
+    candidates_drawn, front_drawn, chosen = (collection.get_offsets().tolist() for collection in ax.collections)
+    assert sorted(map(tuple, candidates_drawn)) == [(100, 0.80), (300, 0.79), (500, 0.90)]
+    assert front_drawn == [[100, 0.80], [500, 0.90]] and chosen == [[500, 0.90]]
+    assert ax.get_xscale() == "log" and ax.get_title().startswith("2 of 3 candidates on the front")
