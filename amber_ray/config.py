@@ -559,8 +559,11 @@ def resume_conflicts(
     stored: Mapping[str, Any], config: ExperimentConfig, safe: frozenset[str], ignores: tuple[str, ...]
 ) -> list[str]:
     """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a run
-    in a way its resume cannot take: anything but the ``safe`` keys and keys under ``ignores``."""
-    old, new = _flatten(stored), config_as_flat_dict(config)
+    in a way its resume cannot take: anything but the ``safe`` keys and keys under ``ignores``.
+
+    A key the stored config lacks counts as its default: the run was written before the key existed
+    and ran as its default does (e.g. ``search.objective`` added after a search began)."""
+    old, new = {**config_as_flat_dict(ExperimentConfig()), **_flatten(stored)}, config_as_flat_dict(config)
     return [
         f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
         for key in sorted(set(old) | set(new))

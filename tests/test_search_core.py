@@ -226,3 +226,14 @@ def test_report_draws_the_candidates_and_their_front(tmp_path):
     assert sorted(map(tuple, candidates_drawn)) == [(100, 0.80), (300, 0.79), (500, 0.90)]
     assert front_drawn == [[100, 0.80], [500, 0.90]] and chosen == [[500, 0.90]]
     assert ax.get_xscale() == "log" and ax.get_title().startswith("2 of 3 candidates on the front")
+
+
+def test_a_search_stored_before_the_objective_and_evolution_keys_resumes_with_their_defaults():
+    from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, resume_conflicts
+
+    config = ExperimentConfig()
+    stored = config.model_dump(mode="json")
+    del stored["search"]["objective"], stored["search"]["evolution"]
+    assert resume_conflicts(stored, config, RESUME_SAFE_KEYS, SEARCH_IGNORES) == []
+    costly = parse_config({"search": {"objective": {"kind": "params"}}})
+    assert resume_conflicts(stored, costly, RESUME_SAFE_KEYS, SEARCH_IGNORES) == ["search.objective.kind 'auroc' -> 'params'"]
