@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -240,13 +240,19 @@ def retrain(
     replicates: Annotated[int | None, typer.Option(help="Replicate seeds per architecture (paper: 6).")] = None,
     sampled: Annotated[int | None, typer.Option(help="Uniformly sampled architectures to compare with.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted grid.")] = False,
+    arch: Annotated[
+        Literal["best", "front"],
+        typer.Option(
+            "--arch", help="best: the search's choice; front: also every architecture of its reward-vs-size Pareto front."
+        ),
+    ] = "best",
     overrides: SetOption = None,
     force: Annotated[
         bool,
         typer.Option("--force", help="Retrain although the search ran with other data or space settings (tagged in MLflow)."),
     ] = False,
 ) -> None:
-    """Retrain the searched architecture and sampled ones with replicates (Ray Tune)."""
+    """Retrain the searched architecture(s) and sampled ones with replicates (Ray Tune)."""
     from amber_ray import cluster, outputs
     from amber_ray.retrain import run_retrain
     from amber_ray.tracking import follow_pipeline_store
@@ -255,6 +261,8 @@ def retrain(
     values.setdefault("retrain", {}).update(
         {k: v for k, v in {"replicates": replicates, "sampled": sampled}.items() if v is not None}
     )
+    if arch == "front":
+        values["retrain"]["include_front"] = True
 
     experiment = load_config(config, values)
     if resume:

@@ -266,9 +266,46 @@ AMBER_UPDATE: dict[str, Any] = {
 }
 
 
+class EvolutionConfig(_Strict):
+    """Regularized evolution (Real et al. 2019): an aging population, tournament selection, one mutation."""
+
+    # Scored architectures kept; the oldest leaves when a new one arrives (aging, not the worst).
+    population: PositiveInt = 50
+    # Parents are the best of this many population members drawn at random.
+    tournament: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _tournament_within_population(self) -> EvolutionConfig:
+        if self.tournament > self.population:
+            raise ValueError(f"tournament ({self.tournament}) must not exceed population ({self.population})")
+        return self
+
+
+class ObjectiveConfig(_Strict):
+    """What the search maximises: validation AUROC alone, or with a cost on the model's size or speed.
+
+    ``params``: AUROC - weight * log10(parameters / reference); ``latency``: AUROC - weight *
+    log10(seconds per batch / reference seconds), measured by the scoring worker; ``budget``:
+    AUROC for models of at most ``max_params`` parameters, 0 (never chosen) for larger ones.
+    """
+
+    kind: Literal["auroc", "params", "latency", "budget"] = "auroc"
+    weight: float = Field(0.01, ge=0)
+    reference_params: PositiveInt = 100_000
+    reference_seconds: PositiveFloat = 0.01
+    max_params: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _budget_needs_max_params(self) -> ObjectiveConfig:
+        if self.kind == "budget" and self.max_params is None:
+            raise ValueError("objective kind 'budget' needs max_params")
+        return self
+
+
 class SearchConfig(_Strict):
-    # enas: the LSTM controller; random: uniform sampling on the same supernet and budget (the ablation).
-    strategy: Literal["enas", "random"] = "enas"
+    # enas: the LSTM controller; random: uniform sampling on the same supernet and budget (the ablation);
+    # evolution: regularized evolution (search.evolution) on the same supernet and budget.
+    strategy: Literal["enas", "random", "evolution"] = "enas"
     # Seeds the controller, the supernet and their sampling; the data split keeps the top-level seed,
     # so independent searches (different search.seed) share one split. Defaults to the top-level seed.
     seed: Seed | None = None
@@ -294,6 +331,8 @@ class SearchConfig(_Strict):
     # Actor deaths survived per search: each replaces every actor and reloads the last checkpoint.
     max_failures: int = Field(3, ge=0)
     controller: ControllerConfig = ControllerConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
 
 
 class RetrainConfig(_Strict):
@@ -303,6 +342,8 @@ class RetrainConfig(_Strict):
     sampled: int = Field(10, ge=0)
     skip_probability: float = Field(0.4, ge=0, le=1)
     include_greedy: bool = False
+    # Also retrain every architecture of the search's reward-vs-size Pareto front (`retrain --arch front`).
+    include_front: bool = False
     cpus_per_trial: PositiveFloat = 1.0
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(1, ge=0)
@@ -552,8 +593,11 @@ def resume_conflicts(
     stored: Mapping[str, Any], config: ExperimentConfig, safe: frozenset[str], ignores: tuple[str, ...]
 ) -> list[str]:
     """Every key (``key old -> new``) in which ``config`` differs from the ``stored`` config of a run
-    in a way its resume cannot take: anything but the ``safe`` keys and keys under ``ignores``."""
-    old, new = _flatten(stored), config_as_flat_dict(config)
+    in a way its resume cannot take: anything but the ``safe`` keys and keys under ``ignores``.
+
+    A key the stored config lacks counts as its default: the run was written before the key existed
+    and ran as its default does (e.g. ``search.objective`` added after a search began)."""
+    old, new = {**config_as_flat_dict(ExperimentConfig()), **_flatten(stored)}, config_as_flat_dict(config)
     return [
         f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
         for key in sorted(set(old) | set(new))

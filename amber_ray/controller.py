@@ -10,7 +10,7 @@ scored in batches, so one LSTM pass serves all of them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,9 @@ from torch.nn import functional as F
 
 from amber_ray.config import ControllerConfig
 from amber_ray.space import Architecture, ModelSpace
+
+# Picks one decision for a batch: (layer, probabilities) -> choices.
+Chooser = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -57,6 +60,16 @@ def iteration_stats(archs: Sequence[Architecture], reward: np.ndarray) -> dict[s
 
 
 class Controller(nn.Module):
+    """The ENAS policy over a model space, with its optimizer, baseline and RNG.
+
+    In one search iteration it is used three times: :meth:`sample` draws the architectures the
+    supernet scores; :meth:`update` takes several clipped policy steps (PPO by default, REINFORCE
+    as in AMBER) on them with advantages = reward minus a baseline, re-scoring their
+    log-probabilities under the moving policy (:meth:`rescore`) and stopping once the KL to the
+    sampling policy passes ``max_kl``; then :meth:`sample` draws one architecture per supernet
+    mini-batch of the training pass.
+    """
+
     def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int = 0):
         super().__init__()
         self.space = space
@@ -81,19 +94,25 @@ class Controller(nn.Module):
             logits = self.config.tanh_constant * torch.tanh(logits)
         return logits
 
-    def _choose(self, probs: torch.Tensor, given: torch.Tensor | None, greedy: bool, binary: bool) -> torch.Tensor:
-        if given is not None:
-            return given
-        if binary:
-            if greedy:
-                return (probs > 0.5).long()
-            return torch.bernoulli(probs, generator=self.generator).long()
-        if greedy:
-            return probs.argmax(-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+    def decide(self, n: int, greedy: bool = False) -> Decisions:
+        """Sample ``n`` architectures in one batched pass (``greedy``: each decision's most likely choice)."""
 
-    def decide(self, n: int, given: tuple[torch.Tensor, list[torch.Tensor]] | None = None, greedy: bool = False) -> Decisions:
-        """Sample (or, with ``given``, re-score) ``n`` architectures in one batched pass."""
+        def choose_op(layer: int, probs: torch.Tensor) -> torch.Tensor:
+            return probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+
+        def choose_skips(layer: int, probs: torch.Tensor) -> torch.Tensor:
+            return (probs > 0.5).long() if greedy else torch.bernoulli(probs, generator=self.generator).long()
+
+        return self._run(n, choose_op, choose_skips)
+
+    def rescore(self, given: tuple[torch.Tensor, list[torch.Tensor]]) -> Decisions:
+        """The log-probabilities, entropies and skip KL of given architectures (:meth:`encode`), in one batched pass."""
+        ops, skips = given
+        return self._run(len(ops), lambda layer, _: ops[:, layer], lambda layer, _: skips[layer])
+
+    def _run(self, n: int, choose_op: Chooser, choose_skips: Chooser) -> Decisions:
+        """One LSTM pass over the layers; ``choose_op``/``choose_skips`` take (layer, probabilities) and
+        return the op index per architecture ``(n,)`` or the 0/1 skips to each earlier layer ``(n, layer)``."""
         hidden = self.config.hidden_size
         state = (torch.zeros(n, hidden), torch.zeros(n, hidden))
         inputs = self.start.expand(n, hidden)
@@ -107,7 +126,7 @@ class Controller(nn.Module):
             state = self.lstm(inputs, state)
             logits = self._squash(self.op_logits(state[0]))
             log_p = F.log_softmax(logits, -1)
-            op = self._choose(log_p.exp(), given[0][:, layer] if given else None, greedy, binary=False)
+            op = choose_op(layer, log_p.exp())
             log_prob = log_prob + log_p.gather(1, op[:, None]).squeeze(1)
             entropy = entropy - (log_p.exp() * log_p).sum(-1)
             ops.append(op)
@@ -119,7 +138,7 @@ class Controller(nn.Module):
                 keys = torch.stack(anchor_keys, 1)
                 skip_logits = self._squash(self.attn_v(torch.tanh(keys + self.attn_query(state[0])[:, None])).squeeze(-1))
                 p_skip = torch.sigmoid(skip_logits)
-                skip = self._choose(p_skip, given[1][layer] if given else None, greedy, binary=True)
+                skip = choose_skips(layer, p_skip)
                 log_prob = log_prob + (skip * F.logsigmoid(skip_logits) + (1 - skip) * F.logsigmoid(-skip_logits)).sum(-1)
                 entropy = entropy - (p_skip * F.logsigmoid(skip_logits) + (1 - p_skip) * F.logsigmoid(-skip_logits)).sum(-1)
                 skip_kl = skip_kl + _bernoulli_kl(p_skip, self.config.skip_target).sum(-1)
@@ -143,7 +162,7 @@ class Controller(nn.Module):
         ]
 
     def encode(self, archs: Sequence[Architecture]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Architectures -> the (ops, skips) tensors :meth:`decide` takes as ``given``."""
+        """Architectures -> the (ops, skips) tensors :meth:`rescore` takes."""
         index = {op: i for i, op in enumerate(self.space.ops)}
         ops = torch.tensor([[index[op] for op in arch.ops] for arch in archs])
         matrices = torch.from_numpy(np.stack([arch.skip_matrix() for arch in archs])).long()
@@ -212,13 +231,13 @@ class Controller(nn.Module):
         advantage = self.advantages(reward)
         ops, skips = self.encode(archs)
         with torch.no_grad():
-            before = self.decide(len(archs), given=(ops, skips))
+            before = self.rescore((ops, skips))
         minibatches = min(self.config.policy_minibatches, len(archs))
         losses, kl, steps = [], 0.0, 0
         for _ in range(self.config.policy_epochs):
             order = torch.randperm(len(archs), generator=self.generator)
             for index in order.tensor_split(minibatches):
-                decisions = self.decide(len(index), given=(ops[index], [s[index] for s in skips]))
+                decisions = self.rescore((ops[index], [s[index] for s in skips]))
                 loss = self._loss(decisions, before.log_prob[index], advantage[index])
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -226,7 +245,7 @@ class Controller(nn.Module):
                 losses.append(float(loss.detach()))
                 steps += 1
             with torch.no_grad():
-                kl = float((before.log_prob - self.decide(len(archs), given=(ops, skips)).log_prob).mean())
+                kl = float((before.log_prob - self.rescore((ops, skips)).log_prob).mean())
             if self.config.max_kl is not None and kl > self.config.max_kl:
                 break
         self.baseline = self._next_baseline(reward)

@@ -73,7 +73,8 @@ def tune_grid(retrain_dir: Path) -> Path:
 
 
 # --- search tables ---------------------------------------------------------------------------
-HISTORY_COLUMNS = ["iteration", "sample", "arch", "reward", "num_params", "reward_half1", "reward_half2"]
+# ``reward`` is the search objective (search.objective) of ``auroc``, the validation AUROC; they are equal by default.
+HISTORY_COLUMNS = ["iteration", "sample", "arch", "reward", "num_params", "reward_half1", "reward_half2", "auroc"]
 
 
 def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -87,6 +88,7 @@ def history_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "num_params": "int64",
             "reward_half1": "float64",
             "reward_half2": "float64",
+            "auroc": "float64",
         }
     )
 

@@ -53,7 +53,9 @@ logger = logging.getLogger(__name__)
 
 def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) -> list[dict[str, Any]]:
     """Searched architecture(s) from ``final_architectures.json`` + sampled ones, each with replicates."""
-    searched = searched_architectures(search_dir / outputs.FINAL_ARCHITECTURES, space, config.retrain.include_greedy)
+    searched = searched_architectures(
+        search_dir / outputs.FINAL_ARCHITECTURES, space, config.retrain.include_greedy, config.retrain.include_front
+    )
     archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled_architectures(config, space)]
     return replicate_grid(config, archs)
 
@@ -73,8 +75,8 @@ def replicate_grid(config: ExperimentConfig, archs: list[tuple[str, str]]) -> li
     ]
 
 
-def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool) -> list[str]:
-    """The best (and greedy) architecture of a search, checked against ``space``.
+def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool, include_front: bool = False) -> list[str]:
+    """The best (and greedy, and the reward-vs-size Pareto front's) architectures of a search, checked against ``space``.
 
     The file may have been edited by hand, and its strings name trial directories and MLflow tags.
     """
@@ -85,6 +87,10 @@ def searched_architectures(path: Path, space: ModelSpace, include_greedy: bool) 
         searched = [final["best"]["arch"]]
         if include_greedy and "greedy" in final and final["greedy"]["arch"] not in searched:  # a random search has none
             searched.append(final["greedy"]["arch"])
+        if include_front:
+            if "pareto_front" not in final:
+                raise AmberInputError("has no pareto_front (a search from before the front was written)", path)
+            searched += [entry["arch"] for entry in final["pareto_front"] if entry["arch"] not in searched]
     except (ValueError, KeyError, TypeError) as error:
         raise AmberInputError(f"not the final_architectures.json of a search ({type(error).__name__}: {error})", path) from None
     for arch in searched:

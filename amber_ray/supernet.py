@@ -7,6 +7,8 @@ statistics only, since running statistics shared by many architectures fit none 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -179,6 +181,21 @@ class SupernetTrainer:
             halves = [_half_auroc(valid.y[half::2], probs[half::2]) for half in (0, 1)]
             scores[arch] = (mean_auroc(valid.y, probs), *halves)
         return [scores[arch] for arch in archs]
+
+    @torch.no_grad()
+    def latency(self, arch: Architecture, batch_size: int = 128, repeats: int = 3) -> float:
+        """Best-of-``repeats`` seconds of one inference batch through ``arch``'s path alone (no shared prefix)."""
+        self.model.eval()
+        x = self._tensor(self.valid_data.one_hot(np.arange(min(batch_size, self.valid_data.num_sequences))))
+        best = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            with self._autocast():
+                self.model(x, arch)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            best = min(best, time.perf_counter() - started)
+        return best
 
     def state(self) -> dict:
         """Model and optimizer state on the CPU (a driver without a GPU must be able to hold it)."""

@@ -35,6 +35,7 @@ from amber_ray.config import ExperimentConfig, parse_config
 from amber_ray.data import SearchData, SequenceDataset, load_search_data
 from amber_ray.data.dataset import codes_to_one_hot
 from amber_ray.data.hdf5 import SPLIT_FILES, open_writer
+from amber_ray.search.core import Score
 from amber_ray.search.loop import SearchDriver
 
 T = TypeVar("T")
@@ -119,7 +120,7 @@ class TimedDriver(SearchDriver):
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         return self.timed("train", lambda: super(TimedDriver, self).train_pass(archs, iteration, batch_size))
 
-    def score(self, archs: list[str], all_validation: bool = False) -> list[tuple[float, float, float, int]]:
+    def score(self, archs: list[str], all_validation: bool = False) -> list[Score]:
         return self.timed("score", lambda: super(TimedDriver, self).score(archs, all_validation))
 
 

@@ -53,13 +53,13 @@ from torch.autograd import DeviceType
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from amber_ray.config import ControllerConfig, SearchConfig, SpaceConfig
-from amber_ray.controller import Controller
+from amber_ray.config import SearchConfig, SpaceConfig
 from amber_ray.data import SequenceDataset
 from amber_ray.data.simulate import reference_workload
 from amber_ray.device import resolve_device, resolve_precision
 from amber_ray.errors import AmberInputError
 from amber_ray.ops import ONEDNN_LINEAR_AVAILABLE, onednn_matmul, to_channels_last
+from amber_ray.search.local import LocalSearch
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import Supernet, SupernetTrainer
 
@@ -122,27 +122,31 @@ def random_dataset(n: int, length: int, labels: int, seed: int) -> SequenceDatas
     return SequenceDataset(x, y, [f"seq{i}" for i in range(n)], [f"label{j}" for j in range(labels)])
 
 
-class LocalSearch:
-    """The controller and one supernet trainer in this process."""
+def reference_search_config(precision: str, threads: int = 1, gpus: float = 0) -> SearchConfig:
+    """The reference workload's search: the ENAS controller's defaults, supernet learning rate 1e-3."""
+    return SearchConfig(cpus_per_worker=threads, gpus_per_worker=gpus, supernet_learning_rate=1e-3, precision=precision)
+
+
+class InProcessSearch:
+    """The search's in-process loop (:class:`amber_ray.search.local.LocalSearch`), phase by phase."""
 
     def __init__(self, space: ModelSpace, train: SequenceDataset, valid: SequenceDataset, precision: str, device: torch.device):
-        self.trainer = SupernetTrainer(space, train, valid, learning_rate=1e-3, seed=0, device=str(device), precision=precision)
-        self.controller = Controller(space, ControllerConfig(), seed=0)
+        self.search = LocalSearch(space, train, valid, reference_search_config(precision), seed=0, device=str(device))
 
     def precision(self) -> tuple[str, str]:
-        return self.trainer.precision, self.trainer.precision_reason
+        return self.search.precision()
 
     def sample(self, n: int) -> list[str]:
-        return [arch.to_text() for arch in self.controller.sample(n)[0]]
+        return self.search.sample(n)[0]
 
     def train_pass(self, archs: list[str], step: int) -> None:
-        self.trainer.train_pass([Architecture.from_text(a) for a in archs], step, REFERENCE_BATCH)
+        self.search.train_pass(archs, step, REFERENCE_BATCH)
 
     def score(self, archs: list[str]) -> list[float]:
-        return [score[0] for score in self.trainer.score([Architecture.from_text(a) for a in archs])]
+        return [score[0] for score in self.search.score(archs)]
 
     def update(self, archs: list[str], rewards: list[float]) -> None:
-        self.controller.update([Architecture.from_text(a) for a in archs], rewards)
+        self.search.update(archs, rewards)
 
     def peak_rss_mb(self) -> dict[str, float]:
         return {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -170,8 +174,8 @@ class RaySearch:
         self.ray = ray
         gpus = 1 if device.type == "cuda" else 0
         ray.init(num_cpus=threads, num_gpus=gpus, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
-        config = SearchConfig(cpus_per_worker=threads, gpus_per_worker=gpus, supernet_learning_rate=1e-3, precision=precision)
-        self.controller = ControllerActor.options(num_cpus=0).remote(space, ControllerConfig(), 0)
+        config = reference_search_config(precision, threads, gpus)
+        self.controller = ControllerActor.options(num_cpus=0).remote(space, config, 0)
         self.worker = SupernetWorker.options(num_cpus=threads, num_gpus=gpus).remote(space, train, valid, config, 0, threads)
         self.pids = ray.get([actor.__ray_call__.remote(lambda _: os.getpid()) for actor in (self.controller, self.worker)])
 
@@ -208,7 +212,9 @@ def process_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_step(search: LocalSearch | RaySearch, step: int, batches: int) -> tuple[dict[str, float], tuple[list[str], list[str]]]:
+def run_step(
+    search: InProcessSearch | RaySearch, step: int, batches: int
+) -> tuple[dict[str, float], tuple[list[str], list[str]]]:
     """One controller step: per-phase seconds, and the architectures trained and scored.
 
     The controller's work is labelled for the profiler, which counts it as one kind.
@@ -230,7 +236,7 @@ def run_step(search: LocalSearch | RaySearch, step: int, batches: int) -> tuple[
 
 
 def timed_steps(
-    searches: dict[str, LocalSearch | RaySearch], steps: int, batches: int
+    searches: dict[str, InProcessSearch | RaySearch], steps: int, batches: int
 ) -> dict[str, tuple[dict[str, list[float]], list[tuple[list[str], list[str]]]]]:
     """Run ``steps`` controller steps of each search, taking turns step by step; per search, the per-phase
     seconds and the architectures each step ran.
@@ -403,7 +409,7 @@ def profile_kind(name: str, phases: Sequence[str]) -> str:
     return "other_ops"
 
 
-def profile_step(search: LocalSearch, step: int, batches: int, device: torch.device) -> dict[str, object]:
+def profile_step(search: InProcessSearch, step: int, batches: int, device: torch.device) -> dict[str, object]:
     """One reference step under torch.profiler: each kind of work's self time as a fraction of the step."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
@@ -450,11 +456,11 @@ def run_reference(
     }
     bandwidth = copy_bandwidth_gbs(device)
     result: dict[str, object] = {"peak_gflops": peaks, "copy_bandwidth_gbs": bandwidth}
-    factories: dict[str, Callable[[], LocalSearch | RaySearch]] = {
-        "local": lambda: LocalSearch(space, train, valid, requested_precision, device),
+    factories: dict[str, Callable[[], InProcessSearch | RaySearch]] = {
+        "local": lambda: InProcessSearch(space, train, valid, requested_precision, device),
         "ray": lambda: RaySearch(space, train, valid, requested_precision, device, threads),
     }
-    searches: dict[str, LocalSearch | RaySearch] = {}
+    searches: dict[str, InProcessSearch | RaySearch] = {}
     try:
         for mode in modes:
             searches[mode] = factories[mode]()

@@ -26,7 +26,7 @@ def test_log_prob_of_given_architectures_matches_sampling():
     controller = make_controller()
     decisions = controller.decide(20)
     archs = controller.to_architectures(decisions)
-    rescored = controller.decide(20, given=controller.encode(archs))
+    rescored = controller.rescore(controller.encode(archs))
     assert torch.allclose(decisions.log_prob, rescored.log_prob, atol=1e-5)
     assert torch.allclose(decisions.skip_kl, rescored.skip_kl, atol=1e-5)
 

@@ -23,7 +23,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "amber_ray"
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "config", "outputs", "atomic", "storage", "rundir", "cluster", "device", "checkpoint", "png"}),
     ("data", {"data", "jaspar"}),
-    ("model", {"space", "ops", "child", "distributed", "metrics", "predict", "supernet", "controller", "training"}),
+    (
+        "model",
+        {
+            "space",
+            "ops",
+            "child",
+            "distributed",
+            "metrics",
+            "predict",
+            "supernet",
+            "controller",
+            "policy",
+            "objective",
+            "training",
+        },
+    ),
     ("science", {"compare", "variants"}),
     ("tracking", {"tracking"}),
     ("use", {"regions", "registry", "inference", "export", "final_model", "interpret", "command_runs", "ui"}),

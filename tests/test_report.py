@@ -309,19 +309,19 @@ def test_older_and_random_search_outputs_still_render(small_run, tmp_path, era):
         assert len(decoded_images(page)) == 4  # diagram, op probabilities, embeddings, search progress
     else:
         assert "search strategy</td><td>random" in page and "greedy (argmax) decode" not in page and "Skipped" not in page
-        assert len(decoded_images(page)) == 6
+        assert len(decoded_images(page)) == 7
 
 
 def test_figures_from_a_search_dir_alone_skip_the_rest_with_notes(small_run, tmp_path):
     run = load_run(search=small_run / "search")
     rendered = {figure.key: figure for figure in render_figures(run)}
     drawn = {key for key, figure in rendered.items() if figure.png is not None}
-    assert drawn == {"op_probabilities", "embedding_pca", "controller_curves", "split_half", "policy_vs_uniform"}
+    assert drawn == {"op_probabilities", "embedding_pca", "controller_curves", "split_half", "policy_vs_uniform", "pareto_front"}
     assert all(figure.note for key, figure in rendered.items() if key not in drawn)
     out = report_run(small_run / "search", out=tmp_path / "search.html", track=False)
     page = out.read_text()
     assert "no retrain outputs" in page and "Retraining" not in page and "Variant effects" not in page
-    assert len(decoded_images(page)) == 6
+    assert len(decoded_images(page)) == 7
 
 
 def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(small_run, tmp_path):
@@ -334,7 +334,9 @@ def test_an_unfinished_run_reports_the_search_checkpoint_and_the_trials_so_far(s
     assert f"{searched.test_auroc.mean():.4f} ± {searched.test_auroc.std():.4f} (n=2)" in page  # from the trials' own reports
     assert "Skipped: no final_architectures.json (the search has not finished)" in page  # controller vs uniform samples
     unfinished_figures = (
-        spec.title for spec in REPORT_FIGURES if not spec.key.startswith("variant") and spec.key != "policy_vs_uniform"
+        spec.title
+        for spec in REPORT_FIGURES
+        if not spec.key.startswith("variant") and spec.key not in ("policy_vs_uniform", "pareto_front")
     )
     assert set(decoded_images(page)) == {"diagram of the best architecture", *unfinished_figures}
 
@@ -348,7 +350,7 @@ def test_a_damaged_checkpoint_costs_only_the_embedding_figure(small_run, tmp_pat
     (search / "checkpoints" / "search.prev.pt").write_bytes(b"not a checkpoint either")
     run = load_run(search=search)
     drawn = {figure.key for figure in render_figures(run) if figure.png is not None}
-    assert drawn == {"op_probabilities", "controller_curves", "split_half", "policy_vs_uniform"}
+    assert drawn == {"op_probabilities", "controller_curves", "split_half", "policy_vs_uniform", "pareto_front"}
     assert any("search.pt is unreadable" in note for note in run.notes)
 
 

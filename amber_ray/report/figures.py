@@ -242,6 +242,32 @@ def policy_vs_uniform(run: RunParts) -> Figure:
     return figure
 
 
+def pareto_front(run: RunParts) -> Figure:
+    """Re-scored final candidates: validation AUROC against parameters, the Pareto front joined, the choice starred."""
+    final = need_search(run).final
+    if final is None:
+        raise Skip("no final_architectures.json (the search has not finished)")
+    if "pareto_front" not in final or "selection" not in final:
+        raise Skip("final_architectures.json has no pareto_front (a search from before the front was written)")
+    candidates = pd.DataFrame(final["selection"]["candidates"])
+    front = pd.DataFrame(final["pareto_front"])
+    figure = Figure(figsize=(5.5, 4.2), layout="constrained")
+    ax = figure.subplots()
+    ax.scatter(candidates.num_params, candidates.rescored_auroc, s=18, color=ROLE_COLORS["sampled"], label="candidate")
+    ax.step(front.num_params, front.rescored_auroc, where="post", color=ROLE_COLORS["searched"], label="Pareto front")
+    ax.scatter(front.num_params, front.rescored_auroc, s=30, color=ROLE_COLORS["searched"], zorder=3)
+    best = final["best"]
+    chosen = candidates[candidates.arch == best["arch"]]
+    ax.scatter(chosen.num_params, chosen.rescored_auroc, marker="*", s=160, color="black", zorder=4, label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("validation AUROC (re-scored in the supernet)")
+    kind = final["selection"].get("objective", {}).get("kind", "auroc")
+    ax.set_title(f"{len(front)} of {len(candidates)} candidates on the front; objective: {kind}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
 def skip_arc(source: int, target: int, top: float) -> tuple[MplPath, float]:
     """A quadratic Bezier from layer ``source`` to ``target`` above the boxes, higher for longer skips; and its peak."""
     height = 0.25 + 0.12 * (target - source)
@@ -488,6 +514,14 @@ REPORT_FIGURES = (
         "scored by the same supernet on the same validation data; p: one-sided Mann-Whitney U test (policy greater), "
         "as recorded by the search.",
         policy_vs_uniform,
+    ),
+    FigureSpec(
+        "pareto_front",
+        "search",
+        "Accuracy vs size of the final candidates",
+        "The candidates of the final choice, re-scored on all validation data: validation AUROC against parameter count. "
+        "The front joins those no other candidate beats on both; `amber-ray retrain --arch front` retrains them all.",
+        pareto_front,
     ),
     FigureSpec(
         "searched_vs_sampled",

@@ -4,44 +4,27 @@ from __future__ import annotations
 
 import socket
 
-import numpy as np
 import ray
 import torch
 
-from amber_ray.config import ControllerConfig, SearchConfig
-from amber_ray.controller import Controller, UniformPolicy
+from amber_ray.config import SearchConfig
 from amber_ray.data import HDF5SequenceFile, SequenceDataset
 from amber_ray.device import worker_device
 from amber_ray.distributed import init_group
+from amber_ray.policy import make_policy
+from amber_ray.search.core import PolicyEndpoint, Score, score_with
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.supernet import SupernetTrainer
 
 
 @ray.remote
-class ControllerActor:
-    """Owns the policy (the LSTM controller with its optimizer, baseline and RNG, or uniform
-    sampling for ``strategy: random``); talks in architecture strings."""
+class ControllerActor(PolicyEndpoint):
+    """Owns the policy of ``search.strategy`` (the LSTM controller with its optimizer, baseline and
+    RNG, uniform sampling, or the evolving population); talks in architecture strings."""
 
-    def __init__(self, space: ModelSpace, config: ControllerConfig, seed: int, strategy: str = "enas"):
+    def __init__(self, space: ModelSpace, search: SearchConfig, seed: int):
         torch.set_num_threads(1)
-        self.controller = Controller(space, config, seed) if strategy == "enas" else UniformPolicy(space, config, seed)
-
-    def sample(self, n: int) -> tuple[list[str], np.ndarray]:
-        archs, op_probs = self.controller.sample(n)
-        return [arch.to_text() for arch in archs], op_probs.numpy()
-
-    def greedy(self) -> str | None:
-        arch = self.controller.greedy()
-        return arch.to_text() if arch is not None else None
-
-    def update(self, archs: list[str], rewards: list[float]) -> dict[str, float]:
-        return self.controller.update([Architecture.from_text(a) for a in archs], rewards)
-
-    def state(self) -> dict:
-        return self.controller.full_state()
-
-    def load(self, state: dict) -> None:
-        self.controller.load_full_state(state)
+        super().__init__(make_policy(space, search, seed))
 
 
 @ray.remote
@@ -66,6 +49,7 @@ class SupernetWorker:
         torch.set_num_threads(threads)
         self.device = worker_device(device, config.gpus_per_worker)
         self.use_gpu = self.device.type == "cuda"
+        self.measure_latency = config.objective.kind == "latency"
         self.trainer = SupernetTrainer(
             space,
             train,
@@ -105,11 +89,9 @@ class SupernetWorker:
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:
         return self.trainer.train_pass([Architecture.from_text(a) for a in archs], iteration, batch_size)
 
-    def score(self, archs: list[str], all_validation: bool = False) -> list[tuple[float, float, float, int]]:
-        """``(reward, reward on half 1, reward on half 2, parameter count)`` per architecture."""
-        parsed = [Architecture.from_text(a) for a in archs]
-        scores = self.trainer.score(parsed, all_validation=all_validation)
-        return [(*score, self.trainer.model.path_num_params(a)) for score, a in zip(scores, parsed)]
+    def score(self, archs: list[str], all_validation: bool = False) -> list[Score]:
+        """``(AUROC, AUROC on half 1, AUROC on half 2, parameter count, latency)`` per architecture."""
+        return score_with(self.trainer, archs, all_validation, self.measure_latency)
 
     def state(self) -> dict:
         return self.trainer.state()

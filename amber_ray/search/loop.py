@@ -1,15 +1,17 @@
 """The search driver: moves architecture strings and rewards between the actors.
 
-Per iteration (AMBER / ENAS): the policy samples K architectures, the supernet scores them on
-validation data (reward = mean validation AUROC), the controller takes its policy steps, and the
-supernet trains one pass with an architecture freshly sampled per mini-batch. Before the first
-iteration the supernet warms up for one pass with uniformly sampled architectures. The policy is
-the LSTM controller (``search.strategy: enas``) or uniform sampling (``random``, the ablation):
-everything else, budget and final choice included, is the same.
+Per iteration (:func:`amber_ray.search.core.run_iteration`, AMBER / ENAS): the policy samples K
+architectures, the supernet scores them on validation data (reward = the search objective of
+their mean validation AUROC), the policy learns from the rewards, and the supernet trains one
+pass with an architecture freshly sampled per mini-batch. Before the first iteration the supernet
+warms up for one pass with uniformly sampled architectures. The policy is the LSTM controller
+(``search.strategy: enas``), uniform sampling (``random``, the ablation) or regularized evolution
+(``evolution``): everything else, budget and final choice included, is the same.
 
 At the end the best distinct architectures of the last iterations are re-scored on all
 validation data and the highest is chosen (one lucky reward on a subsample does not decide), and
-controller samples are scored against uniform samples on the final supernet.
+controller samples are scored against uniform samples on the final supernet. The re-scored
+candidates' reward-vs-size Pareto front is written beside the choice.
 
 Every iteration ends with an atomic, checksummed checkpoint (controller, supernet, optimizers,
 RNG, history, iteration) under ``<out>/checkpoints``; ``resume=True`` continues from it, or from
@@ -54,13 +56,14 @@ from amber_ray.cluster import require
 from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
+from amber_ray.objective import pareto_front
 from amber_ray.search.actors import ControllerActor, SupernetWorker
+from amber_ray.search.core import WARMUP_ITERATION, Iteration, Schedule, Score, rewards_of, run_iteration, warmup_archs
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
 
 logger = logging.getLogger(__name__)
 
-WARMUP_ITERATION = -1
 ACTOR_LOST = ray.exceptions.RayActorError  # also covers ActorDiedError and ActorUnavailableError
 
 T = TypeVar("T")
@@ -75,6 +78,12 @@ class SearchState:
     stats: list[dict[str, float]] = field(default_factory=list)
     op_probs: list[list[list[float]]] = field(default_factory=list)
     run_id: str | None = None
+
+    def record(self, iteration: Iteration, number: int) -> None:
+        self.history.extend(iteration.rows)
+        self.stats.append(iteration.stats)
+        self.op_probs.append(iteration.op_probs)
+        self.iteration = number
 
 
 def checkpoint_path(out_dir: Path) -> Path:
@@ -110,7 +119,29 @@ def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
     return ray.get(list(refs))
 
 
+class RemotePolicy:
+    """The controller actor as a :class:`~amber_ray.search.core.TextPolicy`."""
+
+    def __init__(self, actor: ray.actor.ActorHandle):
+        self.actor = actor
+
+    def sample(self, n: int) -> tuple[list[str], np.ndarray]:
+        return ray.get(self.actor.sample.remote(n))
+
+    def update(self, archs: list[str], rewards: list[float]) -> dict[str, float]:
+        return ray.get(self.actor.update.remote(archs, rewards))
+
+
 class SearchDriver:
+    """Runs one search on Ray: a controller actor holding the policy and W supernet workers.
+
+    Each iteration is :func:`~amber_ray.search.core.run_iteration` with the controller actor as
+    the policy and this driver as the supernet (``score`` spreads architectures over the workers,
+    ``train_pass`` runs one data-parallel pass on all of them), followed by an atomic checkpoint.
+    The driver holds no weights: only architecture strings, rewards and the history. MLflow is
+    not its business (:class:`SearchTracking`).
+    """
+
     def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits | SearchData):
         self.config = config
         self.search = config.search
@@ -134,10 +165,8 @@ class SearchDriver:
         self.num_batches = ray.get(
             self.workers[0].num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration)
         )
+        self.schedule = Schedule(self.search.archs_per_iteration, self.num_batches, self.search.batch_size, self.search.objective)
         self.state = SearchState()
-        self.tracker: RunTracker | None = None
-        self.logged_steps: set[int] = set()
-        self.logged_tables: set[str] = set()
 
     def start_actors(self) -> None:
         """The controller and W supernet workers; with several workers, their process group.
@@ -147,7 +176,7 @@ class SearchDriver:
         """
         beside_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         self.controller = ControllerActor.options(num_cpus=0, scheduling_strategy=beside_driver).remote(
-            self.space, self.search.controller, self.seed, self.search.strategy
+            self.space, self.search, self.seed
         )
         threads = max(1, int(self.search.cpus_per_worker))
         options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
@@ -208,11 +237,11 @@ class SearchDriver:
         """Every worker takes its share of each global batch; returns the mean loss."""
         return float(np.mean(gather([w.train_pass.remote(archs, iteration, batch_size) for w in self.workers])))
 
-    def score(self, archs: list[str], all_validation: bool = False) -> list[tuple[float, float, float, int]]:
-        """``(reward, half-1 reward, half-2 reward, parameters)``, scored round-robin across the workers (identical replicas)."""
+    def score(self, archs: list[str], all_validation: bool = False) -> list[Score]:
+        """``(AUROC, half-1 AUROC, half-2 AUROC, parameters, latency)``, scored round-robin across the workers (identical replicas)."""
         count = len(self.workers)
         shards = gather([worker.score.remote(archs[rank::count], all_validation) for rank, worker in enumerate(self.workers)])
-        scored: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(archs)
+        scored: list[Score] = [(0.0, 0.0, 0.0, 0, 0.0)] * len(archs)
         for rank, shard in enumerate(shards):
             scored[rank::count] = shard
         return scored
@@ -260,73 +289,23 @@ class SearchDriver:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def begin(self, run_id: str) -> None:
+        """Start a fresh search tracked in MLflow run ``run_id``: warm the supernet up and checkpoint."""
+        self.state.run_id = run_id
+        self.with_recovery(self.warm_up)
+
     def warm_up(self) -> None:
         """One pass of the supernet with uniformly sampled architectures (paper: batch 1000)."""
         batch = self.search.warmup_batch_size
         batches = ray.get(self.workers[0].num_batches.remote(batch, None))
-        rng = np.random.default_rng([self.seed, 7])
-        archs = [self.space.sample(rng, 0.5).to_text() for _ in range(batches)]
-        self.train_pass(archs, WARMUP_ITERATION, batch)
+        self.train_pass(warmup_archs(self.space, self.seed, batches), WARMUP_ITERATION, batch)
         self.save()
 
     def run_iteration(self, iteration: int) -> dict[str, float]:
-        archs, op_probs = ray.get(self.controller.sample.remote(self.search.archs_per_iteration))
-        scored = self.score(archs)
-        rewards = [score[0] for score in scored]
-        stats = ray.get(self.controller.update.remote(archs, rewards))
-        train_archs, _ = ray.get(self.controller.sample.remote(self.num_batches))
-        stats["supernet_loss"] = self.train_pass(train_archs, iteration, self.search.batch_size)
-        stats["iteration"] = iteration
-        self.state.history.extend(
-            {
-                "iteration": iteration,
-                "sample": k,
-                "arch": arch,
-                "reward": reward,
-                "num_params": params,
-                "reward_half1": half1,
-                "reward_half2": half2,
-            }
-            for k, (arch, (reward, half1, half2, params)) in enumerate(zip(archs, scored))
-        )
-        self.state.stats.append(stats)
-        self.state.op_probs.append(op_probs.tolist())
-        self.state.iteration = iteration
-        return stats
-
-    def iteration_rows(self, iteration: int) -> pd.DataFrame:
-        return outputs.history_table([row for row in self.state.history if row["iteration"] == iteration])
-
-    def iteration_metrics(self, iteration: int) -> dict[str, float]:
-        metrics = {key: value for key, value in self.state.stats[iteration].items() if key != "iteration"}
-        probs = self.state.op_probs[iteration]
-        metrics.update(
-            {f"op_prob.L{layer:02d}.{op}": probs[layer][k] for layer in range(len(probs)) for k, op in enumerate(self.space.ops)}
-        )
-        return metrics
-
-    def track_iteration(self, iteration: int) -> None:
-        """Log an iteration's metrics and table unless the store already holds them.
-
-        An iteration runs again after a restore from an older checkpoint; the search is
-        deterministic, so what was logged the first time stands.
-        """
-        assert self.tracker is not None
-        if iteration not in self.logged_steps:
-            self.tracker.log_metrics(self.iteration_metrics(iteration), step=iteration)
-            self.logged_steps.add(iteration)
-        table = f"iter_{iteration:05d}.parquet"
-        if table not in self.logged_tables:
-            self.tracker.log_table(self.iteration_rows(iteration), f"architectures/{table}")
-            self.logged_tables.add(table)
-
-    def catch_up_tracking(self) -> None:
-        """Log what a killed driver checkpointed but did not get into MLflow, and nothing twice."""
-        assert self.tracker is not None
-        self.logged_tables = {Path(p).name for p in self.tracker.list_artifacts("architectures")}
-        self.logged_steps = set(self.tracker.metric_steps("mean_reward"))
-        for iteration in range(self.state.iteration + 1):
-            self.track_iteration(iteration)
+        """One iteration (:func:`~amber_ray.search.core.run_iteration`), recorded in the search's state."""
+        result = run_iteration(RemotePolicy(self.controller), self, iteration, self.schedule)
+        self.state.record(result, iteration)
+        return result.stats
 
     def write_outputs(self) -> dict[str, Any]:
         history = outputs.history_table(self.state.history)
@@ -356,7 +335,8 @@ class SearchDriver:
             .drop_duplicates("arch")
             .head(search.final_candidates)
         )
-        rescored = [score[0] for score in self.score(list(candidates.arch), all_validation=True)]
+        scored = self.score(list(candidates.arch), all_validation=True)
+        rescored = rewards_of(scored, search.objective)
         rows = [
             {
                 "arch": row.arch,
@@ -364,8 +344,9 @@ class SearchDriver:
                 "iteration": int(row.iteration),
                 "num_params": int(row.num_params),
                 "rescored_reward": reward,
+                "rescored_auroc": score[0],
             }
-            for row, reward in zip(candidates.itertuples(), rescored)
+            for row, reward, score in zip(candidates.itertuples(), rescored, scored)
         ]
         best = max(rows, key=lambda row: row["rescored_reward"])  # the first of equals: the higher search reward
         rule = (
@@ -380,7 +361,11 @@ class SearchDriver:
                 "iteration": best["iteration"],
                 "num_params": best["num_params"],
             },
-            "selection": {"rule": rule, "candidates": rows},
+            "selection": {"rule": rule, "objective": search.objective.model_dump(mode="json"), "candidates": rows},
+            "pareto_front": [
+                {key: row[key] for key in ("arch", "num_params", "rescored_auroc", "rescored_reward")}
+                for row in pareto_front(rows, "rescored_auroc")
+            ],
         }
 
     def policy_vs_uniform(self, n: int) -> dict[str, Any]:
@@ -393,7 +378,8 @@ class SearchDriver:
         rng = np.random.default_rng([self.seed, 13])
         uniform = [self.space.sample(rng, self.search.controller.skip_target).to_text() for _ in range(n)]
         scored = self.score(policy + uniform)
-        policy_rewards, uniform_rewards = [s[0] for s in scored[:n]], [s[0] for s in scored[n:]]
+        rewards = rewards_of(scored, self.search.objective)
+        policy_rewards, uniform_rewards = rewards[:n], rewards[n:]
         test = scipy_stats.mannwhitneyu(policy_rewards, uniform_rewards, alternative="greater")
         return {
             "policy": policy_rewards,
@@ -435,7 +421,7 @@ def run_search(
     try:
         if payload is not None:
             driver.restore(payload)
-        driver.tracker = RunTracker.start(
+        tracker = RunTracker.start(
             out_dir,
             config.name,
             "search",
@@ -443,30 +429,31 @@ def run_search(
             run_id=driver.state.run_id,
             artifacts=storage.artifacts(config.storage, out_dir),
         )
-        with driver.tracker:
-            if driver.tracker.run_id != driver.state.run_id:  # a new run (also a resume whose run the store does not know)
-                driver.state.run_id = driver.tracker.run_id
-                driver.tracker.log_params(config_as_flat_dict(config))
+        with tracker:
+            tracking = SearchTracking(tracker, driver.space)
+            if tracker.run_id != driver.state.run_id:  # a new run (also a resume whose run the store does not know)
+                tracker.log_params(config_as_flat_dict(config))
                 placements = ray.get([worker.placement.remote() for worker in driver.workers])
-                driver.tracker.set_tags(
+                tracker.set_tags(
                     {
                         "space_size": f"{driver.space.size():.3e}",
                         "worker_nodes": ",".join(p["node_id"] for p in placements),
                         "worker_devices": ",".join(p["device"] for p in placements),
                     }
                 )
-                if payload is not None:
+                if payload is None:
+                    driver.begin(tracker.run_id)
+                else:
+                    driver.state.run_id = tracker.run_id
                     driver.save()  # the checkpoint keeps the new run's id
-            if payload is None:
-                driver.with_recovery(driver.warm_up)
-            driver.catch_up_tracking()
+            tracking.catch_up(driver.state)
             while driver.state.iteration + 1 < config.search.iterations:
                 stats = driver.with_recovery(driver.advance)
-                driver.track_iteration(driver.state.iteration)
+                tracking.log_iteration(driver.state, driver.state.iteration)
                 if on_iteration:
                     on_iteration(stats)
             final = driver.write_outputs()
-            finish_tracking(driver.tracker, out_dir, final)
+            finish_tracking(tracker, out_dir, final)
             storage.mirror(config.storage, out_dir, outputs.SEARCH_OUTPUTS)  # what the retraining reads, on a replaced head too
         return final
     except BaseException:
@@ -474,6 +461,44 @@ def run_search(
         raise
     finally:
         driver.close()
+
+
+class SearchTracking:
+    """Logs a search's iterations to its MLflow run, each exactly once.
+
+    An iteration runs again after a restore from an older checkpoint; the search is deterministic,
+    so what was logged the first time stands.
+    """
+
+    def __init__(self, tracker: RunTracker, space: ModelSpace):
+        self.tracker = tracker
+        self.space = space
+        self.logged_tables = {Path(p).name for p in tracker.list_artifacts("architectures")}
+        self.logged_steps = set(tracker.metric_steps("mean_reward"))
+
+    def catch_up(self, state: SearchState) -> None:
+        """Log what a killed driver checkpointed but did not get into MLflow, and nothing twice."""
+        for iteration in range(state.iteration + 1):
+            self.log_iteration(state, iteration)
+
+    def log_iteration(self, state: SearchState, iteration: int) -> None:
+        """An iteration's metrics and table, unless the store already holds them."""
+        if iteration not in self.logged_steps:
+            self.tracker.log_metrics(iteration_metrics(state, iteration, self.space.ops), step=iteration)
+            self.logged_steps.add(iteration)
+        table = f"iter_{iteration:05d}.parquet"
+        if table not in self.logged_tables:
+            rows = outputs.history_table([row for row in state.history if row["iteration"] == iteration])
+            self.tracker.log_table(rows, f"architectures/{table}")
+            self.logged_tables.add(table)
+
+
+def iteration_metrics(state: SearchState, iteration: int, ops: tuple[str, ...]) -> dict[str, float]:
+    """The policy's statistics of an iteration and the op probabilities it sampled from."""
+    metrics = {key: value for key, value in state.stats[iteration].items() if key != "iteration"}
+    probs = state.op_probs[iteration]
+    metrics.update({f"op_prob.L{layer:02d}.{op}": probs[layer][k] for layer in range(len(probs)) for k, op in enumerate(ops)})
+    return metrics
 
 
 def check_resume_config(payload: dict[str, Any], config: ExperimentConfig, path: Path) -> None:
