@@ -102,14 +102,28 @@ class SimulatorConfig(_Strict):
 
 
 class SplitConfig(_Strict):
+    """Random, stratified fractions ``valid`` and ``test``; or, for genomic windows, whole chromosomes held out
+    (DeepSEA: ``valid_chromosomes: [chr7]``, ``test_chromosomes: [chr8, chr9]``), which replace the fractions."""
+
     valid: float = Field(0.1, gt=0, lt=1)
     test: float = Field(0.1, gt=0, lt=1)
+    valid_chromosomes: list[str] | None = Field(None, min_length=1)
+    test_chromosomes: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _leave_training_data(self) -> SplitConfig:
         if self.valid + self.test >= 1:
             raise ValueError("valid + test must be below 1")
+        if (self.valid_chromosomes is None) != (self.test_chromosomes is None):
+            raise ValueError("give both valid_chromosomes and test_chromosomes, or neither")
+        both = set(self.valid_chromosomes or ()) & set(self.test_chromosomes or ())
+        if both:
+            raise ValueError(f"chromosome {min(both)!r} is in both valid_chromosomes and test_chromosomes")
         return self
+
+    @property
+    def by_chromosome(self) -> bool:
+        return self.valid_chromosomes is not None
 
 
 class DataConfig(_Strict):
@@ -187,6 +201,12 @@ class TrainConfig(_Strict):
     device: str = "auto"
     # bfloat16 autocast of the forward pass (weights stay float32); pays on GPUs with bf16 units.
     precision: Literal["float32", "bfloat16"] = "float32"
+    # Each training batch (supernet, retraining, train) on a random strand; default: on for genomic
+    # windows (DeepSEA files, a directory built by amber-ray dataset, a split by chromosome), else off.
+    reverse_complement: bool | None = None
+    # Per-label weight of the positives in the loss (supernet, retraining, train): auto = negatives /
+    # positives of the training split, capped at 100; none = 1; a number = that weight for every label.
+    pos_weight: Literal["auto", "none"] | PositiveFloat = "none"
 
 
 class ControllerConfig(_Strict):
