@@ -129,7 +129,7 @@ class SplitConfig(_Strict):
 class DataConfig(_Strict):
     """Where sequences come from. ``kind`` picks the reader; only its paths are used."""
 
-    kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5"] = "simulate"
+    kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5", "nb360_deepsea"] = "simulate"
     simulate: SimulatorConfig = SimulatorConfig()
     positive_fasta: Path | None = None
     negative_fasta: Path | None = None
@@ -137,6 +137,8 @@ class DataConfig(_Strict):
     labels_tsv: Path | None = None
     deepsea_dir: Path | None = None
     hdf5_dir: Path | None = None
+    # NAS-Bench-360's deepsea_filtered.npz (kind nb360_deepsea; amber_ray.data.nb360)
+    nb360_npz: Path | None = None
     label_annotation: Path | None = None
     split: SplitConfig = SplitConfig()
 
@@ -147,6 +149,7 @@ class DataConfig(_Strict):
             "fasta_labels": ("fasta", "labels_tsv"),
             "deepsea": ("deepsea_dir",),
             "hdf5": ("hdf5_dir",),
+            "nb360_deepsea": ("nb360_npz",),
         }.get(self.kind, ())
         missing = [key for key in required if getattr(self, key) is None]
         if missing:
@@ -487,7 +490,16 @@ def _deep_merge(base: Any, update: dict[str, Any]) -> Any:
 def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig:
     """Make data paths absolute (Ray jobs run in a temporary copy of the working dir)."""
     updates = {}
-    for key in ("positive_fasta", "negative_fasta", "fasta", "labels_tsv", "deepsea_dir", "hdf5_dir", "label_annotation"):
+    for key in (
+        "positive_fasta",
+        "negative_fasta",
+        "fasta",
+        "labels_tsv",
+        "deepsea_dir",
+        "hdf5_dir",
+        "nb360_npz",
+        "label_annotation",
+    ):
         value = getattr(config.data, key)
         if value is not None and not value.is_absolute():
             updates[key] = (root / value).resolve()

@@ -13,6 +13,7 @@ from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.data.deepsea import read_deepsea_dir
 from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
 from amber_ray.data.hdf5 import HDF5SequenceFile, open_hdf5_dir, read_hdf5_dir
+from amber_ray.data.nb360 import read_nb360_deepsea
 from amber_ray.data.peaks import read_sidecar
 from amber_ray.data.simulate import simulate_dataset
 from amber_ray.data.split import chromosome_split, stratified_split
@@ -52,7 +53,7 @@ def check_chromosome_split(data: DataConfig) -> None:
     ``amber-ray dataset`` (HDF5: the config must name the chromosomes the directory was built with)."""
     if not data.split.by_chromosome:
         return
-    if data.kind in ("simulate", "deepsea"):
+    if data.kind in ("simulate", "deepsea", "nb360_deepsea"):
         raise AmberInputError(f"data.split.valid_chromosomes does not apply to data.kind {data.kind!r}", "config")
     if data.kind != "hdf5":
         return
@@ -74,7 +75,7 @@ def check_chromosome_split(data: DataConfig) -> None:
 def genomic_windows(data: DataConfig) -> bool:
     """Whether the sequences are windows of a genome (both strands equally meaningful): DeepSEA's files, a
     directory built from peaks, or records split by chromosome. Reverse-complement augmentation defaults to on for them."""
-    if data.kind == "deepsea" or data.split.by_chromosome:
+    if data.kind in ("deepsea", "nb360_deepsea") or data.split.by_chromosome:
         return True
     return data.kind == "hdf5" and data.hdf5_dir is not None and read_sidecar(data.hdf5_dir) is not None
 
@@ -89,6 +90,8 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
     check_chromosome_split(data)
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
+    elif data.kind == "nb360_deepsea":
+        splits = read_nb360_deepsea(_path(data, "nb360_npz"))
     elif data.kind == "hdf5" and stream_train:
         files = open_hdf5_dir(_path(data, "hdf5_dir"))
         splits = Splits(files["train"], files["valid"].load_codes(), files["test"].load_codes())
