@@ -500,8 +500,8 @@ def variants_eval(
     track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
-        f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
-        f"PWM {pwm_m['motif']} AUROC {pwm_m['auroc']:.4f} accuracy {pwm_m['accuracy']:.4f}; wrote {out / 'eval.json'}"
+        f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} AUPR {model_m['aupr']:.4f} accuracy {model_m['accuracy']:.4f}; "
+        f"PWM {pwm_m['motif']} AUROC {pwm_m['auroc']:.4f} AUPR {pwm_m['aupr']:.4f} accuracy {pwm_m['accuracy']:.4f}; wrote {out / 'eval.json'}"
     )
 
 
