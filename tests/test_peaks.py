@@ -55,9 +55,9 @@ def read_bed(path: Path) -> list[tuple[str, int, int]]:
         return [(f[0], int(f[1]), int(f[2])) for f in (line.split("\t") for line in handle if line.strip())]
 
 
-def expected_label(peaks: list[tuple[str, int, int]], chrom: str, bin_start: int) -> int:
+def expected_label(peaks: list[tuple[str, int, int]], chrom: str, bin_start: int, bin_size: int = BIN) -> int:
     """DeepSEA's rule by hand: at least half of the bin inside one peak."""
-    return int(any(c == chrom and min(e, bin_start + BIN) - max(s, bin_start) >= BIN / 2 for c, s, e in peaks))
+    return int(any(c == chrom and min(e, bin_start + bin_size) - max(s, bin_start) >= bin_size / 2 for c, s, e in peaks))
 
 
 def windows(directory: Path) -> dict[str, list[tuple[str, int, int, list[int]]]]:
@@ -122,7 +122,14 @@ def test_held_out_chromosomes_are_options(genome: SimulatedGenome, tmp_path: Pat
     assert len(by_split["train"]) == 3 * positives
 
 
-def test_dropped_windows_are_counted_by_reason(genome: SimulatedGenome, built: Path) -> None:
+@pytest.mark.parametrize(("bin_size", "window"), [(BIN, WINDOW), (150, 450), (201, 1001)])
+def test_dropped_windows_are_counted_by_reason(
+    genome: SimulatedGenome, built: Path, tmp_path: Path, bin_size: int, window: int
+) -> None:
+    if (bin_size, window) != (BIN, WINDOW):
+        built = tmp_path / "d"
+        result = build(genome, built, "--bin-size", bin_size, "--window", window)
+        assert result.exit_code == 0, result.output
     peaks = [peak for path in genome.peaks.values() for peak in read_bed(path)]
     blacklist = read_bed(genome.blacklist)
     fasta = pyfaidx.Fasta(str(genome.genome))
@@ -130,16 +137,16 @@ def test_dropped_windows_are_counted_by_reason(genome: SimulatedGenome, built: P
     kept = 0
     for chrom, length in CHROMOSOMES.items():
         sequence = str(fasta[chrom][:]).upper()
-        for bin_start in range(0, length - BIN + 1, BIN):
-            if not expected_label(peaks, chrom, bin_start):
+        for bin_start in range(0, length - bin_size + 1, bin_size):
+            if not expected_label(peaks, chrom, bin_start, bin_size):
                 continue
-            start = bin_start + BIN // 2 - WINDOW // 2
-            end = start + WINDOW
+            start = bin_start + bin_size // 2 - window // 2
+            end = start + window
             if start < 0 or end > length:
                 expected["chromosome_end"] += 1
             elif any(c == chrom and s < end and e > start for c, s, e in blacklist):
                 expected["blacklist"] += 1
-            elif sequence[start:end].count("N") > 0.01 * WINDOW:
+            elif sequence[start:end].count("N") > 0.01 * window:
                 expected["n_rich"] += 1
             else:
                 kept += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -241,6 +242,21 @@ class Genome:
         return digest.hexdigest()
 
 
+def _unit_counts(codes: np.ndarray, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative counts of unknown and of G/C bases at every multiple of ``unit`` (``ceil(len / unit) + 1`` each).
+
+    Every window starts and ends on a multiple of ``unit``, so these give each window's counts while
+    holding a few numbers per unit instead of a cumulative sum per base. The last, partial unit is
+    counted whole; only windows past the chromosome end reach it, and those are dropped.
+    """
+    padded = np.zeros(-(-len(codes) // unit) * unit, dtype=np.uint8)
+    padded[: len(codes)] = codes
+    units = padded.reshape(-1, unit)
+    n = np.r_[0, np.cumsum((units == UNKNOWN_CODE).sum(axis=1, dtype=np.int64))]
+    gc = np.r_[0, np.cumsum(((units == 1) | (units == 2)).sum(axis=1, dtype=np.int64))]
+    return n, gc
+
+
 def _choose_background(
     rng: np.random.Generator, candidates: np.ndarray, positives: np.ndarray, gc: np.ndarray, rule: WindowRule
 ) -> np.ndarray:
@@ -292,10 +308,10 @@ def _chromosome_windows(
     reason[~inside] = 0
     merged = blacklist.get(chromosome)
     reason[(reason < 0) & _overlaps(starts, ends, merged)] = 1
-    cumulative_n = np.r_[0, np.cumsum(codes == UNKNOWN_CODE)]
-    cumulative_gc = np.r_[0, np.cumsum((codes == 1) | (codes == 2))]
-    clipped_starts, clipped_ends = np.clip(starts, 0, length), np.clip(ends, 0, length)
-    n_count = cumulative_n[clipped_ends] - cumulative_n[clipped_starts]
+    unit = math.gcd(rule.bin_size, rule.window, abs(rule.bin_size // 2 - rule.window // 2))
+    cumulative_n, cumulative_gc = _unit_counts(codes, unit)
+    first, last = np.clip(starts, 0, length) // unit, np.clip(ends, 0, length) // unit
+    n_count = cumulative_n[last] - cumulative_n[first]
     reason[(reason < 0) & (n_count > rule.max_n_fraction * rule.window)] = 2
     is_positive = np.zeros(num_bins, dtype=bool)
     is_positive[positive] = True
@@ -304,7 +320,7 @@ def _chromosome_windows(
         counts.dropped_background[name] += int(np.sum((reason == code) & ~is_positive))
     kept_positive = positive[reason[positive] < 0]
     candidates = np.flatnonzero((reason < 0) & ~is_positive)
-    gc = (cumulative_gc[clipped_ends] - cumulative_gc[clipped_starts]) / rule.window
+    gc = (cumulative_gc[last] - cumulative_gc[first]) / rule.window
     background = _choose_background(np.random.default_rng([rule.seed, index]), candidates, kept_positive, gc, rule)
     kept = np.union1d(kept_positive, background)
     labels = np.zeros((len(kept), len(peaks)), dtype=np.uint8)
