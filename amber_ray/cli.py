@@ -665,9 +665,14 @@ def dataset(
 
     rule = WindowRule(bin_size, window, min_overlap, background_ratio, background, max_n, seed)
     sources = peak_sources(peaks or [], sample_sheet)
-    sidecar = build_dataset(
-        genome, sources, out, rule, blacklist, valid_chromosomes or DEEPSEA_VALID, test_chromosomes or DEEPSEA_TEST, chunk_rows
-    )
+    held_out = (valid_chromosomes or DEEPSEA_VALID, test_chromosomes or DEEPSEA_TEST)
+    with progress_bar() as progress:
+        update = add_task(progress, "chromosomes", None)
+
+        def on_chromosome(name: str, windows: int) -> None:
+            update(advance=1, status=f"{name}: {windows} windows")
+
+        sidecar = build_dataset(genome, sources, out, rule, blacklist, *held_out, chunk_rows, on_chromosome)
     windows = sidecar["counts"]["windows"]
     dropped = sidecar["counts"]["dropped_positive"]
     console.print(

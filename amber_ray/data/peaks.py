@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -360,8 +360,11 @@ def build_dataset(
     valid_chromosomes: Sequence[str] = DEEPSEA_VALID,
     test_chromosomes: Sequence[str] = DEEPSEA_TEST,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chromosome: Callable[[str, int], None] | None = None,
 ) -> dict:
     """Write ``out/{train,valid,test}.h5`` and ``out/dataset.json``; returns the sidecar's content.
+
+    ``on_chromosome(name, windows)`` is called after each chromosome (a progress bar).
 
     Every input is read and checked first; a bad one raises :class:`AmberInputError` and nothing is written.
     """
@@ -379,9 +382,8 @@ def build_dataset(
     counts = Counts(positives={split: [0] * len(peaks) for split in SPLIT_FILES})
     created = not out.exists()
     try:
-        return _write_dataset(
-            genome, peaks, blacklist, rule, counts, out, blacklist_path, valid_chromosomes, test_chromosomes, chunk_rows
-        )
+        held_out = (valid_chromosomes, test_chromosomes)
+        return _write_dataset(genome, peaks, blacklist, rule, counts, out, blacklist_path, held_out, chunk_rows, on_chromosome)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -396,11 +398,12 @@ def _write_dataset(
     counts: Counts,
     out: Path,
     blacklist_path: Path | None,
-    valid_chromosomes: Sequence[str],
-    test_chromosomes: Sequence[str],
+    held_out: tuple[Sequence[str], Sequence[str]],
     chunk_rows: int,
+    on_chromosome: Callable[[str, int], None] | None,
 ) -> dict:
     """Stream the chromosomes into the three split files and write the sidecar, all or nothing."""
+    valid_chromosomes, test_chromosomes = held_out
     label_names = [p.label for p in peaks]
     targets = [out / name for name in SPLIT_FILES.values()] + [out / SIDECAR]
     with atomic_paths(targets) as temporaries:
@@ -415,6 +418,8 @@ def _write_dataset(
             }
             for index, chromosome in enumerate(genome.lengths):
                 found = _chromosome_windows(genome, chromosome, index, peaks, blacklist, rule, counts)
+                if on_chromosome is not None:
+                    on_chromosome(chromosome, 0 if found is None else len(found[1]))
                 if found is None:
                     continue
                 codes, starts, labels, background = found
