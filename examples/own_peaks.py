@@ -73,7 +73,7 @@ def main(out: Path) -> dict[str, object]:
         "data.kind=fasta_labels",
         f"data.fasta={fasta.resolve()}",
         f"data.labels_tsv={tsv.resolve()}",
-        "data.split={valid: 0.1, test: 0.15}",
+        "data.split={valid: 0.1, test: 0.15, valid_chromosomes: null, test_chromosomes: null}",
         "name=own-peaks-random",
     ]
     amber_ray("pipeline", CONFIG, "--out", out / "random", *[arg for item in random_split for arg in ("--set", item)])
