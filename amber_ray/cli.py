@@ -532,8 +532,8 @@ def variants_eval(
     track_variants_eval(out, options, summary)
     model_m, pwm_m = summary["model"], summary["pwm"]
     console.print(
-        f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} accuracy {model_m['accuracy']:.4f}; "
-        f"PWM {pwm_m['motif']} AUROC {pwm_m['auroc']:.4f} accuracy {pwm_m['accuracy']:.4f}; wrote {out / 'eval.json'}"
+        f"{summary['label']}, n={summary['n']}: model AUROC {model_m['auroc']:.4f} AUPR {model_m['aupr']:.4f} accuracy {model_m['accuracy']:.4f}; "
+        f"PWM {pwm_m['motif']} AUROC {pwm_m['auroc']:.4f} AUPR {pwm_m['aupr']:.4f} accuracy {pwm_m['accuracy']:.4f}; wrote {out / 'eval.json'}"
     )
 
 
@@ -667,6 +667,57 @@ def convert(
     with output_file(out):
         count = convert_data(out, mat, split, fasta, labels, chunk_rows)
     console.print(f"wrote {count} sequences to {out}")
+
+
+@app.command()
+@user_errors
+def dataset(
+    out: Annotated[Path, typer.Argument(help="Directory to write: train.h5, valid.h5, test.h5 and dataset.json.")],
+    genome: Annotated[Path, typer.Option("--genome", help="Reference FASTA, plain or bgzipped (indexed, or indexable).")],
+    peaks: Annotated[
+        list[str] | None,
+        typer.Option("--peaks", help="[LABEL=]PATH of a BED/narrowPeak file (gzipped or not), one per label; repeatable."),
+    ] = None,
+    sample_sheet: Annotated[
+        Path | None, typer.Option("--sample-sheet", help="TSV with a header row and columns label, path (relative to the sheet).")
+    ] = None,
+    blacklist: Annotated[Path | None, typer.Option("--blacklist", help="BED of regions whose windows are dropped.")] = None,
+    valid_chromosomes: Annotated[
+        list[str] | None, typer.Option("--valid-chromosome", help="Validation chromosome; repeatable (default: chr7).")
+    ] = None,
+    test_chromosomes: Annotated[
+        list[str] | None, typer.Option("--test-chromosome", help="Test chromosome; repeatable (default: chr8, chr9).")
+    ] = None,
+    bin_size: Annotated[int, typer.Option("--bin-size", help="Bin labelled by peak overlap (bp).")] = 200,
+    window: Annotated[int, typer.Option("--window", help="Input window centred on the bin (bp).")] = 1000,
+    min_overlap: Annotated[float, typer.Option("--min-overlap", help="Fraction of the bin inside one peak.")] = 0.5,
+    background_ratio: Annotated[
+        float, typer.Option("--background-ratio", help="Background windows (no label positive) per positive window.")
+    ] = 1.0,
+    background: Annotated[str, typer.Option("--background", help="random, or gc (matched to the positives' GC).")] = "random",
+    max_n: Annotated[float, typer.Option("--max-n", help="Largest fraction of N in a kept window.")] = 0.01,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the background draw.")] = 0,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Windows per HDF5 chunk.")] = 1024,
+) -> None:
+    """Peaks + genome -> labelled windows (DeepSEA's rule), split by chromosome, in the HDF5 that `data.kind: hdf5` streams."""
+    from amber_ray.data.peaks import DEEPSEA_TEST, DEEPSEA_VALID, WindowRule, build_dataset, peak_sources
+
+    rule = WindowRule(bin_size, window, min_overlap, background_ratio, background, max_n, seed)
+    sources = peak_sources(peaks or [], sample_sheet)
+    held_out = (valid_chromosomes or DEEPSEA_VALID, test_chromosomes or DEEPSEA_TEST)
+    with progress_bar() as progress:
+        update = add_task(progress, "chromosomes", None)
+
+        def on_chromosome(name: str, windows: int) -> None:
+            update(advance=1, status=f"{name}: {windows} windows")
+
+        sidecar = build_dataset(genome, sources, out, rule, blacklist, *held_out, chunk_rows, on_chromosome)
+    windows = sidecar["counts"]["windows"]
+    dropped = sidecar["counts"]["dropped_positive"]
+    console.print(
+        f"wrote {windows['train']} train, {windows['valid']} valid, {windows['test']} test windows of "
+        f"{len(sources)} labels to {out} (positive windows dropped: {dropped})"
+    )
 
 
 def run(args: Sequence[str] | None = None) -> None:

@@ -58,10 +58,10 @@ def track_variants_score(out: Path, options: Mapping[str, Any], scored: int, ski
 
 
 def track_variants_eval(out: Path, options: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
-    """``amber-ray variants eval``: its options, AUROC and accuracy of model and PWM, and ``eval.json``."""
+    """``amber-ray variants eval``: its options, AUROC, AUPR and accuracy of model and PWM, and ``eval.json``."""
     metrics = {
         "n": summary["n"],
-        **{f"{who}_{key}": summary[who][key] for who in ("model", "pwm") for key in ("auroc", "accuracy")},
+        **{f"{who}_{key}": summary[who][key] for who in ("model", "pwm") for key in ("auroc", "aupr", "accuracy")},
     }
     return log_command_run(out, "variants eval", params=_given(options), metrics=metrics, artifacts=[out / "eval.json"])
 

@@ -108,20 +108,34 @@ class SimulatorConfig(_Strict):
 
 
 class SplitConfig(_Strict):
+    """Random, stratified fractions ``valid`` and ``test``; or, for genomic windows, whole chromosomes held out
+    (DeepSEA: ``valid_chromosomes: [chr7]``, ``test_chromosomes: [chr8, chr9]``), which replace the fractions."""
+
     valid: float = Field(0.1, gt=0, lt=1)
     test: float = Field(0.1, gt=0, lt=1)
+    valid_chromosomes: list[str] | None = Field(None, min_length=1)
+    test_chromosomes: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _leave_training_data(self) -> SplitConfig:
         if self.valid + self.test >= 1:
             raise ValueError("valid + test must be below 1")
+        if (self.valid_chromosomes is None) != (self.test_chromosomes is None):
+            raise ValueError("give both valid_chromosomes and test_chromosomes, or neither")
+        both = set(self.valid_chromosomes or ()) & set(self.test_chromosomes or ())
+        if both:
+            raise ValueError(f"chromosome {min(both)!r} is in both valid_chromosomes and test_chromosomes")
         return self
+
+    @property
+    def by_chromosome(self) -> bool:
+        return self.valid_chromosomes is not None
 
 
 class DataConfig(_Strict):
     """Where sequences come from. ``kind`` picks the reader; only its paths are used."""
 
-    kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5"] = "simulate"
+    kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5", "nb360_deepsea"] = "simulate"
     simulate: SimulatorConfig = SimulatorConfig()
     positive_fasta: Path | None = None
     negative_fasta: Path | None = None
@@ -129,6 +143,8 @@ class DataConfig(_Strict):
     labels_tsv: Path | None = None
     deepsea_dir: Path | None = None
     hdf5_dir: Path | None = None
+    # NAS-Bench-360's deepsea_filtered.npz (kind nb360_deepsea; amber_ray.data.nb360)
+    nb360_npz: Path | None = None
     label_annotation: Path | None = None
     split: SplitConfig = SplitConfig()
 
@@ -139,6 +155,7 @@ class DataConfig(_Strict):
             "fasta_labels": ("fasta", "labels_tsv"),
             "deepsea": ("deepsea_dir",),
             "hdf5": ("hdf5_dir",),
+            "nb360_deepsea": ("nb360_npz",),
         }.get(self.kind, ())
         missing = [key for key in required if getattr(self, key) is None]
         if missing:
@@ -204,6 +221,12 @@ class TrainConfig(_Strict):
     device: str = "auto"
     # bfloat16 autocast of the forward pass (weights stay float32); pays on GPUs with bf16 units.
     precision: Literal["float32", "bfloat16"] = "float32"
+    # Each training batch (supernet, retraining, train) on a random strand; default: on for genomic
+    # windows (DeepSEA files, a directory built by amber-ray dataset, a split by chromosome), else off.
+    reverse_complement: bool | None = None
+    # Per-label weight of the positives in the loss (supernet, retraining, train): auto = negatives /
+    # positives of the training split, capped at 100; none = 1; a number = that weight for every label.
+    pos_weight: Literal["auto", "none"] | PositiveFloat = "none"
 
 
 class ControllerConfig(_Strict):
@@ -542,7 +565,16 @@ def _deep_merge(base: Any, update: dict[str, Any]) -> Any:
 def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig:
     """Make data paths absolute (Ray jobs run in a temporary copy of the working dir)."""
     updates = {}
-    for key in ("positive_fasta", "negative_fasta", "fasta", "labels_tsv", "deepsea_dir", "hdf5_dir", "label_annotation"):
+    for key in (
+        "positive_fasta",
+        "negative_fasta",
+        "fasta",
+        "labels_tsv",
+        "deepsea_dir",
+        "hdf5_dir",
+        "nb360_npz",
+        "label_annotation",
+    ):
         value = getattr(config.data, key)
         if value is not None and not value.is_absolute():
             updates[key] = (root / value).resolve()

@@ -46,7 +46,16 @@ from amber_ray.errors import AmberInputError
 from amber_ray.final_model import TrialOutcome, register_final_model, write_final_model
 from amber_ray.space import Architecture, ModelSpace
 from amber_ray.tracking import RunTracker, read_run_id, write_run_id
-from amber_ray.training import EarlyStopping, FitState, evaluate, fit, initial_model, replicate_seed
+from amber_ray.training import (
+    EarlyStopping,
+    FitState,
+    evaluate,
+    fit,
+    initial_model,
+    positive_weights,
+    replicate_seed,
+    training_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +141,9 @@ def train_trial(trial_config: dict[str, Any], splits: Splits, space: ModelSpace,
                 save_child(best, Path(directory) / outputs.BEST_MODEL, {"label_names": splits.train.label_names, **trial})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    fit(model, splits.train, splits.valid, config.train, trial["seed"], report, resume, device)
+    train = training_source(config, splits.train)
+    pos_weight = positive_weights(config.train.pos_weight, splits.train)
+    fit(model, train, splits.valid, config.train, trial["seed"], report, resume, device, pos_weight)
 
 
 def final_metrics(model: ChildNet, splits: Splits, stopper: EarlyStopping, epochs: int, seconds: float) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from amber_ray.child import DagNet, PrefixCache
 from amber_ray.data import HDF5SequenceFile, SequenceDataset
+from amber_ray.data.augment import StrandAugmented
 from amber_ray.data.dataset import LoadedData, TrainSource, minibatch_indices
 from amber_ray.device import autocast, keep_freed_host_memory, resolve_precision
 from amber_ray.distributed import sum_gradients, synchronise_batch_norm
@@ -86,7 +87,7 @@ class SupernetTrainer:
     def __init__(
         self,
         space: ModelSpace,
-        train: TrainSource,
+        train: TrainSource | StrandAugmented,
         valid: ScoringSource,
         learning_rate: float,
         seed: int,
@@ -94,6 +95,7 @@ class SupernetTrainer:
         valid_max_sequences: int | None = None,
         device: str = "cpu",
         precision: str = "auto",
+        pos_weight: np.ndarray | None = None,
     ):
         keep_freed_host_memory()
         self.seed = seed
@@ -107,6 +109,8 @@ class SupernetTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate, fused=True)
         self.rank, self.world_size = 0, 1
         self.train_data = train
+        # Per-label weight of the positives in the loss (training.positive_weights), or None.
+        self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight, device=self.device)
         # Rewards during the search use the first ``valid_max_sequences`` of a seeded permutation;
         # the final choice re-scores its candidates on all of it.
         self.valid_all = scoring_subset(valid, None, seed)
@@ -142,7 +146,9 @@ class SupernetTrainer:
         for arch, (x, y, global_rows) in zip(archs, batches):
             with self._autocast():
                 logits = self.model(self._tensor(x), arch)
-            loss_sum = F.binary_cross_entropy_with_logits(logits.float(), self._tensor(y), reduction="sum")
+            loss_sum = F.binary_cross_entropy_with_logits(
+                logits.float(), self._tensor(y), reduction="sum", pos_weight=self.pos_weight
+            )
             loss = loss_sum / (global_rows * self.train_data.num_labels)
             self.optimizer.zero_grad()
             loss.backward()

@@ -23,7 +23,10 @@ from amber_ray.atomic import atomic_write_json
 from amber_ray.child import ChildNet, save_child
 from amber_ray.config import ExperimentConfig, TrainConfig
 from amber_ray.data import load_splits
+from amber_ray.data.augment import StrandAugmented
 from amber_ray.data.dataset import LoadedData, TrainSource
+from amber_ray.data.hdf5 import HDF5SequenceFile
+from amber_ray.data.load import genomic_windows
 from amber_ray.device import autocast, keep_freed_host_memory, resolve_device
 from amber_ray.metrics import binary_metrics, mean_auroc, multilabel_metrics
 from amber_ray.predict import model_device, predict
@@ -35,23 +38,52 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
+# auto's largest weight: a label with 1 positive in 10,000 is weighted 100, not 10,000 (which makes training unstable).
+POS_WEIGHT_CAP = 100.0
+
+
+def positive_weights(setting: str | float, train: TrainSource | StrandAugmented) -> np.ndarray | None:
+    """``train.pos_weight`` as one weight per label (None: unweighted); ``auto`` counts the training split's labels."""
+    if setting == "none":
+        return None
+    if setting != "auto":
+        return np.full(train.num_labels, float(setting), dtype=np.float32)
+    source = train.source if isinstance(train, StrandAugmented) else train
+    positives = source.positive_counts() if isinstance(source, HDF5SequenceFile) else (source.y == 1).sum(axis=0)
+    negatives = source.num_sequences - positives
+    weights = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
+    return np.clip(weights, None, POS_WEIGHT_CAP).astype(np.float32)
+
+
+def training_source(config: ExperimentConfig, train: TrainSource) -> TrainSource | StrandAugmented:
+    """``train`` read on a random strand per batch when ``train.reverse_complement`` (or its default) says so."""
+    augment = config.train.reverse_complement
+    if augment is None:
+        augment = genomic_windows(config.data)
+    return StrandAugmented(train) if augment else train
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: TrainSource,
+    data: TrainSource | StrandAugmented,
     batch_size: int,
     rng: np.random.Generator,
     precision: str = "float32",
+    pos_weight: np.ndarray | None = None,
 ) -> float:
-    """One pass over ``data`` (in memory, or an HDF5 file streamed by batch) on the model's device; returns the mean loss."""
+    """One pass over ``data`` (in memory, or an HDF5 file streamed by batch) on the model's device; returns the mean loss.
+
+    ``pos_weight`` (one per label) weighs the positives in the loss (:func:`positive_weights`)."""
     model.train()
     device = model_device(model)
     total, seen = 0.0, 0
+    weight = None if pos_weight is None else torch.as_tensor(pos_weight, device=device)
     for x_batch, y_batch, rows in data.shard_batches(batch_size, rng):
         x, y = as_tensor(x_batch).to(device, non_blocking=True), as_tensor(y_batch).to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -159,13 +191,14 @@ def initial_model(space: ModelSpace, arch: Architecture, width: float, seed: int
 
 def fit(
     model: nn.Module,
-    train: TrainSource,
+    train: TrainSource | StrandAugmented,
     valid: LoadedData,
     config: TrainConfig,
     seed: int,
     on_epoch: Callable[[FitState], None] | None = None,
     resume: dict[str, Any] | None = None,
     device: torch.device | None = None,
+    pos_weight: np.ndarray | None = None,
 ) -> FitResult:
     """Train with early stopping on validation AUROC; the model ends with its best weights.
 
@@ -182,7 +215,8 @@ def fit(
         state.load_state_dict(resume)
     for epoch in range(state.epoch + 1, config.max_epochs):
         torch.manual_seed(seed * 10_000 + epoch)
-        loss = train_epoch(model, optimizer, train, config.batch_size, np.random.default_rng([seed, epoch]), config.precision)
+        rng = np.random.default_rng([seed, epoch])
+        loss = train_epoch(model, optimizer, train, config.batch_size, rng, config.precision, pos_weight)
         auroc = mean_auroc(valid.y, predict_proba(model, valid))
         if state.stopper.step(epoch, auroc):
             state.best_model = copy.deepcopy(model.state_dict())
@@ -232,7 +266,9 @@ def train_architecture(
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    result = fit(model, splits.train, splits.valid, config.train, seed, on_epoch, device=device)
+    train = training_source(config, splits.train)
+    pos_weight = positive_weights(config.train.pos_weight, splits.train)
+    result = fit(model, train, splits.valid, config.train, seed, on_epoch, device=device, pos_weight=pos_weight)
     metrics = {
         "arch": arch.to_text(),
         "num_params": model.num_params(),

@@ -141,8 +141,8 @@ def write_variant_outputs(directory: Path, probs_in_eval: bool = True, all_ref_p
     summary = {
         "label": "MA0139.1_CTCF",
         "n": 60,
-        "model": {"auroc": 0.8123, "accuracy": 0.7},
-        "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "accuracy": 0.5},
+        "model": {"auroc": 0.8123, "aupr": 0.7791, "accuracy": 0.7},
+        "pwm": {"motif": "MA0139.1", "motif_name": "CTCF", "auroc": 0.5234, "aupr": 0.5112, "accuracy": 0.5},
     }
     (directory / "eval.json").write_text(json.dumps(summary))
 
@@ -225,6 +225,8 @@ def test_report_of_a_small_run_loads_every_figure_in_chromium(small_run, tmp_pat
         f"Spearman rho = {comparison['params_vs_auroc']['spearman_rho']:.2f}",
         f"{evaluation['model']['auroc']:.4f}",  # variant evaluation: model and PWM AUROC
         f"{evaluation['pwm']['auroc']:.4f}",
+        f"{evaluation['model']['aupr']:.4f}",  # and AUPR beside AUROC
+        f"{evaluation['pwm']['aupr']:.4f}",
         f"{min(len(seqlets), 20)} of {len(seqlets)} rows of seqlets.tsv",
         "CPU hours",
     ):

@@ -337,9 +337,10 @@ def test_signed_rank_keeps_sign_and_order_in_minus_one_to_one():
 
 def test_direction_metrics_count_both_orientations_and_ties_half():
     perfect = direction_metrics(np.array([1, 1, 0]), np.array([0.5, 0.2, -0.3]))
-    assert perfect == {"auroc": 1.0, "accuracy": 1.0}
+    assert perfect == {"auroc": 1.0, "aupr": 1.0, "accuracy": 1.0}
     wrong = direction_metrics(np.array([1, 1]), np.array([-0.5, -0.2]))
-    assert wrong == {"auroc": 0.0, "accuracy": 0.0}
+    # Both orientations, ranked wrong: the two positives come third and fourth, AP = (1/3 + 2/4) / 2.
+    assert wrong == pytest.approx({"auroc": 0.0, "aupr": (1 / 3 + 2 / 4) / 2, "accuracy": 0.0})
     assert direction_metrics(np.array([1, 1]), np.array([0.0, 0.0]))["accuracy"] == 0.5
 
 
@@ -351,7 +352,7 @@ def test_evaluate_pairs_uses_the_preferred_allele_of_each_pair(tmp_path):
     alt = np.array([[0.1], [0.7], [0.5], [0.4]], dtype=np.float32)
     preferred = np.array([1, 0, 1, 0])  # the first allele wins exactly where its probability is higher
     summary, table = evaluate_pairs(VariantEffects(windows, ["MA0139.1_CTCF"], ref, alt), None, None, preferred)
-    assert summary["model"] == {"auroc": 1.0, "accuracy": 1.0} and summary["pwm"]["motif"] == "MA0139.1"
+    assert summary["model"] == {"auroc": 1.0, "aupr": 1.0, "accuracy": 1.0} and summary["pwm"]["motif"] == "MA0139.1"
     assert summary["pwm"]["accuracy"] == 0.5  # identical alleles: every PWM score is a tie
     assert table.preferred.tolist() == [1, 0, 1, 0] and table.model_score.tolist() == [1.0, -0.75, 0.25, -0.5]
 

@@ -233,6 +233,17 @@ class HDF5SequenceFile:
         mine = rows[rank::world_size]
         return codes_to_one_hot(codes[mine]), unpack_labels(bits[mine], self.num_labels).astype(np.float32), len(rows)
 
+    def positive_counts(self) -> np.ndarray:
+        """Positives per label ``(T,)``, reading only the labels, a chunk at a time."""
+        counts = np.zeros(self.num_labels, dtype=np.int64)
+        with h5py.File(self.path, "r") as file:
+            labels = file["y" if self._version == 1 else "labels"]
+            for start in range(0, self._num_sequences, self._chunk_rows):
+                block = labels[start : start + self._chunk_rows]
+                block = block if self._version == 1 else unpack_labels(block, self.num_labels)
+                counts += (np.asarray(block) == 1).sum(axis=0)
+        return counts
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> CodedDataset:
         """The given rows, in the given order, as codes in memory (one chunk is read at a time)."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -13,8 +13,10 @@ from amber_ray.data.dataset import SequenceDataset, Splits
 from amber_ray.data.deepsea import read_deepsea_dir
 from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
 from amber_ray.data.hdf5 import HDF5SequenceFile, open_hdf5_dir, read_hdf5_dir
+from amber_ray.data.nb360 import read_nb360_deepsea
+from amber_ray.data.peaks import read_sidecar
 from amber_ray.data.simulate import simulate_dataset
-from amber_ray.data.split import stratified_split
+from amber_ray.data.split import chromosome_split, stratified_split
 from amber_ray.data.tsv import read_tsv
 from amber_ray.errors import AmberInputError
 
@@ -46,6 +48,38 @@ def data_source(data: DataConfig) -> str:
     return f"data.{data.kind}"
 
 
+def check_chromosome_split(data: DataConfig) -> None:
+    """A split by chromosome is made when the data are read (FASTA records named ``chrom:start-end``) or was made by
+    ``amber-ray dataset`` (HDF5: the config must name the chromosomes the directory was built with)."""
+    if not data.split.by_chromosome:
+        return
+    if data.kind in ("simulate", "deepsea", "nb360_deepsea"):
+        raise AmberInputError(f"data.split.valid_chromosomes does not apply to data.kind {data.kind!r}", "config")
+    if data.kind != "hdf5":
+        return
+    sidecar = read_sidecar(_path(data, "hdf5_dir"))
+    if sidecar is None:
+        problem = "data.split.valid_chromosomes needs a directory built by 'amber-ray dataset' (no dataset.json)"
+        raise AmberInputError(problem, data.hdf5_dir)
+    built = sidecar.get("split", {})
+    asked = {"valid_chromosomes": data.split.valid_chromosomes, "test_chromosomes": data.split.test_chromosomes}
+    for key, chromosomes in asked.items():
+        if sorted(chromosomes or ()) != sorted(built.get(key, ())):
+            problem = (
+                f"data.split.{key} {chromosomes} differs from the {built.get(key)} the directory was built with; "
+                "rebuild it with amber-ray dataset --valid-chromosome/--test-chromosome"
+            )
+            raise AmberInputError(problem, data.hdf5_dir)
+
+
+def genomic_windows(data: DataConfig) -> bool:
+    """Whether the sequences are windows of a genome (both strands equally meaningful): DeepSEA's files, a
+    directory built from peaks, or records split by chromosome. Reverse-complement augmentation defaults to on for them."""
+    if data.kind in ("deepsea", "nb360_deepsea") or data.split.by_chromosome:
+        return True
+    return data.kind == "hdf5" and data.hdf5_dir is not None and read_sidecar(data.hdf5_dir) is not None
+
+
 def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Splits:
     """DeepSEA and HDF5 data come split; the others are split here (``data.split``, stratified, seeded).
 
@@ -53,13 +87,20 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
     training reads batch by batch; validation and test are loaded as base codes (1 byte per base,
     not one-hot's 16), which evaluation expands a batch at a time.
     """
+    check_chromosome_split(data)
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
+    elif data.kind == "nb360_deepsea":
+        splits = read_nb360_deepsea(_path(data, "nb360_npz"))
     elif data.kind == "hdf5" and stream_train:
         files = open_hdf5_dir(_path(data, "hdf5_dir"))
         splits = Splits(files["train"], files["valid"].load_codes(), files["test"].load_codes())
     elif data.kind == "hdf5":
         splits = read_hdf5_dir(_path(data, "hdf5_dir"))
+    elif data.split.by_chromosome:
+        assert data.split.valid_chromosomes is not None and data.split.test_chromosomes is not None
+        dataset = _single_dataset(data, seed)
+        splits = chromosome_split(dataset, data.split.valid_chromosomes, data.split.test_chromosomes, data_source(data))
     else:
         splits = stratified_split(_single_dataset(data, seed), data.split.valid, data.split.test, seed, data_source(data))
     log.info(
@@ -87,6 +128,7 @@ def load_search_data(data: DataConfig, seed: int) -> SearchData:
     if data.kind != "hdf5":
         splits = load_splits(data, seed)
         return SearchData(splits.train, splits.valid)
+    check_chromosome_split(data)
     files = open_hdf5_dir(_path(data, "hdf5_dir"))
     train = files["train"]
     log.info(

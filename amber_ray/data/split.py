@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -89,5 +90,31 @@ def stratified_split(dataset: SequenceDataset, valid: float, test: float, seed: 
     rest, test_idx = _split(np.arange(dataset.num_sequences), dataset.y, test, seed)
     train_idx, valid_idx = _split(rest, dataset.y[rest], valid / (1 - test), seed)
     splits = Splits(dataset.subset(train_idx), dataset.subset(valid_idx), dataset.subset(test_idx))
+    check_splits_scorable(splits, source)
+    return splits
+
+
+def record_chromosome(name: str) -> str:
+    """``chr1:1000-2000`` (what ``bedtools getfasta`` and ``amber-ray dataset`` name windows) -> ``chr1``."""
+    chromosome, sep, span = name.rpartition(":")
+    return chromosome if sep and chromosome and "-" in span else ""
+
+
+def chromosome_split(dataset: SequenceDataset, valid: Sequence[str], test: Sequence[str], source: str = "data") -> Splits:
+    """Whole chromosomes held out: records of ``valid`` chromosomes validate, of ``test`` ones test, the rest train.
+
+    Record names must be ``chrom:start-end``; another name, or a split left empty, is an input error naming ``source``.
+    """
+    chromosomes = np.array([record_chromosome(name) for name in dataset.names])
+    unnamed = np.flatnonzero(chromosomes == "")
+    if len(unnamed):
+        problem = "a split by chromosome (data.split.valid_chromosomes) needs record names like chr1:1000-2000"
+        raise AmberInputError(problem, source, dataset.names[unnamed[0]])
+    in_valid, in_test = np.isin(chromosomes, list(valid)), np.isin(chromosomes, list(test))
+    parts = {"train": np.flatnonzero(~in_valid & ~in_test), "valid": np.flatnonzero(in_valid), "test": np.flatnonzero(in_test)}
+    for name, rows in parts.items():
+        if not len(rows):
+            raise AmberInputError(f"no {name} records: no record lies on its chromosomes (data.split)", source)
+    splits = Splits(*(dataset.subset(rows) for rows in parts.values()))
     check_splits_scorable(splits, source)
     return splits

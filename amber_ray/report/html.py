@@ -294,16 +294,17 @@ def variants_section(variants: VariantsPart) -> str:
     s = variants.summary
     model, pwm = s.get("model", {}), s.get("pwm", {})
     rows = [
-        ["model", number(model.get("auroc")), number(model.get("accuracy"))],
+        ["model", number(model.get("auroc")), number(model.get("aupr")), number(model.get("accuracy"))],
         [
             f"JASPAR PWM baseline ({esc(' '.join(str(pwm[k]) for k in ('motif', 'motif_name') if pwm.get(k)) or '?')})",
             number(pwm.get("auroc")),
+            number(pwm.get("aupr")),
             number(pwm.get("accuracy")),
         ],
     ]
     label, pairs = esc(s.get("label", "?")), esc(s.get("n", "?"))
     intro = f"<p>Allele-specific evaluation of label <code>{label}</code> on {pairs} variant pairs.</p>"
-    return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "accuracy"], rows)
+    return "<h2>Variant effects</h2>" + intro + table(["predictor", "AUROC", "AUPR", "accuracy"], rows)
 
 
 def interpret_section(interpret: InterpretPart, notes: list[str]) -> str:

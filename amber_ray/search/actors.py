@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
 import ray
 import torch
 
 from amber_ray.config import SearchConfig
 from amber_ray.data import HDF5SequenceFile, SequenceDataset
+from amber_ray.data.augment import StrandAugmented
 from amber_ray.device import worker_device
 from amber_ray.distributed import init_group
 from amber_ray.policy import make_policy
@@ -39,12 +41,13 @@ class SupernetWorker:
     def __init__(
         self,
         space: ModelSpace,
-        train: SequenceDataset | HDF5SequenceFile,
+        train: SequenceDataset | HDF5SequenceFile | StrandAugmented,
         valid: SequenceDataset | HDF5SequenceFile,
         config: SearchConfig,
         seed: int,
         threads: int,
         device: str = "auto",
+        pos_weight: np.ndarray | None = None,
     ):
         torch.set_num_threads(threads)
         self.device = worker_device(device, config.gpus_per_worker)
@@ -59,6 +62,7 @@ class SupernetWorker:
             valid_max_sequences=config.valid_max_sequences,
             device=str(self.device),
             precision=config.precision,
+            pos_weight=pos_weight,
         )
 
     def rendezvous(self) -> tuple[str, int]:

@@ -61,6 +61,7 @@ from amber_ray.search.actors import ControllerActor, SupernetWorker
 from amber_ray.search.core import WARMUP_ITERATION, Iteration, Schedule, Score, rewards_of, run_iteration, warmup_archs
 from amber_ray.space import ModelSpace
 from amber_ray.tracking import RunTracker
+from amber_ray.training import positive_weights, training_source
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,9 @@ class SearchDriver:
         self.gpus = self.search.gpus_per_worker
         # In-memory data goes through the object store once; HDF5 files go as small handles that
         # each worker streams from itself (the whole training set never enters the store).
-        self.data_refs = (ray.put(splits.train), ray.put(splits.valid))
+        # Training batches on a random strand (train.reverse_complement), positives weighted (train.pos_weight).
+        self.data_refs = (ray.put(training_source(config, splits.train)), ray.put(splits.valid))
+        self.pos_weight = positive_weights(config.train.pos_weight, splits.train)
         self.failures = 0
         self.start_actors()
         self.num_batches = ray.get(
@@ -182,7 +185,7 @@ class SearchDriver:
         options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
         self.workers = [
             SupernetWorker.options(**options).remote(
-                self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device
+                self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device, self.pos_weight
             )
             for _ in range(self.search.workers)
         ]

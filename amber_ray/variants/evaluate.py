@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.data.tsv import read_tsv
@@ -38,7 +38,7 @@ def both_orientations(preferred: np.ndarray, score: np.ndarray) -> tuple[np.ndar
 
 
 def direction_metrics(preferred: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """AUROC and accuracy of ``score > 0`` (first allele up) against ``preferred`` (1: first allele).
+    """AUROC, AUPR and accuracy of ``score > 0`` (first allele up) against ``preferred`` (1: first allele).
 
     The AUROC counts every pair in both orientations (:func:`both_orientations`), so it does not
     depend on which allele is listed first and is defined even when every pair prefers the first
@@ -46,9 +46,13 @@ def direction_metrics(preferred: np.ndarray, score: np.ndarray) -> dict[str, flo
     """
     preferred = np.asarray(preferred, dtype=np.int64)
     score = np.asarray(score, dtype=np.float64)
-    auroc = roc_auc_score(*both_orientations(preferred, score))
+    truth, oriented = both_orientations(preferred, score)
     right = np.where(score == 0, 0.5, (score > 0) == (preferred == 1))
-    return {"auroc": float(auroc), "accuracy": float(right.mean())}
+    return {
+        "auroc": float(roc_auc_score(truth, oriented)),
+        "aupr": float(average_precision_score(truth, oriented)),
+        "accuracy": float(right.mean()),
+    }
 
 
 def motif_for_label(label: str, motif: str | None) -> str:
