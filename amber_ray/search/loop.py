@@ -39,7 +39,7 @@ from scipy import stats as scipy_stats
 
 from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
-from amber_ray.cluster import require
+from amber_ray.cluster import refuse_shared_gpus, require, require_storage
 from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
 from amber_ray.errors import AmberInputError
@@ -115,6 +115,8 @@ class SearchDriver:
             self.search.workers,
             "search.workers",
         )
+        refuse_shared_gpus(self.search.gpus_per_worker, self.search.workers, config.train.device)
+        require_storage(config.storage)
         self.gpus = self.search.gpus_per_worker
         # In-memory data goes through the object store once; HDF5 files go as small handles that
         # each worker streams from itself (the whole training set never enters the store).
