@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from amber_ray.errors import AmberInputError
 
@@ -112,6 +112,17 @@ class SplitConfig(_Strict):
         return self
 
 
+def _path_or_uri(value: Any) -> Any:
+    """A URI (``s3://bucket/prefix``) stays a string; anything else is a local path."""
+    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
+        return value
+    return Path(value) if isinstance(value, str) else value
+
+
+# A local path, or a URI of any filesystem pyarrow reads, staged once per node (amber_ray.data.remote).
+PathOrUri = Annotated[Path | str, BeforeValidator(_path_or_uri)]
+
+
 class DataConfig(_Strict):
     """Where sequences come from. ``kind`` picks the reader; only its paths are used."""
 
@@ -122,7 +133,7 @@ class DataConfig(_Strict):
     fasta: Path | None = None
     labels_tsv: Path | None = None
     deepsea_dir: Path | None = None
-    hdf5_dir: Path | None = None
+    hdf5_dir: PathOrUri | None = None
     label_annotation: Path | None = None
     split: SplitConfig = SplitConfig()
 
@@ -469,7 +480,7 @@ def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig
     updates = {}
     for key in ("positive_fasta", "negative_fasta", "fasta", "labels_tsv", "deepsea_dir", "hdf5_dir", "label_annotation"):
         value = getattr(config.data, key)
-        if value is not None and not value.is_absolute():
+        if isinstance(value, Path) and not value.is_absolute():
             updates[key] = (root / value).resolve()
     if not updates:
         return config

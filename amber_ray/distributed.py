@@ -8,11 +8,17 @@ batch. The supernet's batch norm uses batch statistics, so those are synchronise
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from amber_ray.ops import BatchNorm1d
+
+# How long a worker waits for the others to join the group (they are placed already: see
+# search/loop.py) and for its peers in any collective.
+RENDEZVOUS_TIMEOUT_S = 600.0
 
 
 class _SyncBatchNormFunction(torch.autograd.Function):
@@ -86,7 +92,18 @@ def sum_gradients(model: nn.Module) -> None:
         offset += g.numel()
 
 
-def init_group(rank: int, world_size: int, address: str, port: int, use_gpu: bool) -> None:
+def init_group(
+    rank: int, world_size: int, address: str, port: int, use_gpu: bool, timeout_s: float = RENDEZVOUS_TIMEOUT_S
+) -> None:
+    """Join the process group; a rank that waits more than ``timeout_s`` for the others raises ``DistError``.
+
+    The timeout also bounds every collective, so a survivor does not wait 30 minutes (torch's
+    default) in an all-reduce with a worker that died.
+    """
     dist.init_process_group(
-        "nccl" if use_gpu else "gloo", init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size
+        "nccl" if use_gpu else "gloo",
+        init_method=f"tcp://{address}:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
     )
