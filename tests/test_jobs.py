@@ -100,6 +100,16 @@ def test_a_job_takes_the_arguments_of_its_command(job, tmp_path):
     assert missing.returncode == 2 and "missing.yaml: config file not found" in " ".join(missing.stderr.split()), missing.stderr
 
 
+@pytest.mark.parametrize("job", ["train", "interpret"])
+def test_train_and_interpret_run_as_jobs_with_the_arguments_of_their_command(job):
+    """What ``ray job submit --entrypoint-num-gpus 1 -- python jobs/X.py`` runs on a GPU node."""
+    usage = subprocess.run(
+        [sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert f"Usage: amber-ray {job} [OPTIONS]" in usage.stdout and "--out" in usage.stdout and "--device" in usage.stdout
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free ports: all sockets stay bound until every port is drawn, so none repeats."""
     with contextlib.ExitStack() as stack:
