@@ -188,6 +188,7 @@ class SearchDriver:
             gather([worker.ready.remote() for worker in self.workers])
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, AmberInputError):  # the one line it is, not Ray's traceback
+                self.close()  # bad input: no retry, nothing left holding the cluster's resources
                 raise AmberInputError(error.cause.problem, error.cause.source, error.cause.record) from None
             raise
         if len(self.workers) > 1:
