@@ -27,6 +27,7 @@ import ray._private.state
 import yaml
 from ray.experimental.internal_kv import _internal_kv_get
 
+from amber_ray.device import fake_cluster
 from amber_ray.errors import AmberInputError
 
 logger = logging.getLogger(__name__)
@@ -201,3 +202,37 @@ def node_types_from_config(config: Mapping) -> list[NodeKind]:
         for name, node_type in config.get("available_node_types", {}).items()
         if name != config.get("head_node_type")
     ]
+
+
+def multi_node() -> bool:
+    """Whether work may run on more than one node: several nodes are up, or the autoscaler has worker node types."""
+    return len(live_nodes()) > 1 or bool(autoscaler_node_types()[0])
+
+
+def require_storage(storage: str | None) -> None:
+    """On a cluster of several nodes, ``storage`` is required, before any work starts.
+
+    Tune trials and the search checkpoint are written from whichever node runs them, and a
+    replaced head must find them: a local ``--out`` on the head is not shared, and Tune refuses a
+    local storage path on worker nodes only once the trials run, after the whole search.
+    """
+    if storage is None and multi_node():
+        raise AmberInputError(
+            "config key 'storage' is not set but this Ray cluster has (or can start) several nodes; set storage "
+            "to a location every node reaches (s3://bucket/prefix, or a path every node mounts)"
+        )
+
+
+def refuse_shared_gpus(gpus_per_worker: float, workers: int, device: str | None) -> None:
+    """Fractional GPUs for several data-parallel workers put two NCCL ranks on one GPU, which NCCL refuses.
+
+    Allowed where the group is not NCCL: ``train.device: cpu`` (gloo), or Ray's fake cluster
+    whose GPUs are Ray resources only (its workers run on the CPU, see :func:`amber_ray.device.worker_device`).
+    """
+    fractional = gpus_per_worker > 0 and gpus_per_worker != int(gpus_per_worker)
+    if fractional and workers > 1 and str(device) != "cpu" and not fake_cluster():
+        raise AmberInputError(
+            f"config key 'search.gpus_per_worker' is {gpus_per_worker:g} with 'search.workers' {workers}: two data-parallel "
+            "workers would share one GPU, and NCCL refuses two ranks on one device; give each worker whole GPUs "
+            "(search.gpus_per_worker: 1) or use one worker"
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from amber_ray.errors import AmberInputError, first_line
 
@@ -132,6 +132,17 @@ class SplitConfig(_Strict):
         return self.valid_chromosomes is not None
 
 
+def _path_or_uri(value: Any) -> Any:
+    """A URI (``s3://bucket/prefix``) stays a string; anything else is a local path."""
+    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
+        return value
+    return Path(value) if isinstance(value, str) else value
+
+
+# A local path, or a URI of any filesystem pyarrow reads, staged once per node (amber_ray.data.remote).
+PathOrUri = Annotated[Path | str, BeforeValidator(_path_or_uri)]
+
+
 class DataConfig(_Strict):
     """Where sequences come from. ``kind`` picks the reader; only its paths are used."""
 
@@ -142,7 +153,7 @@ class DataConfig(_Strict):
     fasta: Path | None = None
     labels_tsv: Path | None = None
     deepsea_dir: Path | None = None
-    hdf5_dir: Path | None = None
+    hdf5_dir: PathOrUri | None = None
     # NAS-Bench-360's deepsea_filtered.npz (kind nb360_deepsea; amber_ray.data.nb360)
     nb360_npz: Path | None = None
     label_annotation: Path | None = None
@@ -576,7 +587,7 @@ def resolve_data_paths(config: ExperimentConfig, root: Path) -> ExperimentConfig
         "label_annotation",
     ):
         value = getattr(config.data, key)
-        if value is not None and not value.is_absolute():
+        if isinstance(value, Path) and not value.is_absolute():
             updates[key] = (root / value).resolve()
     if not updates:
         return config

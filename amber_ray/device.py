@@ -12,7 +12,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 import platform
+import socket
 from pathlib import Path
 
 import torch
@@ -20,6 +22,8 @@ import torch
 from amber_ray.errors import AmberInputError, first_line
 
 AUTO = "auto"
+# Set by Ray's fake multi-node cluster on every node it starts: its GPUs are Ray resources without CUDA.
+FAKE_CLUSTER_ENV = "RAY_FAKE_CLUSTER"
 # CPU flags (as /proc/cpuinfo names them) of native bfloat16 arithmetic: AVX-512 BF16 dot products or AMX tiles.
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # Measured on a 2-core AVX2 EPYC without either: the reference search step took 39.8 s in bfloat16, 4.1 s in float32.
@@ -74,10 +78,36 @@ def worker_device(device: str | None, gpus: float, source: str = "train.device")
     """The device of a Ray actor or trial that Ray gave ``gpus`` GPUs.
 
     Without a GPU from Ray it is the CPU whatever ``device`` says: CUDA devices that Ray did not
-    assign belong to other workers. With one, ``device`` follows :func:`resolve_device`, so ``auto``
-    is that GPU, or the CPU where the GPUs are only Ray resources (a fake cluster, a mislabelled node).
+    assign belong to other workers. With one, ``device`` follows :func:`resolve_device`; but a GPU
+    that torch cannot use (a driver too old for the wheel, a CPU-only wheel, a mislabelled node) is
+    an error naming the node, the GPU ids and torch's CUDA build, not days of search on the CPU
+    while holding GPUs. Only Ray's fake cluster (``RAY_FAKE_CLUSTER=1``, its GPUs are Ray
+    resources only) runs such a worker on the CPU, and says so. ``device: cpu`` is the CPU anywhere.
     """
-    return resolve_device(device, source) if gpus > 0 else torch.device("cpu")
+    if gpus <= 0:
+        return torch.device("cpu")
+    if str(device) != "cpu" and not torch.cuda.is_available():
+        if fake_cluster():
+            log.info("GPUs of Ray's fake cluster (%s=1) are Ray resources only: this worker runs on the CPU", FAKE_CLUSTER_ENV)
+            return torch.device("cpu")
+        raise AmberInputError(unusable_gpu_message(), source)
+    return resolve_device(device, source)
+
+
+def fake_cluster() -> bool:
+    """Whether this process runs on Ray's fake multi-node cluster (its GPUs are Ray resources, no CUDA)."""
+    return bool(os.environ.get(FAKE_CLUSTER_ENV))
+
+
+def unusable_gpu_message() -> str:
+    """Where a GPU from Ray is that torch cannot use, and torch's build: what the user fixes the image from."""
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    gpu_ids = os.environ.get("CUDA_VISIBLE_DEVICES") or "none visible"
+    return (
+        f"Ray gave this worker GPU(s) {gpu_ids} on node {socket.gethostname()} but torch {torch.__version__} "
+        f"({build}) sees no CUDA device there; install the torch wheel built for that node's driver, "
+        "or set train.device: cpu"
+    )
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

@@ -30,7 +30,7 @@ from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.checkpoint import CONFIG_KEY, has_checkpoint, load_checkpoint
 from amber_ray.child import ChildNet, save_child
-from amber_ray.cluster import require
+from amber_ray.cluster import require, require_storage
 from amber_ray.config import (
     RETRAIN_IGNORES,
     RETRAIN_RESUME_SAFE_KEYS,
@@ -351,6 +351,7 @@ def run_retrain(
             "GPU": ("retrain.gpus_per_trial", config.retrain.gpus_per_trial),
         }
     )
+    require_storage(config.storage)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits, space=space, config=config),
         {"cpu": config.retrain.cpus_per_trial, "gpu": config.retrain.gpus_per_trial},

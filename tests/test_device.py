@@ -38,13 +38,34 @@ def test_cuda_index_beyond_the_machine_is_a_clear_error() -> None:
         resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
-def test_a_ray_worker_without_a_gpu_uses_the_cpu_whatever_the_config_says() -> None:
+def test_a_ray_worker_without_a_gpu_uses_the_cpu_whatever_the_config_says(monkeypatch) -> None:
     from amber_ray.device import worker_device
 
     assert worker_device("cuda", 0) == torch.device("cpu")  # GPUs Ray did not assign belong to other workers
-    assert worker_device("auto", 0.5) == resolve_device("auto")  # fake GPUs (no CUDA): the CPU
+    monkeypatch.setenv("RAY_FAKE_CLUSTER", "1")
+    assert worker_device("auto", 0.5) == resolve_device("auto")  # the fake cluster's GPUs (no CUDA): the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(AmberInputError, match="unknown device 'gpu'"):
         worker_device("gpu", 1, "train.device")
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_a_gpu_from_ray_that_torch_cannot_use_fails_naming_node_gpus_and_build(monkeypatch, device) -> None:
+    """Not a silent fall-back to the CPU while the GPUs are held (a driver/wheel mismatch on a real node)."""
+    import socket
+
+    from amber_ray.device import worker_device
+
+    monkeypatch.delenv("RAY_FAKE_CLUSTER", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    with pytest.raises(AmberInputError) as caught:
+        worker_device(device, 2, "train.device")
+    message = str(caught.value)
+    assert message.startswith("train.device: Ray gave this worker GPU(s) 2,3 on node " + socket.gethostname())
+    assert "(CUDA 12.8) sees no CUDA device" in message and "\n" not in message
+    assert worker_device("cpu", 2) == torch.device("cpu")  # asked for the CPU: no CUDA needed
 
 
 def tiny_fit(device: str, precision: str = "float32"):

@@ -60,7 +60,11 @@ def test_fractional_gpus_are_placed_and_impossible_requests_fail_at_once(tmp_pat
     """Fake GPUs (``ray.init(num_gpus=2)``): two workers at 0.5 GPU each are placed; 3 GPUs fail with a message,
     before any actor is asked for (an actor that asks for more GPUs than the cluster has would wait forever)."""
     result = subprocess.run(
-        [sys.executable, "-c", FAKE_GPU_SCRIPT, str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=300
+        [sys.executable, "-c", FAKE_GPU_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "RAY_FAKE_CLUSTER": "1"},  # GPUs that are Ray resources only, explicitly: workers run on the CPU
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -94,6 +98,16 @@ def test_a_job_takes_the_arguments_of_its_command(job, tmp_path):
         timeout=120,
     )
     assert missing.returncode == 2 and "missing.yaml: config file not found" in " ".join(missing.stderr.split()), missing.stderr
+
+
+@pytest.mark.parametrize("job", ["train", "interpret"])
+def test_train_and_interpret_run_as_jobs_with_the_arguments_of_their_command(job):
+    """What ``ray job submit --entrypoint-num-gpus 1 -- python jobs/X.py`` runs on a GPU node."""
+    usage = subprocess.run(
+        [sys.executable, f"jobs/{job}.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert f"Usage: amber-ray {job} [OPTIONS]" in usage.stdout and "--out" in usage.stdout and "--device" in usage.stdout
 
 
 def free_ports(count: int) -> list[int]:
@@ -200,6 +214,8 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
             "search.iterations=4",
             "--set",
             "retrain.sampled=1",
+            "--set",
+            f"storage={tmp_path / 'shared'}",  # two nodes need shared storage (here both on one host's disk)
             temp_dir=temp_dir,
             timeout=600,
         )

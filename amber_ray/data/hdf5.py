@@ -26,6 +26,7 @@ import numpy as np
 
 from amber_ray.atomic import atomic_path
 from amber_ray.data.dataset import CodedDataset, SequenceDataset, ShardBatch, Splits, codes_to_one_hot, one_hot_to_codes
+from amber_ray.data.remote import is_remote_dir, is_uri, join, local_file
 from amber_ray.errors import AmberInputError
 
 log = logging.getLogger(__name__)
@@ -112,52 +113,74 @@ class HDF5SequenceFile:
     """A file of our format, checked on opening and read block by block.
 
     No file handle is kept between calls, so the object pickles small (it is what Ray workers are
-    sent instead of the data) and never leaks one.
+    sent instead of the data) and never leaks one. ``path`` may be a URI (``s3://...``): each
+    node then reads its own staged copy (:mod:`amber_ray.data.remote`), fetched when a process
+    there first reads it; errors name the URI.
     """
 
     def __init__(self, path: str | Path, window_rows: int = DEFAULT_WINDOW_ROWS) -> None:
-        self.path = Path(path).absolute()  # workers open it themselves, whatever their working directory
+        # Workers open it themselves, whatever their working directory or node.
+        self.source: str | Path = str(path) if is_uri(path) else Path(path).absolute()
+        self._local: Path | None = None if is_uri(path) else Path(path).absolute()
         self.window_rows = window_rows
         if not self.path.is_file():
-            raise AmberInputError("file not found", self.path)
+            raise AmberInputError("file not found", self.source)
         try:
             with h5py.File(self.path, "r") as file:
                 self._read_header(file)
         except OSError as error:
-            raise AmberInputError(f"not a readable HDF5 file ({error})", self.path) from None
+            raise AmberInputError(f"not a readable HDF5 file ({error})", self.source) from None
+
+    @property
+    def path(self) -> Path:
+        """The file on this node: the local path, or this node's staged copy of the URI."""
+        if self._local is None:
+            self._local = local_file(self.source)
+        return self._local
+
+    def stage(self) -> Path:
+        """Make sure this node has the file now (a worker fails at start, not mid-pass); returns its path."""
+        return self.path
+
+    def __getstate__(self) -> dict:
+        """A URI's staged copy is this node's: another node stages its own."""
+        state = dict(self.__dict__)
+        if is_uri(self.source):
+            state["_local"] = None
+        return state
 
     def _require(self, file: h5py.File, keys: Sequence[str]) -> None:
         for key in keys:
             if not isinstance(file.get(key), h5py.Dataset):
-                raise AmberInputError(f"no dataset {key!r} (has {sorted(file.keys())})", self.path)
+                raise AmberInputError(f"no dataset {key!r} (has {sorted(file.keys())})", self.source)
 
     def _read_header(self, file: h5py.File) -> None:
         self._version = int(file.attrs.get("format_version", 1))
         if self._version > FORMAT_VERSION:
             raise AmberInputError(
-                f"format version {self._version} is newer than this amber-ray reads ({FORMAT_VERSION})", self.path
+                f"format version {self._version} is newer than this amber-ray reads ({FORMAT_VERSION})", self.source
             )
         if self._version == 1:
             self._require(file, ("x", "y", "names"))
             x, y = file["x"], file["y"]
             if x.ndim != 3 or x.shape[1] != 4 or x.dtype != np.uint8:
-                raise AmberInputError(f"'x' is {x.dtype} {x.shape}, expected uint8 (N, 4, L)", self.path)
+                raise AmberInputError(f"'x' is {x.dtype} {x.shape}, expected uint8 (N, 4, L)", self.source)
             rows, self._length = len(x), x.shape[2]
         else:
             self._require(file, ("codes", "labels", "names"))
             x, y = file["codes"], file["labels"]
             if x.ndim != 2 or x.dtype != np.uint8:
-                raise AmberInputError(f"'codes' is {x.dtype} {x.shape}, expected uint8 (N, L)", self.path)
+                raise AmberInputError(f"'codes' is {x.dtype} {x.shape}, expected uint8 (N, L)", self.source)
             rows, self._length = len(x), x.shape[1]
         if "label_names" not in file.attrs:
-            raise AmberInputError("attribute 'label_names' missing", self.path)
+            raise AmberInputError("attribute 'label_names' missing", self.source)
         self._label_names = [_text(name) for name in file.attrs["label_names"]]
         width = len(self._label_names) if self._version == 1 else -(-len(self._label_names) // 8)
         if y.ndim != 2 or y.shape != (rows, width) or file["names"].shape != (rows,):
             raise AmberInputError(
                 f"labels {y.shape} and 'names' {file['names'].shape} "
                 f"do not match {rows} sequences of {len(self._label_names)} labels",
-                self.path,
+                self.source,
             )
         self._num_sequences = rows
         self._chunk_rows = x.chunks[0] if x.chunks else DEFAULT_CHUNK_ROWS  # contiguous storage: read in blocks anyway
@@ -192,7 +215,7 @@ class HDF5SequenceFile:
                 codes = one_hot_to_codes(file["x"][start:stop].astype(np.float32) / X_SCALE, first_row=start)
                 return codes, pack_labels(file["y"][start:stop], first_row=start)
             except ValueError as error:
-                raise AmberInputError(str(error), self.path) from None
+                raise AmberInputError(str(error), self.source) from None
         return file["codes"][start:stop], file["labels"][start:stop]
 
     def _read_chunks(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,15 +296,17 @@ class HDF5SequenceFile:
 
 def open_hdf5_dir(directory: str | Path) -> dict[str, HDF5SequenceFile]:
     """``train.h5``, ``valid.h5`` and ``test.h5`` of one directory, opened (nothing loaded); they must agree on L and labels."""
-    directory = Path(directory)
-    if not directory.is_dir():
+    if is_uri(directory):
+        if not is_remote_dir(str(directory)):
+            raise AmberInputError("HDF5 data directory not found", directory)
+    elif not Path(directory).is_dir():
         raise AmberInputError("HDF5 data directory not found", directory)
-    files = {split: HDF5SequenceFile(directory / name) for split, name in SPLIT_FILES.items()}
+    files = {split: HDF5SequenceFile(join(directory, name)) for split, name in SPLIT_FILES.items()}
     train = files["train"]
     for split in ("valid", "test"):
         other = files[split]
         if (other.length, other.label_names) != (train.length, train.label_names):
-            raise AmberInputError("sequence length or label names differ from train.h5", other.path)
+            raise AmberInputError("sequence length or label names differ from train.h5", other.source)
     return files
 
 

@@ -13,6 +13,7 @@ from amber_ray.data import HDF5SequenceFile, SequenceDataset
 from amber_ray.data.augment import StrandAugmented
 from amber_ray.device import worker_device
 from amber_ray.distributed import init_group
+from amber_ray.errors import AmberInputError
 from amber_ray.policy import make_policy
 from amber_ray.search.core import PolicyEndpoint, Score, score_with
 from amber_ray.space import Architecture, ModelSpace
@@ -50,20 +51,34 @@ class SupernetWorker:
         pos_weight: np.ndarray | None = None,
     ):
         torch.set_num_threads(threads)
-        self.device = worker_device(device, config.gpus_per_worker)
-        self.use_gpu = self.device.type == "cuda"
-        self.measure_latency = config.objective.kind == "latency"
-        self.trainer = SupernetTrainer(
-            space,
-            train,
-            valid,
-            config.supernet_learning_rate,
-            seed,
-            valid_max_sequences=config.valid_max_sequences,
-            device=str(self.device),
-            precision=config.precision,
-            pos_weight=pos_weight,
-        )
+        # Bad input met here (a GPU torch cannot use, data this node cannot read) is kept for
+        # :meth:`ready`: raised from the constructor, it would only reach the driver as a dead actor.
+        self.setup_error: AmberInputError | None = None
+        try:
+            self.device = worker_device(device, config.gpus_per_worker)
+            self.use_gpu = self.device.type == "cuda"
+            self.measure_latency = config.objective.kind == "latency"
+            for data in (train, valid):
+                if isinstance(data, HDF5SequenceFile):
+                    data.stage()
+            self.trainer = SupernetTrainer(
+                space,
+                train,
+                valid,
+                config.supernet_learning_rate,
+                seed,
+                valid_max_sequences=config.valid_max_sequences,
+                device=str(self.device),
+                precision=config.precision,
+                pos_weight=pos_weight,
+            )
+        except AmberInputError as error:
+            self.setup_error = error
+
+    def ready(self) -> None:
+        """Returns once the worker is set up; raises the bad input its construction met."""
+        if self.setup_error is not None:
+            raise self.setup_error
 
     def rendezvous(self) -> tuple[str, int]:
         """This node's address and a free port, for the process group's rank 0."""
@@ -71,8 +86,8 @@ class SupernetWorker:
             sock.bind(("", 0))
             return ray.util.get_node_ip_address(), sock.getsockname()[1]
 
-    def join(self, rank: int, world_size: int, address: str, port: int) -> None:
-        init_group(rank, world_size, address, port, self.use_gpu)
+    def join(self, rank: int, world_size: int, address: str, port: int, timeout_s: float) -> None:
+        init_group(rank, world_size, address, port, self.use_gpu, timeout_s)
         self.trainer.join_group(rank, world_size)
 
     def placement(self) -> dict[str, object]:

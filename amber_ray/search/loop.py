@@ -36,8 +36,10 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import PlacementGroup, placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 from scipy import stats as scipy_stats
+from torch.distributed import DistError
 
 from amber_ray import outputs, storage
 from amber_ray.atomic import atomic_write_json, atomic_write_table
@@ -52,9 +54,10 @@ from amber_ray.checkpoint import (
     save_checkpoint,
     search_payload,
 )
-from amber_ray.cluster import require
+from amber_ray.cluster import refuse_shared_gpus, require, require_storage
 from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, ExperimentConfig, check_resume, config_as_flat_dict
 from amber_ray.data import SearchData, Splits, load_search_data
+from amber_ray.distributed import RENDEZVOUS_TIMEOUT_S
 from amber_ray.errors import AmberInputError
 from amber_ray.objective import pareto_front
 from amber_ray.search.actors import ControllerActor, SupernetWorker
@@ -65,7 +68,15 @@ from amber_ray.training import positive_weights, training_source
 
 logger = logging.getLogger(__name__)
 
+PLACEMENT_LOG_INTERVAL_S = 60.0
 ACTOR_LOST = ray.exceptions.RayActorError  # also covers ActorDiedError and ActorUnavailableError
+
+
+class RendezvousTimeout(RuntimeError):
+    """The supernet workers' process group did not form in time (a peer slow to start, a network hiccup)."""
+
+
+RECOVERABLE = (ACTOR_LOST, RendezvousTimeout)
 
 T = TypeVar("T")
 
@@ -120,6 +131,19 @@ def gather(refs: Sequence[ray.ObjectRef]) -> list[Any]:
     return ray.get(list(refs))
 
 
+def worker_placement_group(workers: int, cpus: float, gpus: float) -> PlacementGroup:
+    """One bundle per supernet worker, spread over nodes where possible; returns once all are reserved.
+
+    :func:`amber_ray.cluster.require` has checked that the cluster can hold them (now or once
+    the autoscaler has started nodes), so this waits as long as that takes, saying so.
+    """
+    bundle = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
+    group = placement_group([dict(bundle) for _ in range(workers)], strategy="SPREAD")
+    while not ray.wait([group.ready()], timeout=PLACEMENT_LOG_INTERVAL_S)[0]:
+        logger.info("waiting for %d supernet worker(s) of %s to be placed (nodes starting?)", workers, bundle)
+    return group
+
+
 class RemotePolicy:
     """The controller actor as a :class:`~amber_ray.search.core.TextPolicy`."""
 
@@ -139,9 +163,12 @@ class SearchDriver:
     Each iteration is :func:`~amber_ray.search.core.run_iteration` with the controller actor as
     the policy and this driver as the supernet (``score`` spreads architectures over the workers,
     ``train_pass`` runs one data-parallel pass on all of them), followed by an atomic checkpoint.
-    The driver holds no weights: only architecture strings, rewards and the history. MLflow is
-    not its business (:class:`SearchTracking`).
+    The workers are gang-scheduled (one placement group) before their process group forms. The
+    driver holds no weights: only architecture strings, rewards and the history. MLflow is not
+    its business (:class:`SearchTracking`).
     """
+
+    rendezvous_timeout_s = RENDEZVOUS_TIMEOUT_S
 
     def __init__(self, config: ExperimentConfig, out_dir: Path, splits: Splits | SearchData):
         self.config = config
@@ -157,6 +184,8 @@ class SearchDriver:
             self.search.workers,
             "search.workers",
         )
+        refuse_shared_gpus(self.search.gpus_per_worker, self.search.workers, config.train.device)
+        require_storage(config.storage)
         self.gpus = self.search.gpus_per_worker
         # In-memory data goes through the object store once; HDF5 files go as small handles that
         # each worker streams from itself (the whole training set never enters the store).
@@ -164,38 +193,69 @@ class SearchDriver:
         self.data_refs = (ray.put(training_source(config, splits.train)), ray.put(splits.valid))
         self.pos_weight = positive_weights(config.train.pos_weight, splits.train)
         self.failures = 0
-        self.start_actors()
+        self.state = SearchState()
+        try:
+            self.start_actors()
+        except RECOVERABLE as error:  # a worker lost or a group not formed at the start counts as at any time
+            self.recover(error)
         self.num_batches = ray.get(
             self.workers[0].num_batches.remote(self.search.batch_size, self.search.train_batches_per_iteration)
         )
         self.schedule = Schedule(self.search.archs_per_iteration, self.num_batches, self.search.batch_size, self.search.objective)
-        self.state = SearchState()
 
     def start_actors(self) -> None:
-        """The controller and W supernet workers; with several workers, their process group.
+        """The controller and W supernet workers, gang-scheduled; with several workers, their process group.
 
         The controller stays on the driver's node (the head on a cluster): losing a worker node
         must not take the policy with it, nor may a replacement land on a node that is dying.
+        The workers' placement group is ready (every node they need is up, the autoscaler may
+        have had to start some) before any of them starts, and all of them are set up (data
+        staged on their nodes) before the process group forms: a rendezvous then waits for
+        peers that are already running, never for a node still booting.
         """
         beside_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         self.controller = ControllerActor.options(num_cpus=0, scheduling_strategy=beside_driver).remote(
             self.space, self.search, self.seed
         )
         threads = max(1, int(self.search.cpus_per_worker))
-        options = {"num_cpus": self.search.cpus_per_worker, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD"}
+        self.placement_group = worker_placement_group(self.search.workers, self.search.cpus_per_worker, self.gpus)
         self.workers = [
-            SupernetWorker.options(**options).remote(
-                self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device, self.pos_weight
-            )
-            for _ in range(self.search.workers)
+            SupernetWorker.options(
+                num_cpus=self.search.cpus_per_worker,
+                num_gpus=self.gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=rank),
+            ).remote(self.space, *self.data_refs, self.search, self.seed, threads, self.config.train.device, self.pos_weight)
+            for rank in range(self.search.workers)
         ]
+        try:
+            gather([worker.ready.remote() for worker in self.workers])
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, AmberInputError):  # the one line it is, not Ray's traceback
+                self.close()  # bad input: no retry, nothing left holding the cluster's resources
+                raise AmberInputError(error.cause.problem, error.cause.source, error.cause.record) from None
+            raise
         if len(self.workers) > 1:
-            address, port = ray.get(self.workers[0].rendezvous.remote())
-            ray.get([worker.join.remote(rank, len(self.workers), address, port) for rank, worker in enumerate(self.workers)])
+            self.form_group(self.workers)
+
+    def form_group(self, workers: Sequence[ray.actor.ActorHandle]) -> None:
+        """The process group of all workers, joined by ``workers`` (all of them but in a test).
+
+        A group that does not form within :attr:`rendezvous_timeout_s` is a :class:`RendezvousTimeout`,
+        which the search recovers from as from a lost actor.
+        """
+        address, port = ray.get(self.workers[0].rendezvous.remote())
+        world_size, timeout = len(self.workers), self.rendezvous_timeout_s
+        try:
+            gather([worker.join.remote(rank, world_size, address, port, timeout) for rank, worker in enumerate(workers)])
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, DistError):
+                raise RendezvousTimeout(str(error.cause).splitlines()[0]) from None
+            raise
 
     def close(self) -> None:
         for actor in (self.controller, *self.workers):
             ray.kill(actor)
+        ray.util.remove_placement_group(self.placement_group)
 
     def recover(self, error: BaseException) -> None:
         """Replace every actor and reload the last checkpoint (a fresh search if none was written yet).
@@ -208,7 +268,8 @@ class SearchDriver:
             if self.failures > self.search.max_failures:
                 raise error
             logger.warning(
-                "an actor of the search died (%s); restarting all actors from the last checkpoint (failure %d of at most %d)",
+                "an actor of the search died or its workers' group did not form (%s); restarting all actors from the "
+                "last checkpoint (failure %d of at most %d)",
                 type(error).__name__,
                 self.failures,
                 self.search.max_failures,
@@ -216,7 +277,7 @@ class SearchDriver:
             try:
                 self.restart_actors()
                 return
-            except ACTOR_LOST as again:
+            except RECOVERABLE as again:
                 error = again
 
     def restart_actors(self) -> None:
@@ -233,7 +294,7 @@ class SearchDriver:
         while True:
             try:
                 return step()
-            except ACTOR_LOST as error:
+            except RECOVERABLE as error:
                 self.recover(error)
 
     def train_pass(self, archs: list[str], iteration: int, batch_size: int) -> float:

@@ -1,0 +1,110 @@
+"""Data files given as URIs (``s3://``, ``gs://``, any filesystem pyarrow reads), staged once per node.
+
+A supernet worker or retraining trial reads its data on whatever node Ray put it. A local path is
+read where it is (it must exist on every node); a URI is copied into a node-local cache the
+first time a process on that node needs it. The cache entry is keyed by the URI, the object's
+size and its modification time (on S3 the ``LastModified`` that every overwrite renews), so a
+replaced object is fetched again and an unchanged one never is. Actors on one node share one
+download: the first takes a file lock and copies to a temporary name renamed into place, the
+others wait on the lock and find the file. The cache is ``$AMBER_RAY_DATA_CACHE``, else
+``~/.cache/amber_ray/data`` (per node: each node's home is its own disk).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+from pathlib import Path, PurePosixPath
+
+import pyarrow.fs as pafs
+
+from amber_ray.errors import AmberInputError
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "AMBER_RAY_DATA_CACHE"
+
+
+def is_uri(path: str | Path) -> bool:
+    """Whether ``path`` names a filesystem by scheme (``s3://bucket/key``) rather than a local path."""
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
+def join(base: str | Path, name: str) -> str | Path:
+    """``base/name`` for a URI or a local path."""
+    return f"{base.rstrip('/')}/{name}" if isinstance(base, str) and is_uri(base) else Path(base) / name
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "amber_ray" / "data")
+
+
+def unreachable(uri: str, problem: str) -> AmberInputError:
+    """The one-line error of a worker that cannot read its data: the URI, the node and why."""
+    first_line = problem.strip().splitlines()[0] if problem.strip() else "unknown error"
+    return AmberInputError(f"cannot be read from node {socket.gethostname()} ({first_line})", uri)
+
+
+def remote_info(uri: str) -> tuple[pafs.FileSystem, pafs.FileInfo]:
+    """The filesystem of ``uri`` and the object's info; an object that cannot be reached is :func:`unreachable`."""
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(path)
+    except (OSError, ValueError) as error:
+        raise unreachable(uri, str(error)) from None
+    if info.type == pafs.FileType.NotFound:
+        raise unreachable(uri, "no such object")
+    return fs, info
+
+
+def is_remote_dir(uri: str) -> bool:
+    """Whether ``uri`` is a directory (on S3: a prefix with objects under it)."""
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs.get_file_info(path).type == pafs.FileType.Directory
+    except (OSError, ValueError) as error:
+        raise unreachable(uri, str(error)) from None
+
+
+def cache_key(uri: str, info: pafs.FileInfo) -> str:
+    mtime = info.mtime_ns if info.mtime_ns is not None else ""
+    digest = hashlib.sha256(f"{uri}\0{info.size}\0{mtime}".encode()).hexdigest()[:20]
+    return f"{digest}-{PurePosixPath(info.path).name}"
+
+
+def stage(uri: str) -> tuple[Path, bool]:
+    """The node-local copy of the file ``uri`` (a URI), and whether this call downloaded it.
+
+    Concurrent callers on one node (processes or threads) download once: the lock holder copies
+    to a temporary name and renames it into place; the others wait, then find the copy.
+    """
+    fs, info = remote_info(uri)
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / cache_key(uri, info)
+    if target.is_file():
+        return target, False
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():  # another process copied it while this one waited
+            return target, False
+        partial = target.with_name(f"{target.name}.part-{os.getpid()}-{id(lock)}")
+        try:
+            pafs.copy_files(info.path, str(partial), source_filesystem=fs)
+            os.replace(partial, target)
+        except OSError as error:
+            raise unreachable(uri, str(error)) from None
+        finally:
+            partial.unlink(missing_ok=True)
+    log.info("staged %s (%d bytes) to %s", uri, info.size, target)
+    return target, True
+
+
+def local_file(path: str | Path) -> Path:
+    """A readable local path for ``path``: itself when local, else its node-local staged copy."""
+    if is_uri(path):
+        return stage(str(path))[0]
+    return Path(path)
