@@ -29,7 +29,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    # address="local": a session of its own, never a cluster that a cluster test (or anything else) left running here.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
     yield
     ray.shutdown()
 
