@@ -2,12 +2,12 @@
 
     python examples/own_peaks.py [OUT]      # default OUT: own-peaks (what jobs/configs/own_peaks.yaml reads)
 
-1. A simulated genome (bgzipped FASTA + .fai/.gzi), one narrowPeak per label with a JASPAR motif
-   planted at every summit, and a blacklist BED (``amber_ray.data.simulate_genome``).
+1. A simulated genome (bgzipped FASTA + .fai/.gzi), one narrowPeak per label with three copies of a
+   JASPAR motif planted around every summit, and a blacklist BED (``amber_ray.data.simulate_genome``).
 2. ``amber-ray dataset``: DeepSEA's rule (200 bp bins, half in a peak), here 400 bp windows to stay
    quick on a laptop CPU; chr7 validates, chr8 and chr9 test.
 3. ``amber-ray pipeline jobs/configs/own_peaks.yaml``: search, retrain (reverse complement on,
-   automatic positive weights), compare, report; the final model is registered in OUT/holdout/mlflow.db.
+   unweighted positives), compare, report; the final model is registered in OUT/holdout/mlflow.db.
 4. The same windows split at random by sequence (``data.kind: fasta_labels``), beside it: neighbouring,
    overlapping windows then land in train and test.
 5. ``amber-ray predict --genome --tile``: one bigWig track per label over the test chromosome chr8.

@@ -28,7 +28,7 @@ BIN, WINDOW = 200, 1000
 def genome(tmp_path_factory: pytest.TempPathFactory) -> SimulatedGenome:
     # Dense peaks and a wide blacklist so that every drop reason occurs.
     return simulate_genome(
-        tmp_path_factory.mktemp("genome"), CHROMOSOMES, MOTIFS, seed=3, peaks_per_mb=150, blacklist_per_chromosome=3
+        tmp_path_factory.mktemp("genome"), CHROMOSOMES, MOTIFS, seed=10, peaks_per_mb=150, blacklist_per_chromosome=3
     )
 
 
@@ -224,3 +224,24 @@ def test_positive_bins_match_a_brute_force_overlap() -> None:
     rule = WindowRule(bin_size=100, min_overlap=0.3)
     expected = [b for b in range(110) if any(min(e, (b + 1) * 100) - max(s, b * 100) >= 30 for s, e in zip(starts, ends))]
     assert positive_bins(starts, ends, 110, rule).tolist() == expected
+
+
+def test_every_peak_carries_its_copies_of_the_motif_around_the_summit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Instances drawn as the consensus make the planted copies exact strings to count.
+    import amber_ray.data.simulate_genome as module
+
+    monkeypatch.setattr(module, "sample_instance", lambda rng, ppm: np.argmax(ppm, axis=1).astype(np.uint8))
+    sim = simulate_genome(
+        tmp_path, {"chr1": 60_000}, ["MA0139.1"], seed=1, peaks_per_mb=100, copies=3, core=100, telomere=500, gap=10
+    )
+    consensus = "".join("ACGT"[i] for i in np.argmax(module.jaspar_motif("MA0139.1")[1], axis=1))
+    reverse = consensus[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    genome = pyfaidx.Fasta(str(sim.genome))
+    with gzip.open(sim.peaks["CTCF"], "rt") as handle:
+        rows = [line.split("\t") for line in handle]
+    assert len(rows) >= 4
+    for row in rows:
+        summit = int(row[1]) + int(row[9])
+        core = str(genome["chr1"][summit - 50 : summit + 50]).upper()
+        hits = sum(core[i : i + len(consensus)] in (consensus, reverse) for i in range(len(core)))
+        assert hits == 3, row[3]

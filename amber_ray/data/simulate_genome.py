@@ -3,9 +3,15 @@
 Bases are i.i.d. uniform, except the first ``telomere`` bases of each chromosome and one gap in its
 middle, which are ``N`` (as assembly gaps are). Each label is one JASPAR motif: its peaks are placed
 uniformly at random on every chromosome (``peaks_per_mb`` per label), are ``peak_width`` wide, and
-one instance of the motif, sampled from its probability matrix on a random strand, is planted at the
-summit (the peak's centre). A few short blacklist intervals are drawn per chromosome. Peaks of
-different labels may overlap; a later instance then overwrites an earlier one.
+every peak of the label carries ``copies`` instances of the motif, each sampled from its probability
+matrix on a random strand. The instances sit in the ``core`` bases centred on the summit (the
+peak's centre), which is cut into ``copies`` equal slots with one instance at a random offset in
+each, so they never overlap one another and a window that holds the summit holds them all. A few
+short blacklist intervals are drawn per chromosome. Peaks of different labels may overlap; a later
+instance then overwrites an earlier one. Background bases match a motif by chance, as in a real
+genome: with one copy per peak, the best match of the matrix on either strand ranked the labelled
+400 bp windows of ``examples/own_peaks.py`` at AUROC 0.92-0.98 and a small CNN learned little in a
+few epochs; three copies rank them at 0.98-0.99.
 """
 
 from __future__ import annotations
@@ -55,11 +61,18 @@ def simulate_genome(
     telomere: int = 2000,
     gap: int = 1000,
     blacklist_per_chromosome: int = 2,
+    copies: int = 3,
+    core: int = 100,
 ) -> SimulatedGenome:
     """Write ``genome.fa.gz`` (+ index), ``<label>.narrowPeak.gz`` per motif and ``blacklist.bed`` under ``directory``."""
     rng = np.random.default_rng(seed)
+    if not 0 < core <= peak_width:
+        raise ValueError(f"core must be in 1..peak_width ({peak_width}), got {core}")
     directory.mkdir(parents=True, exist_ok=True)
     motifs = [jaspar_motif(motif_id, "motif_ids") for motif_id in motif_ids]
+    slot = core // max(copies, 1)
+    if copies > 0 and slot < max(len(ppm) for _, ppm in motifs):
+        raise ValueError(f"{copies} copies of the widest motif do not fit in a core of {core} bases")
     labels = [
         name if [n for n, _ in motifs].count(name) == 1 else f"{name}_{motif_id}"
         for motif_id, (name, _) in zip(motif_ids, motifs)
@@ -76,13 +89,14 @@ def simulate_genome(
         for label, (_, ppm) in zip(labels, motifs):
             count = rng.poisson(peaks_per_mb * length / 1e6)
             starts = np.sort(rng.integers(telomere, length - peak_width, count))
+            summit = peak_width // 2
             for start in starts:
-                summit = peak_width // 2
-                instance = sample_instance(rng, ppm)
-                if rng.random() < 0.5:
-                    instance = reverse_complement(instance)
-                at = start + summit - len(ppm) // 2
-                codes[at : at + len(ppm)] = instance
+                for copy in range(copies):
+                    instance = sample_instance(rng, ppm)
+                    if rng.random() < 0.5:
+                        instance = reverse_complement(instance)
+                    at = start + summit - core // 2 + copy * slot + int(rng.integers(0, slot - len(ppm) + 1))
+                    codes[at : at + len(ppm)] = instance
                 signal = rng.uniform(5, 50)
                 rows[label].append(
                     f"{chrom}\t{start}\t{start + peak_width}\t{label}_peak{len(rows[label])}\t1000\t.\t"
