@@ -257,6 +257,7 @@ def test_a_gpu_node_killed_mid_search_is_replaced_and_the_search_continues(autos
         during=kill_the_worker_node,
     )
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
-    assert "an actor of the search died" in logs and "restarting all actors from the last checkpoint" in logs
+    flat = " ".join(logs.split())  # the job's console wraps long log lines
+    assert "an actor of the search died" in flat and "restarting all actors from the last checkpoint" in flat
     replacements = [node for node in gpu_nodes(autoscaling_cluster) if node.node_id not in {k.node_id for k in killed}]
     assert replacements, "the autoscaler started no GPU node after the kill"
