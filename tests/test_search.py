@@ -66,7 +66,8 @@ def test_outputs_and_mlflow_hold_every_sampled_architecture(finished_search):
     assert list(history.columns[:4]) == ["iteration", "sample", "arch", "reward"]
     assert len(history) == 16 * 8 and history.groupby("iteration").size().eq(8).all()
     assert history.reward.between(0, 1).all() and (history.num_params > 0).all()
-    assert set(final) == {"strategy", "best", "selection", "greedy", "top_k", "policy_vs_uniform"} and len(final["top_k"]) == 3
+    assert set(final) == {"strategy", "best", "selection", "pareto_front", "greedy", "top_k", "policy_vs_uniform"}
+    assert len(final["top_k"]) == 3
     assert history[["reward_half1", "reward_half2"]].notna().all().all()
     assert not history.reward_half1.equals(history.reward_half2)
 
