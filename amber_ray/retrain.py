@@ -383,8 +383,10 @@ def run_retrain(
             errors = [result for result in result_grid if result.error is not None]
             if errors:
                 raise RuntimeError(f"{len(errors)} retraining trial(s) failed")
-            if any(not result.metrics.get("done") for result in result_grid):
-                stop.interrupt()  # Tune stopped the grid on a signal and saved it: the trials left continue on --resume
+            if stop.received or any(not result.metrics.get("done") for result in result_grid):
+                # Tune stopped the grid on a signal and saved it: the trials left continue on --resume. A signal
+                # that came as the last trial ended still stops the command: it never exits 0 after one.
+                stop.interrupt()
         except BaseException:
             logger.error(
                 "retraining stopped; resume with: amber-ray retrain CONFIG --search %s --out %s --resume", search_dir, out_dir

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 NAME = "interrupt-test"
 SEARCHED = "conv8,skip:;conv4,skip:0;maxpool,skip:;conv8,skip:1"
 TRIALS = 3  # the searched architecture and two sampled ones, one replicate each
-EPOCHS = 3
+EPOCHS = 10  # long enough that the trials left are still running when the signal has been handled, under load too
 RAW = {
     "name": NAME,
     "seed": 3,
