@@ -105,3 +105,28 @@ def tiny_net(
 def one_hot(n: int, length: int = 40, seed: int = 0) -> np.ndarray:
     codes = np.random.default_rng(seed).integers(0, 4, (n, length))
     return np.eye(4, dtype=np.float32)[codes].transpose(0, 2, 1).copy()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3-compatible server (moto) on 127.0.0.1 with the bucket ``amber``; yields the environment that reaches it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="amber")
+    yield env
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    server.stop()

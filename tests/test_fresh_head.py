@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from test_autoscaler import TINY, fake_cluster_config, s3  # noqa: F401 (s3 is a fixture of this module too)
+from test_autoscaler import TINY, fake_cluster_config
 from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, stop_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def postgres() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def tracking_server(postgres, s3) -> Iterator[str]:  # noqa: F811 (the imported fixture)
+def tracking_server(postgres, s3) -> Iterator[str]:
     """``mlflow server`` on the PostgreSQL store with artifacts on S3; sets and yields ``MLFLOW_TRACKING_URI``."""
     (port,) = free_ports(1)
     uri = f"http://127.0.0.1:{port}"
@@ -250,7 +250,7 @@ def check_tracking(client: MlflowClient, name: str, out: Path) -> None:
         assert steps(client, trial.info.run_id, "test_auroc") == [0]
 
 
-def test_a_new_head_finishes_a_pipeline_from_storage_and_the_tracking_server(tracking_server, s3, tmp_path):  # noqa: F811
+def test_a_new_head_finishes_a_pipeline_from_storage_and_the_tracking_server(tracking_server, s3, tmp_path):
     """Killed during the retraining (its search ran through: the reference history), then, in a second run,
     killed mid-search (its retraining ran through: the reference results); each time the local --out is
     deleted and a new head resumes. Both end as an uninterrupted run would, tracked once."""

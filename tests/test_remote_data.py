@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from pathlib import Path
@@ -22,37 +21,21 @@ DATA = {"simulate": {"num_sequences": 300, "length": 64, "motifs": ["MA0079.5"]}
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """moto's S3 server with bucket ``amber`` holding ``data/{train,valid,test}.h5``; yields the environment that reaches it."""
+def s3_data(s3, tmp_path_factory):
+    """The S3 server's bucket ``amber`` holding ``data/{train,valid,test}.h5``; yields its environment and the local copies."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from amber_ray.config import SimulatorConfig
     from amber_ray.data import simulate_dataset
     from amber_ray.data.split import stratified_split
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     client = boto3.client("s3")
-    client.create_bucket(Bucket="amber")
     splits = stratified_split(simulate_dataset(SimulatorConfig(**DATA["simulate"]), 0)[0], 0.2, 0.2, 0, "simulated")
     local = tmp_path_factory.mktemp("h5")
     for split in ("train", "valid", "test"):
         write_hdf5(getattr(splits, split), local / f"{split}.h5", chunk_size=32)
         client.upload_file(str(local / f"{split}.h5"), "amber", f"data/{split}.h5")
-    yield env, local
-    for key, value in saved.items():
-        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    server.stop()
+    return s3, local
 
 
 @pytest.fixture
@@ -61,8 +44,8 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-def test_hdf5_on_s3_is_read_by_the_loader_and_by_a_supernet_worker(ray_session, s3, cache, tmp_path):
-    env, local = s3
+def test_hdf5_on_s3_is_read_by_the_loader_and_by_a_supernet_worker(ray_session, s3_data, cache, tmp_path):
+    env, local = s3_data
     config = parse_config({"data": {"kind": "hdf5", "hdf5_dir": "s3://amber/data"}, "space": {"first_filters": 4}})
     assert config.data.hdf5_dir == "s3://amber/data"  # kept as a URI, not made a local path
     splits = load_splits(config.data, 0)
@@ -87,7 +70,7 @@ def test_hdf5_on_s3_is_read_by_the_loader_and_by_a_supernet_worker(ray_session, 
     assert sorted(p.name.split("-", 1)[1] for p in (tmp_path / "worker_cache").glob("*.h5")) == ["train.h5", "valid.h5"]
 
 
-def test_concurrent_stagers_on_one_node_download_once(s3, cache):
+def test_concurrent_stagers_on_one_node_download_once(s3_data, cache):
     barrier, results = threading.Barrier(4), []
 
     def stager() -> None:
@@ -101,12 +84,12 @@ def test_concurrent_stagers_on_one_node_download_once(s3, cache):
         thread.join(timeout=60)
     assert sorted(downloaded for _, downloaded in results) == [False, False, False, True]
     (path,) = {path for path, _ in results}
-    assert path.read_bytes() == (s3[1] / "train.h5").read_bytes()
+    assert path.read_bytes() == (s3_data[1] / "train.h5").read_bytes()
     assert sorted(p.name.split("-", 1)[1] for p in cache.iterdir()) == ["train.h5", "train.h5.lock"]  # no partial copy left
     assert stage("s3://amber/data/train.h5") == (path, False)  # later readers on the node use the copy
 
 
-def test_data_a_node_cannot_reach_fails_in_one_line_naming_the_path_and_the_node(ray_session, s3, cache, tmp_path):
+def test_data_a_node_cannot_reach_fails_in_one_line_naming_the_path_and_the_node(ray_session, s3_data, cache, tmp_path):
     with pytest.raises(AmberInputError) as caught:
         stage("s3://amber/data/missing.h5")
     message = str(caught.value)
@@ -116,7 +99,7 @@ def test_data_a_node_cannot_reach_fails_in_one_line_naming_the_path_and_the_node
     data = load_search_data(config.data, 0)
     space = ModelSpace.from_config(config.space, data.train.length, data.train.num_labels)
     unreachable = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", CACHE_ENV: str(tmp_path / "worker_cache")}
-    worker = SupernetWorker.options(num_cpus=1, runtime_env={"env_vars": {**s3[0], **unreachable}}).remote(
+    worker = SupernetWorker.options(num_cpus=1, runtime_env={"env_vars": {**s3_data[0], **unreachable}}).remote(
         space, data.train, data.valid, config.search, 0, 1
     )
     try:
