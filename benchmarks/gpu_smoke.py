@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from measure import random_dataset
 
 from amber_ray.config import SpaceConfig, TrainConfig
 from amber_ray.data import SequenceDataset
@@ -31,13 +32,6 @@ from amber_ray.variants import score_windows
 from amber_ray.variants.windows import Windows
 
 LENGTH, LABELS, BATCH = 1000, 919, 64
-
-
-def random_dataset(n: int, seed: int) -> SequenceDataset:
-    rng = np.random.default_rng(seed)
-    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (n, LENGTH))].transpose(0, 2, 1).copy()
-    y = (rng.random((n, LABELS)) < 0.05).astype(np.float32)
-    return SequenceDataset(x, y, [f"seq{i}" for i in range(n)], [f"label{j}" for j in range(LABELS)])
 
 
 def deepsea_space() -> ModelSpace:
@@ -107,7 +101,11 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("gpu_smoke: no CUDA device here (torch.cuda.is_available() is False); run it on a machine with a GPU")
     device = torch.device("cuda")
-    space, train, valid = deepsea_space(), random_dataset(args.sequences, 0), random_dataset(args.sequences // 4, 1)
+    space, train, valid = (
+        deepsea_space(),
+        random_dataset(args.sequences, LENGTH, LABELS, 0),
+        random_dataset(args.sequences // 4, LENGTH, LABELS, 1),
+    )
     report: dict[str, object] = {
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,

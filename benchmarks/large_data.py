@@ -7,7 +7,7 @@ validation data, then the supernet trains ``--batches`` global mini-batches. The
 iterations run again with the in-memory path on a training set that fits (``--in-memory-sequences``),
 for the throughput comparison.
 
-Reported per path: peak RSS of each worker process and of the driver (``ru_maxrss``), object-store
+Reported per path: peak RSS of each worker process and of the driver (``VmHWM``), object-store
 use (plasma, after the workers took their data and after each iteration) and sequences per second
 of supernet training and of scoring, per wall-clock second and per worker CPU second (medians
 over ``--repeats`` alternated runs of each path). Target: peak RSS per process <= 2 GB whatever the data size,
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import ray
+from measure import resident_bytes
 from ray._private.internal_api import memory_summary
 
 from amber_ray.config import ExperimentConfig, parse_config
@@ -130,10 +131,6 @@ def object_store_bytes() -> int:
     return int(match.group(1)) * 1024**2 if match else -1
 
 
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
 def run_path(config: ExperimentConfig, data: SearchData, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Two search iterations; throughput, object store and peak RSS of every worker."""
     driver = TimedDriver(config, out, data)
@@ -142,7 +139,8 @@ def run_path(config: ExperimentConfig, data: SearchData, out: Path, args: argpar
         for iteration in range(2):
             driver.run_iteration(iteration)
             store.append(object_store_bytes())
-        worker_rss = ray.get([worker.__ray_call__.remote(lambda _: peak_rss_bytes()) for worker in driver.workers])
+        pids = ray.get([worker.__ray_call__.remote(lambda _: os.getpid()) for worker in driver.workers])
+        worker_rss = [resident_bytes(pid, peak=True) for pid in pids]
     finally:
         driver.close()
     trained = 2 * args.batches * args.batch_size
@@ -199,7 +197,7 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             streamed_data = load_search_data(config.data, config.seed)
-            driver_peak_streamed = peak_rss_bytes()  # the driver's part in streaming: before it builds the in-memory set
+            driver_peak_streamed = resident_bytes(peak=True)  # the driver's part in streaming: before it builds the in-memory set
             valid = streamed_data.valid.subset(np.arange(args.valid_sequences)).to_one_hot()
             memory_data = SearchData(in_memory(args.in_memory_sequences, args.length, args.labels, seed=4), valid)
             runs: dict[str, list[dict[str, Any]]] = {"streamed": [], "in_memory": []}
@@ -229,7 +227,7 @@ def main() -> None:
         "valid_sequences": args.valid_sequences,
         "streamed": streamed,
         "in_memory": {"sequences": args.in_memory_sequences, **memory},
-        "driver_peak_rss_bytes": {"streamed": driver_peak_streamed, "after_in_memory": peak_rss_bytes()},
+        "driver_peak_rss_bytes": {"streamed": driver_peak_streamed, "after_in_memory": resident_bytes(peak=True)},
         "streamed_peak_rss_bytes": peak,
         "streamed_vs_in_memory_train_throughput": ratio,
         "streamed_vs_in_memory_train_throughput_per_cpu_second": cpu_ratio,

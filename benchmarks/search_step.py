@@ -41,7 +41,6 @@ import functools
 import json
 import os
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measure import random_dataset, resident_bytes
 from torch.autograd import DeviceType
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -115,13 +115,6 @@ def reference_splits() -> tuple[SequenceDataset, SequenceDataset]:
     return SequenceDataset(x[:1600], y[:1600], names[:1600], labels), SequenceDataset(x[1600:], y[1600:], names[1600:], labels)
 
 
-def random_dataset(n: int, length: int, labels: int, seed: int) -> SequenceDataset:
-    rng = np.random.default_rng(seed)
-    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (n, length))].transpose(0, 2, 1).copy()
-    y = (rng.random((n, labels)) < 0.05).astype(np.float32)
-    return SequenceDataset(x, y, [f"seq{i}" for i in range(n)], [f"label{j}" for j in range(labels)])
-
-
 def reference_search_config(precision: str, threads: int = 1, gpus: float = 0) -> SearchConfig:
     """The reference workload's search: the ENAS controller's defaults, supernet learning rate 1e-3."""
     return SearchConfig(cpus_per_worker=threads, gpus_per_worker=gpus, supernet_learning_rate=1e-3, precision=precision)
@@ -149,7 +142,7 @@ class InProcessSearch:
         self.search.update(archs, rewards)
 
     def peak_rss_mb(self) -> dict[str, float]:
-        return {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {"driver": resident_bytes(peak=True) / 2**20}
 
     def close(self) -> None:
         pass
@@ -195,21 +188,13 @@ class RaySearch:
         self.ray.get(self.controller.update.remote(archs, rewards))
 
     def peak_rss_mb(self) -> dict[str, float]:
-        peaks = {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        peaks = {"driver": resident_bytes(peak=True) / 2**20}
         for name, pid in zip(("controller_actor", "supernet_worker"), self.pids):
-            peaks[name] = process_peak_rss_mb(pid)
+            peaks[name] = resident_bytes(pid, peak=True) / 2**20
         return peaks
 
     def close(self) -> None:
         self.ray.shutdown()
-
-
-def process_peak_rss_mb(pid: int) -> float:
-    """Peak resident set (VmHWM) of a process on this machine."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_step(
@@ -533,7 +518,7 @@ def run_deepsea(precision: str, device: torch.device, train_batches: int, scored
         "projected_paper_schedule_hours": projected / 3600,
         "projection": f"{PAPER_ITERATIONS} iterations x ({PAPER_ARCHS_PER_ITERATION} archs on {PAPER_VALID_SEQUENCES} validation "
         f"sequences + one pass over {DEEPSEA_TRAIN_SEQUENCES} training sequences)",
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": resident_bytes(peak=True) / 2**20,
     }
 
 

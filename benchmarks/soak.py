@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import ray
+from measure import resident_bytes
 
 from amber_ray.config import ExperimentConfig, parse_config
 from amber_ray.search.loop import run_search
@@ -51,17 +52,6 @@ def soak_config(iterations: int) -> ExperimentConfig:
     )
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of ``pid`` in KiB (0 when the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def parent_and_name(pid: int) -> tuple[int, str]:
     """Parent pid and command line of ``pid`` (``(-1, "")`` when it is gone)."""
     try:
@@ -90,8 +80,8 @@ def actor_pids(root: int) -> dict[int, str]:
 
 def sample_memory(iteration: int) -> dict[str, int]:
     actors = actor_pids(os.getpid())
-    driver = rss_kib(os.getpid())
-    workers = sum(rss_kib(pid) for pid in actors)
+    driver = resident_bytes() // 1024
+    workers = sum(resident_bytes(pid) // 1024 for pid in actors)
     total = driver + workers
     return {"iteration": iteration, "driver_kib": driver, "actors_kib": workers, "total_kib": total, "actors": len(actors)}
 
