@@ -110,3 +110,49 @@ def test_data_a_node_cannot_reach_fails_in_one_line_naming_the_path_and_the_node
     cause = failed.value.cause
     assert isinstance(cause, AmberInputError) and "\n" not in str(cause)
     assert str(cause).startswith("s3://amber/data/train.h5: cannot be read from node ")
+
+
+def test_fasta_and_labels_on_s3_load_as_the_local_files_do_and_their_errors_name_the_uri(s3_data, cache, tmp_path):
+    import boto3
+
+    client = boto3.client("s3")
+    fasta, labels = tmp_path / "seqs.fa", tmp_path / "labels.tsv"
+    sequences = ["ACGTACGTAC", "TTGACGTCAA", "GGGCCCAAAT", "CATGCATGCA", "ACACACGTGT"] * 4
+    fasta.write_text("".join(f">s{i}\n{seq}\n" for i, seq in enumerate(sequences)))
+    labels.write_text("name\ttf\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(len(sequences))))
+    for path in (fasta, labels):
+        client.upload_file(str(path), "amber", f"text/{path.name}")
+    split = {"valid": 0.2, "test": 0.2}
+    remote = parse_config(
+        {
+            "data": {
+                "kind": "fasta_labels",
+                "fasta": "s3://amber/text/seqs.fa",
+                "labels_tsv": "s3://amber/text/labels.tsv",
+                "split": split,
+            }
+        }
+    )
+    local = parse_config({"data": {"kind": "fasta_labels", "fasta": str(fasta), "labels_tsv": str(labels), "split": split}})
+    assert remote.data.fasta == "s3://amber/text/seqs.fa"
+    got, expected = load_splits(remote.data, 0), load_splits(local.data, 0)
+    for name in ("train", "valid", "test"):
+        assert getattr(got, name).names == getattr(expected, name).names
+        assert np.array_equal(getattr(got, name).x, getattr(expected, name).x)
+
+    labels.write_text("name\ttf\ns0\tmaybe\n")
+    client.upload_file(str(labels), "amber", "text/bad.tsv")
+    bad = parse_config(
+        {
+            "data": {
+                "kind": "fasta_labels",
+                "fasta": "s3://amber/text/seqs.fa",
+                "labels_tsv": "s3://amber/text/bad.tsv",
+                "split": split,
+            }
+        }
+    )
+    with pytest.raises(AmberInputError) as caught:
+        load_splits(bad.data, 0)
+    # the file the user named, not the node's staged copy
+    assert str(caught.value) == "s3://amber/text/bad.tsv: record s1: has no row for this FASTA sequence"

@@ -15,6 +15,7 @@ from amber_ray.data.fasta import read_binary_fasta, read_fasta_with_labels
 from amber_ray.data.hdf5 import HDF5SequenceFile, open_hdf5_dir, read_hdf5_dir
 from amber_ray.data.nb360 import read_nb360_deepsea
 from amber_ray.data.peaks import read_sidecar
+from amber_ray.data.remote import staged
 from amber_ray.data.simulate import simulate_dataset
 from amber_ray.data.split import chromosome_split, stratified_split
 from amber_ray.data.tsv import read_tsv
@@ -23,7 +24,7 @@ from amber_ray.errors import AmberInputError
 log = logging.getLogger(__name__)
 
 
-def _path(data: DataConfig, key: str) -> Path:
+def _path(data: DataConfig, key: str) -> Path | str:
     """A path the config validator already requires for this kind (checked again for the type checker)."""
     value = getattr(data, key)
     if value is None:
@@ -35,8 +36,10 @@ def _single_dataset(data: DataConfig, seed: int) -> SequenceDataset:
     if data.kind == "simulate":
         return simulate_dataset(data.simulate, seed)[0]
     if data.kind == "fasta_binary":
-        return read_binary_fasta(_path(data, "positive_fasta"), _path(data, "negative_fasta"))
-    return read_fasta_with_labels(_path(data, "fasta"), _path(data, "labels_tsv"))
+        with staged(_path(data, "positive_fasta")) as positive, staged(_path(data, "negative_fasta")) as negative:
+            return read_binary_fasta(positive, negative)
+    with staged(_path(data, "fasta")) as fasta, staged(_path(data, "labels_tsv")) as labels:
+        return read_fasta_with_labels(fasta, labels)
 
 
 def data_source(data: DataConfig) -> str:
@@ -91,7 +94,8 @@ def load_splits(data: DataConfig, seed: int, stream_train: bool = False) -> Spli
     if data.kind == "deepsea":
         splits = read_deepsea_dir(_path(data, "deepsea_dir"))
     elif data.kind == "nb360_deepsea":
-        splits = read_nb360_deepsea(_path(data, "nb360_npz"))
+        with staged(_path(data, "nb360_npz")) as npz:
+            splits = read_nb360_deepsea(npz)
     elif data.kind == "hdf5" and stream_train:
         files = open_hdf5_dir(_path(data, "hdf5_dir"))
         splits = Splits(files["train"], files["valid"].load_codes(), files["test"].load_codes())

@@ -17,6 +17,8 @@ import hashlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
@@ -108,3 +110,15 @@ def local_file(path: str | Path) -> Path:
     if is_uri(path):
         return stage(str(path))[0]
     return Path(path)
+
+
+@contextmanager
+def staged(path: str | Path) -> Iterator[Path]:
+    """:func:`local_file` of ``path`` for a reader; an input error about the staged copy names ``path`` instead."""
+    local = local_file(path)
+    try:
+        yield local
+    except AmberInputError as error:
+        if local == Path(path) or error.source != str(local):
+            raise
+        raise AmberInputError(error.problem, path, error.record) from None
