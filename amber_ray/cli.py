@@ -181,16 +181,16 @@ def train(
     console.print(f"test {summary} (trained on {metrics['device']}); wrote {out / METRICS}")
 
 
-def search_hook(progress: Progress, config: ExperimentConfig) -> Callable[[dict[str, float]], None]:
-    """A task of the search's iterations on ``progress``; returns the ``on_iteration`` hook that advances it."""
-    update = add_task(progress, "search", config.search.iterations)
+def search_hook(progress: Progress, config: ExperimentConfig, name: str = "search") -> Callable[[dict[str, float]], None]:
+    """A task ``name`` of a search's iterations on ``progress``; returns the ``on_iteration`` hook that advances it."""
+    update = add_task(progress, name, config.search.iterations)
 
     def on_iteration(stats: dict[str, float]) -> None:
+        entropy = f"entropy {stats['entropy']:.1f} " if "entropy" in stats else ""  # a policy's; uniform sampling has none
         update(
             completed=stats["iteration"] + 1,
             status=(
-                f"reward {stats['mean_reward']:.3f} (max {stats['max_reward']:.3f}) "
-                f"entropy {stats['entropy']:.1f} skips {stats['skip_fraction']:.2f}"
+                f"reward {stats['mean_reward']:.3f} (max {stats['max_reward']:.3f}) {entropy}skips {stats['skip_fraction']:.2f}"
             ),
         )
 
@@ -302,6 +302,16 @@ def comparison_table(comparison: dict[str, Any]) -> Any:
                 f"one-sided Mann-Whitney p {per_arch['mannwhitney']['p']:.3g}"
             ),
         )
+    chosen = comparison.get("random_search")
+    if chosen:
+        differences = ", ".join(f"{entry['difference']:+.4f}" for entry in chosen["searched_minus_random"])
+        caption.insert(
+            1 if per_arch else 0,
+            (
+                f"random search's choice (same budget; {chosen['replicates']} replicates): test AUROC {chosen['mean']:.4f}, "
+                f"percentile {chosen['percentile']:.0f} among sampled; searched minus random search: {differences}"
+            ),
+        )
     table.caption = "\n".join(caption)
     return table
 
@@ -356,11 +366,13 @@ def report(
 
 
 def run_whole_pipeline(config: ExperimentConfig, out: Path, annotation: Path | None = None) -> None:
-    from amber_ray.pipeline import run_pipeline
+    from amber_ray.pipeline import random_search_config, run_pipeline
 
     check_tracking_store(out)
     with output_dir(out, (REPORT, MLFLOW_STORE)), progress_bar() as progress:
-        result = run_pipeline(config, out, True, search_hook(progress, config), annotation, trial_hook(progress))
+        random_hook = search_hook(progress, config, "random search") if random_search_config(config) is not None else None
+        hooks = (search_hook(progress, config), annotation, trial_hook(progress), random_hook)
+        result = run_pipeline(config, out, True, *hooks)
     console.print(comparison_table(result.comparison))
     console.print(f"outputs in {out}; report: {result.report}")
 

@@ -25,6 +25,7 @@ from scipy import stats
 from amber_ray.errors import AmberInputError
 
 ROLES = ("searched", "sampled")
+RANDOM_SEARCH_ROLE = "random_search"  # random search's choice, the ablation of a learned search (retrain.random_search)
 METRICS = ("auroc", "aupr")
 HALF_COLUMNS = ("reward_half1", "reward_half2")
 MIN_SPLIT_HALF_ARCHITECTURES = 3
@@ -103,9 +104,33 @@ def compare_results(results: pd.DataFrame, annotation: pd.DataFrame | None = Non
         key.removeprefix("test_"): architecture_level(results, key)
         for key in [c for c in results.columns if c.startswith("test_")]
     }
+    if RANDOM_SEARCH_ROLE in set(results["role"]):
+        out[RANDOM_SEARCH_ROLE] = random_search_choice(results)
     rho, p = stats.spearmanr(results["num_params"], results["test_auroc"])
     out["params_vs_auroc"] = {"spearman_rho": float(rho), "p": float(p), "n": len(results)}
     return out
+
+
+def random_search_choice(results: pd.DataFrame, metric: str = "test_auroc") -> dict[str, Any]:
+    """Random search's choice beside the learned search's, one value per architecture (its replicates' mean).
+
+    Returned: its ``arch``, ``mean`` and ``replicates``, its ``percentile`` among the sampled architecture means (as
+    :func:`architecture_level`), and per searched architecture ``searched_minus_random``, the difference of the means.
+    """
+    valid = results.loc[results[metric].notna()]
+    means = {role: group.groupby("arch")[metric].agg(["mean", "size"]) for role, group in valid.groupby("role")}
+    arch = results.loc[results["role"] == RANDOM_SEARCH_ROLE, "arch"].iloc[0]
+    chosen = means.get(RANDOM_SEARCH_ROLE, pd.DataFrame({"mean": [math.nan], "size": [0]}, index=[arch])).iloc[0]
+    sampled = means["sampled"]["mean"].to_numpy(dtype=float) if "sampled" in means else np.array([])
+    searched = means["searched"]["mean"] if "searched" in means else pd.Series(dtype=float)
+    return {
+        "metric": metric,
+        "arch": arch,
+        "mean": float(chosen["mean"]),
+        "replicates": int(chosen["size"]),
+        "percentile": percentile_among(float(chosen["mean"]), sampled),
+        "searched_minus_random": [{"arch": a, "difference": float(m - chosen["mean"])} for a, m in searched.items()],
+    }
 
 
 def percentile_among(value: float, reference: np.ndarray) -> float:

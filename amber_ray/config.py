@@ -148,14 +148,14 @@ class DataConfig(_Strict):
 
     kind: Literal["simulate", "fasta_binary", "fasta_labels", "deepsea", "hdf5", "nb360_deepsea"] = "simulate"
     simulate: SimulatorConfig = SimulatorConfig()
-    positive_fasta: Path | None = None
-    negative_fasta: Path | None = None
-    fasta: Path | None = None
-    labels_tsv: Path | None = None
+    positive_fasta: PathOrUri | None = None
+    negative_fasta: PathOrUri | None = None
+    fasta: PathOrUri | None = None
+    labels_tsv: PathOrUri | None = None
     deepsea_dir: Path | None = None
     hdf5_dir: PathOrUri | None = None
     # NAS-Bench-360's deepsea_filtered.npz (kind nb360_deepsea; amber_ray.data.nb360)
-    nb360_npz: Path | None = None
+    nb360_npz: PathOrUri | None = None
     label_annotation: Path | None = None
     split: SplitConfig = SplitConfig()
 
@@ -378,6 +378,10 @@ class RetrainConfig(_Strict):
     include_greedy: bool = False
     # Also retrain every architecture of the search's reward-vs-size Pareto front (`retrain --arch front`).
     include_front: bool = False
+    # `pipeline`/`demo`: also run random search (search.strategy random, the same budget, seed and data) into
+    # OUT/search-random and retrain its choice, role `random_search`: the ablation that says whether the
+    # learned search was worth its cost on this task.
+    random_search: bool = False
     cpus_per_trial: PositiveFloat = 1.0
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(1, ge=0)
@@ -416,7 +420,7 @@ def demo_config() -> ExperimentConfig:
     The motif grammar of ``jobs/configs/grammar.yaml`` (SP1 then HNF4A, 30 +- 2 bp apart on one
     strand): architectures without a receptive field across the pair stay near test AUROC 0.7,
     those with one reach 0.95-0.99, so searched vs sampled can differ. The supernet needs about 30
-    iterations to learn the pair.
+    iterations to learn the pair. A random search of the same budget runs beside the learned one.
     """
     return ExperimentConfig(
         name="demo",
@@ -438,7 +442,7 @@ def demo_config() -> ExperimentConfig:
             valid_max_sequences=400,
             final_samples=50,
         ),
-        retrain=RetrainConfig(replicates=2, sampled=4),
+        retrain=RetrainConfig(replicates=2, sampled=4, random_search=True),
     )
 
 

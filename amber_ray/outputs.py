@@ -18,6 +18,7 @@ import pandas as pd
 # --- a run directory (``amber-ray demo`` and the pipeline job) --------------------------------
 SEARCH_DIR = "search"
 RETRAIN_DIR = "retrain"
+RANDOM_SEARCH_DIR = "search-random"  # the pipeline's random search beside the learned one (retrain.random_search)
 VARIANTS_DIR = "variants"
 INTERPRET_DIR = "interpret"
 REPORT = "report.html"

@@ -1,4 +1,4 @@
-"""The whole experiment: search -> retrain -> compare -> report, each step resuming from its outputs.
+"""The whole experiment: search (-> random search) -> retrain -> compare -> report, each step resuming from its outputs.
 
 ``amber-ray demo`` and the Ray job ``jobs/pipeline.py`` both run :func:`run_pipeline`. The
 comparison of a retraining (``amber-ray compare``) is :func:`compare_retrain`: the statistics of
@@ -57,7 +57,32 @@ def compare_retrain(retrain_dir: Path, annotation: Path | None = None) -> dict[s
     return comparison
 
 
-SEARCH_STEP, RETRAIN_STEP = "search", "retrain"
+SEARCH_STEP, RANDOM_SEARCH_STEP, RETRAIN_STEP = "search", "random_search", "retrain"
+
+
+def random_search_config(config: ExperimentConfig) -> ExperimentConfig | None:
+    """The config of the random search beside the learned one (``retrain.random_search``): the same but for
+    ``search.strategy: random``; None when there is none to run (not asked for, or the search itself is random)."""
+    if not config.retrain.random_search or config.search.strategy == "random":
+        return None
+    return config.model_copy(update={"search": config.search.model_copy(update={"strategy": "random"})})
+
+
+def search_step(
+    config: ExperimentConfig,
+    out: Path,
+    step: str,
+    finished: set[str],
+    resume: bool,
+    on_iteration: Callable[[dict[str, float]], None] | None,
+) -> dict[str, Any]:
+    """A search of the pipeline into ``out/<its directory>``: fetched when finished, else run (resumed when it can be)."""
+    search_dir = out / (outputs.SEARCH_DIR if step == SEARCH_STEP else outputs.RANDOM_SEARCH_DIR)
+    if step in finished:
+        return finished_search(config, search_dir)
+    final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
+    mark_finished(config, out, step)
+    return final
 
 
 def finished_steps(config: ExperimentConfig, out: Path) -> set[str]:
@@ -108,8 +133,12 @@ def run_pipeline(
     on_iteration: Callable[[dict[str, float]], None] | None = None,
     annotation: Path | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
+    on_random_iteration: Callable[[dict[str, float]], None] | None = None,
 ) -> PipelineResult:
     """Search, retrain, compare and report into ``out`` (``search/``, ``retrain/``, ``report.html``, one MLflow store).
+
+    With ``retrain.random_search`` a random search of the same budget runs after the learned one, into
+    ``search-random/``, and its choice is retrained beside the searched and the sampled architectures.
 
     With ``resume`` a step whose outputs are already there continues from them (a finished step,
     as ``pipeline.json`` records, is not run again); without it, a step that already ran is an error.
@@ -117,28 +146,31 @@ def run_pipeline(
     it (a replaced head), so the same command with the same ``out`` and ``storage`` continues the
     run. Connects to Ray (the cluster in ``RAY_ADDRESS`` or a local one) unless it is already
     initialised, and shuts it down afterwards. ``on_iteration`` and ``on_trial`` see the search's iterations and the
-    retraining's finished trials (progress bars).
+    retraining's finished trials (progress bars), ``on_random_iteration`` the random search's.
     """
     out = Path(out)
     search_dir, retrain_dir = out / outputs.SEARCH_DIR, out / outputs.RETRAIN_DIR
     out.mkdir(parents=True, exist_ok=True)
     use_store_in(out)
     finished = finished_steps(config, out) if resume else set()
+    random_config = random_search_config(config)
+    random_dir = out / outputs.RANDOM_SEARCH_DIR if random_config is not None else None
     step = search_dir
     try:
         with ray_session():
-            if SEARCH_STEP in finished:
-                final = finished_search(config, search_dir)
-            else:
-                final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
-                mark_finished(config, out, SEARCH_STEP)
+            final = search_step(config, out, SEARCH_STEP, finished, resume, on_iteration)
             logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
+            if random_config is not None:
+                step = random_dir
+                chosen = search_step(random_config, out, RANDOM_SEARCH_STEP, finished, resume, on_random_iteration)["best"]
+                logger.info("random search's architecture (reward %.4f): %s", chosen["reward"], chosen["arch"])
             step = retrain_dir
             if RETRAIN_STEP in finished:
                 results = finished_retrain(config, retrain_dir)
             else:
+                resume_grid = resume and has_retrain_grid(config, retrain_dir)
                 results = run_retrain(
-                    config, search_dir, retrain_dir, resume and has_retrain_grid(config, retrain_dir), on_trial=on_trial
+                    config, search_dir, retrain_dir, resume_grid, on_trial=on_trial, random_search_dir=random_dir
                 )
                 mark_finished(config, out, RETRAIN_STEP)
     except AmberInputError:

@@ -31,6 +31,7 @@ from amber_ray.atomic import atomic_write_json, atomic_write_table
 from amber_ray.checkpoint import CONFIG_KEY, has_checkpoint, load_checkpoint
 from amber_ray.child import ChildNet, save_child
 from amber_ray.cluster import require, require_storage
+from amber_ray.compare import RANDOM_SEARCH_ROLE
 from amber_ray.config import (
     RETRAIN_IGNORES,
     RETRAIN_RESUME_SAFE_KEYS,
@@ -60,12 +61,20 @@ from amber_ray.training import (
 logger = logging.getLogger(__name__)
 
 
-def build_grid(config: ExperimentConfig, search_dir: Path, space: ModelSpace) -> list[dict[str, Any]]:
-    """Searched architecture(s) from ``final_architectures.json`` + sampled ones, each with replicates."""
+def build_grid(
+    config: ExperimentConfig, search_dir: Path, space: ModelSpace, random_search_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Searched architecture(s) from ``final_architectures.json``, random search's choice (when ``random_search_dir``
+    holds one, role ``random_search``) and sampled ones, each with replicates."""
     searched = searched_architectures(
         search_dir / outputs.FINAL_ARCHITECTURES, space, config.retrain.include_greedy, config.retrain.include_front
     )
-    archs = [("searched", arch) for arch in searched] + [("sampled", arch) for arch in sampled_architectures(config, space)]
+    archs = [("searched", arch) for arch in searched]
+    if random_search_dir is not None:
+        archs.append(
+            (RANDOM_SEARCH_ROLE, searched_architectures(random_search_dir / outputs.FINAL_ARCHITECTURES, space, False)[0])
+        )
+    archs += [("sampled", arch) for arch in sampled_architectures(config, space)]
     return replicate_grid(config, archs)
 
 
@@ -310,6 +319,7 @@ def run_retrain(
     archs: list[tuple[str, str]] | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
     force: bool = False,
+    random_search_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the retraining grid into ``out_dir``; returns and writes ``results.parquet``.
 
@@ -318,6 +328,7 @@ def run_retrain(
 
     The grid is the search's choice plus sampled architectures, or the given ``(role, arch)``
     pairs (e.g. the choices of several searches; then ``search_dir`` only names the work in messages).
+    ``random_search_dir`` (a random search of the same config) adds its choice to the grid.
     ``on_trial`` sees each finished trial (:class:`TrialProgress`). Ray must already be initialised.
     A search made with other data or space settings is refused (:func:`search_config_conflicts`) unless
     ``force``; then the differences are a tag of the MLflow run.
@@ -333,8 +344,10 @@ def run_retrain(
         storage.fetch_missing(config.storage, out_dir, outputs.RETRAIN_STATE)  # a replaced head: from storage
         check_grid_state(grid_path)
         check_retrain_resume(out_dir, config)
+    random_search_dir = Path(random_search_dir).resolve() if random_search_dir is not None else None
     if archs is None:
-        storage.fetch_missing(config.storage, search_dir, (outputs.FINAL_ARCHITECTURES,))
+        for directory in filter(None, (search_dir, random_search_dir)):
+            storage.fetch_missing(config.storage, directory, (outputs.FINAL_ARCHITECTURES,))
     conflicts = search_config_conflicts(config, search_dir) if archs is None else []
     if conflicts and not force:
         raise AmberInputError(
@@ -344,7 +357,7 @@ def run_retrain(
         )
     splits = load_splits(config.data, config.seed, stream_train=True)  # an HDF5 training set goes to trials as a file handle
     space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
-    grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space)
+    grid = replicate_grid(config, archs) if archs is not None else build_grid(config, search_dir, space, random_search_dir)
     require(
         {
             "CPU": ("retrain.cpus_per_trial", config.retrain.cpus_per_trial),

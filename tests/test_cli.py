@@ -105,7 +105,7 @@ def test_demo_takes_overrides_and_runs_the_one_pipeline(tmp_path, monkeypatch):
     )
     seen = {}
 
-    def pipeline(config, out, resume, on_iteration, annotation=None, on_trial=None):
+    def pipeline(config, out, resume, on_iteration, annotation=None, on_trial=None, on_random_iteration=None):
         seen.update(config=config, out=out, resume=resume)
         raise AmberInputError("stopped before the search")
 

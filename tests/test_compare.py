@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from amber_ray.compare import architecture_level, compare_results, comparison_metrics, split_half_reliability
+from amber_ray.compare import (
+    architecture_level,
+    compare_results,
+    comparison_metrics,
+    random_search_choice,
+    split_half_reliability,
+)
 from amber_ray.errors import AmberInputError
 
 
@@ -97,6 +103,29 @@ def test_architecture_level_percentiles_are_the_share_of_sampled_means_below_tie
     assert level["mannwhitney"]["p"] == pytest.approx(expected.pvalue)
     assert level["difference"]["mean"] == pytest.approx(np.mean([0.75, 0.9375, 0.5625]) - 0.6875)
     assert (level["searched"]["n"], level["sampled"]["n"]) == (3, 4)
+
+
+def test_random_searchs_choice_is_one_architecture_mean_with_its_percentile_and_the_searched_differences():
+    # architecture means (dyadic): sampled 0.5, 0.625, 0.75, 0.875; random search 0.75 (a tie); searched 0.9375, 0.5
+    results = trials(
+        {
+            ("sampled", "u1"): [0.5, 0.5],
+            ("sampled", "u2"): [0.5, 0.75],
+            ("sampled", "u3"): [0.75],
+            ("sampled", "u4"): [1.0, 0.75, 0.875],
+            ("random_search", "r"): [0.625, 0.875, float("nan")],
+            ("searched", "s1"): [0.875, 1.0],
+            ("searched", "s2"): [0.5],
+        }
+    )
+    chosen = random_search_choice(results)
+    assert (chosen["arch"], chosen["mean"], chosen["replicates"]) == ("r", 0.75, 2)  # the NaN trial left out
+    assert chosen["percentile"] == 62.5  # (2 below + half of 1 tie) / 4
+    assert chosen["searched_minus_random"] == [{"arch": "s1", "difference": 0.1875}, {"arch": "s2", "difference": -0.25}]
+    comparison = compare_results(results.assign(num_params=np.arange(len(results))))
+    assert comparison["random_search"] == chosen
+    assert comparison["trials"] == {"searched": 3, "sampled": 8}  # random search's trials are not counted as either
+    assert "random_search" not in compare_results(results[results.role != "random_search"].assign(num_params=np.arange(11)))
 
 
 def test_replicates_of_one_architecture_do_not_count_as_independent_samples():

@@ -3,9 +3,9 @@
 A real PostgreSQL server (Debian's ``postgresql``, started here in a temp dir) is the backend
 store of a real ``mlflow server`` whose artifacts go to S3 (moto); ``MLFLOW_TRACKING_URI`` points
 the driver at it. On Ray's fake multi-node autoscaler the pipeline runs with ``storage`` on S3,
-the driver and the head are killed (``ray stop --force``: SIGKILL, here only this cluster's
-processes), the local ``--out`` is deleted, and the same command on a new head finishes the run
-from ``storage`` and the tracking server alone.
+its data HDF5 splits on S3, the driver and the head are killed (``ray stop --force``: SIGKILL, here only
+this cluster's processes), the local ``--out`` is deleted, and the same command on a new head (whose
+nodes have an empty data cache) finishes the run from S3 and the tracking server alone.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from mlflow.tracking import MlflowClient
 from test_autoscaler import TINY, fake_cluster_config
 from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, stop_cluster
 
+from amber_ray.data.remote import CACHE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "amber"
+DATA = f"s3://{BUCKET}/demo-data"  # the demo's simulated set at TINY's size, as HDF5 splits
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ray") is None, reason="the ray CLI is not on PATH")]
 
@@ -138,7 +141,9 @@ def test_commands_track_through_the_server_into_postgresql_and_s3(tracking_serve
 
 
 class FakeCluster:
-    """A head of Ray's fake multi-node autoscaler (its worker nodes started on demand), on its own ports and temp dir."""
+    """A head of Ray's fake multi-node autoscaler (its worker nodes started on demand), on its own ports and temp dir.
+
+    Its processes stage S3 data into a cache of its own (``data_cache``), empty as a new machine's disk."""
 
     def __init__(self, env: dict[str, str], attempts: int = 3):
         """Started on fresh ports; a start that times out on a loaded machine is tried again."""
@@ -153,12 +158,22 @@ class FakeCluster:
             command += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}"]
             command += [f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *node_ports(agent_ports)]
             # The autoscaler starts the fake nodes from its own process: they inherit this environment.
-            head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": self.temp_dir}
+            self.data_cache = Path(self.temp_dir) / "data-cache"
+            head_env = {
+                **self.env(env),
+                "RAY_FAKE_CLUSTER": "1",
+                "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                "RAY_TMPDIR": self.temp_dir,
+            }
             head = subprocess.run(command, capture_output=True, text=True, env=head_env, timeout=180)
             if head.returncode == 0:
                 return
             self.kill()
         pytest.fail(f"ray start failed {attempts} times: {head.stderr[-3000:]}")
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` for a process of this cluster: its address and its data cache."""
+        return {**env, "RAY_ADDRESS": self.address, CACHE_ENV: str(self.data_cache)}
 
     def kill(self) -> None:
         """``ray stop --force`` for this cluster only: SIGKILL to its head, its nodes and their workers."""
@@ -169,11 +184,12 @@ class FakeCluster:
 def pipeline(cluster: FakeCluster, env: dict[str, str], config: Path, out: Path, name: str) -> subprocess.Popen:
     """``amber-ray pipeline`` as a driver of ``cluster``, in its own process group."""
     sets = [*TINY, f"name={name}", "search.iterations=5", "train.max_epochs=4", "train.patience=4", f"storage=s3://{BUCKET}/runs"]
+    sets += ["data.kind=hdf5", f"data.hdf5_dir={DATA}"]
     command = [sys.executable, "-m", "amber_ray.cli", "pipeline", str(config), "--out", str(out)]
     command += [part for value in sets for part in ("--set", value)]
     return subprocess.Popen(
         command,
-        env={**env, "RAY_ADDRESS": cluster.address},
+        env=cluster.env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -218,6 +234,30 @@ def keys(uri: str) -> list[str]:
     return [info.path for info in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))]
 
 
+def upload_demo_data(directory: Path) -> set[str]:
+    """The demo config's simulated set at TINY's size (600 sequences), split as the pipeline splits it, written as
+    HDF5 splits and uploaded to ``DATA``; returns the uploaded file names."""
+    import boto3
+
+    from amber_ray.config import parse_config
+    from amber_ray.data import load_splits, write_hdf5
+
+    raw = yaml.safe_load((ROOT / "jobs" / "configs" / "demo.yaml").read_text())
+    raw["data"]["simulate"]["num_sequences"] = 600
+    config = parse_config(raw)
+    splits = load_splits(config.data, config.seed)
+    client, prefix = boto3.client("s3"), DATA.removeprefix(f"s3://{BUCKET}/")
+    for split in ("train", "valid", "test"):
+        write_hdf5(getattr(splits, split), directory / f"{split}.h5", chunk_size=64)
+        client.upload_file(str(directory / f"{split}.h5"), BUCKET, f"{prefix}/{split}.h5")
+    return {f"{split}.h5" for split in ("train", "valid", "test")}
+
+
+def staged_files(cache: Path) -> set[str]:
+    """The data files a cluster's processes staged from S3 (cache entries are ``DIGEST-NAME``)."""
+    return {path.name.split("-", 1)[1] for path in cache.glob("*.h5")} if cache.is_dir() else set()
+
+
 def runs_of(client: MlflowClient, name: str) -> dict[str, list]:
     """The experiment's runs by their command tag (``trial`` for the retraining's nested runs)."""
     experiment = client.get_experiment_by_name(name)
@@ -260,6 +300,7 @@ def test_a_new_head_finishes_a_pipeline_from_storage_and_the_tracking_server(tra
     config = ROOT / "jobs" / "configs" / "demo.yaml"
     env = {**ENV, **s3, "MLFLOW_TRACKING_URI": tracking_server, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
     client = MlflowClient(tracking_server)
+    uploaded = upload_demo_data(tmp_path)
     outs = {"retrain": tmp_path / "killed-in-retrain", "search": tmp_path / "killed-in-search"}
 
     def trial_checkpointed(out: Path) -> Callable[[], bool]:
@@ -291,6 +332,7 @@ def test_a_new_head_finishes_a_pipeline_from_storage_and_the_tracking_server(tra
         cluster = FakeCluster(env)
         try:
             finish(pipeline(cluster, env, config, out, name))
+            assert staged_files(cluster.data_cache) == uploaded  # the new head's nodes read the data from S3
         finally:
             cluster.kill()
         assert (out / "report.html").is_file() and (out / "retrain" / "compare.json").is_file()

@@ -215,6 +215,8 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
             "--set",
             "retrain.sampled=1",
             "--set",
+            "retrain.random_search=false",
+            "--set",
             f"storage={tmp_path / 'shared'}",  # two nodes need shared storage (here both on one host's disk)
             temp_dir=temp_dir,
             timeout=600,

@@ -396,3 +396,41 @@ def test_retrain_refuses_a_search_made_with_other_data_or_space_unless_forced(ra
 
     (tmp_path / "same").mkdir()  # the search's own config: no question asked
     assert search_config_conflicts(parse_config(raw), searched_with(tmp_path / "same", raw)) == []
+
+
+def test_the_pipeline_retrains_random_searchs_choice_beside_the_searched_and_sampled_ones(ray_session, tmp_path):
+    """``retrain.random_search``: a random search of the same budget into search-random/, its choice in the grid
+    (role random_search) and in the comparison; a resumed pipeline runs neither search again."""
+    from amber_ray.pipeline import run_pipeline
+
+    raw = {
+        **RAW,
+        "train": {**RAW["train"], "max_epochs": 2},
+        "search": {"iterations": 2, "archs_per_iteration": 4, "valid_max_sequences": 100, "final_samples": 0},
+        "retrain": {"replicates": 1, "sampled": 2, "random_search": True},
+    }
+    out = tmp_path / "run"
+    result = run_pipeline(parse_config(raw), out)
+    searches = {name: json.loads((out / name / "final_architectures.json").read_text()) for name in ("search", "search-random")}
+    assert searches["search"]["strategy"] == "enas" and searches["search-random"]["strategy"] == "random"
+    chosen = searches["search-random"]["best"]["arch"]
+    results = pd.read_parquet(out / "retrain" / "results.parquet")
+    roles = results.groupby("role").arch.apply(list).to_dict()
+    assert roles == {"searched": [searches["search"]["best"]["arch"]], "random_search": [chosen], "sampled": roles["sampled"]}
+    assert len(roles["sampled"]) == 2
+    random_row = results[results.role == "random_search"].iloc[0]
+    sampled = results[results.role == "sampled"].test_auroc.to_numpy()
+    expected_percentile = 100 * ((sampled < random_row.test_auroc).sum() + 0.5 * (sampled == random_row.test_auroc).sum()) / 2
+    assert result.comparison["random_search"]["arch"] == chosen
+    assert result.comparison["random_search"]["mean"] == random_row.test_auroc
+    assert result.comparison["random_search"]["percentile"] == expected_percentile
+    searched_row = results[results.role == "searched"].iloc[0]
+    assert result.comparison["random_search"]["searched_minus_random"] == [
+        {"arch": searched_row.arch, "difference": searched_row.test_auroc - random_row.test_auroc}
+    ]
+    assert "Random search (the same budget" in result.report.read_text()
+    assert json.loads((out / "pipeline.json").read_text())["finished"] == ["random_search", "search", "retrain"]
+
+    written = (out / "search-random" / "final_architectures.json").stat().st_mtime_ns
+    run_pipeline(parse_config(raw), out)  # resumed: every step finished, nothing runs again
+    assert (out / "search-random" / "final_architectures.json").stat().st_mtime_ns == written

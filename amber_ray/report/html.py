@@ -198,6 +198,18 @@ def architecture_level_cells(entry: dict[str, Any] | None) -> list[str]:
     return cells
 
 
+def random_search_paragraph(chosen: dict[str, Any]) -> str:
+    """Random search's choice beside the searched architecture(s): is the learned search worth its cost here?"""
+    differences = ", ".join(f"{number(entry['difference'])} ({esc(entry['arch'])})" for entry in chosen["searched_minus_random"])
+    return (
+        f"<p>Random search (the same budget on its own supernet, the ablation of the learned search) chose "
+        f"<code>{esc(chosen['arch'])}</code>: test AUROC {number(chosen['mean'])} (mean of {chosen['replicates']} "
+        f"replicates), percentile {number(chosen['percentile'], 1)} among the sampled architectures. Searched minus "
+        f"random search: {differences}. One search of each is one unit: a difference here is not yet a finding "
+        '(README: "Does the search beat random sampling?").</p>'
+    )
+
+
 def metrics_section(summary: Summary) -> str:
     if summary.roles is None:
         return "<h2>Retraining</h2><h3>Retrained models (test set)</h3><p class='note'>No retraining results.</p>"
@@ -248,6 +260,8 @@ def metrics_section(summary: Summary) -> str:
                 metric_rows,
             ),
         ]
+    if summary.random_search:
+        parts.append(random_search_paragraph(summary.random_search))
     if summary.params_vs_auroc:
         rho = summary.params_vs_auroc
         parts.append(

@@ -53,6 +53,7 @@ class Summary:
     overall: dict[str, Any] = field(default_factory=dict)  # compare_results()["overall"]
     params_vs_auroc: dict[str, Any] = field(default_factory=dict)  # compare_results()["params_vs_auroc"]
     architecture_level: dict[str, Any] = field(default_factory=dict)  # compare_results()["architecture_level"]
+    random_search: dict[str, Any] | None = None  # compare_results()["random_search"]: random search's choice
     provisional: bool = False  # retraining results of an unfinished grid
     costs: list[Cost] = field(default_factory=list)
 
@@ -155,6 +156,7 @@ def build_summary(run: RunParts, trackers: dict[str, RunTracker]) -> Summary:
         summary.overall = (run.retrain.comparison or {}).get("overall", {})
         summary.params_vs_auroc = (run.retrain.comparison or {}).get("params_vs_auroc", {})
         summary.architecture_level = (run.retrain.comparison or {}).get("architecture_level", {})
+        summary.random_search = (run.retrain.comparison or {}).get("random_search")
         summary.costs.append(retrain_cost(details.get("retrain"), run.retrain))
     summary.costs = [cost for cost in summary.costs if cost is not None]
     return summary
