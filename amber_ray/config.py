@@ -628,8 +628,14 @@ RESUME_SAFE_KEYS = frozenset(
         "search.final_samples",
     }
 )
-# Sections the search does not read (training of single architectures and the retraining grid).
-SEARCH_IGNORES = ("train.", "retrain.", "data.label_annotation")
+# What the search does not read: the training of single architectures (its supernet reads only
+# train.reverse_complement and train.pos_weight, and runs where train.device says), the retraining grid.
+SEARCH_IGNORES = (
+    *(f"train.{key}" for key in ("batch_size", "learning_rate", "weight_decay", "max_epochs", "patience", "width")),
+    *(f"train.{key}" for key in ("threads", "precision", "device")),
+    "retrain.",
+    "data.label_annotation",
+)
 # What a resumed retraining grid may change: where and how often trials run, not what they train.
 RETRAIN_RESUME_SAFE_KEYS = frozenset({"retrain.max_failures", "retrain.cpus_per_trial", "retrain.gpus_per_trial", "train.device"})
 # Sections the retraining does not read (it takes the search's choice from final_architectures.json).

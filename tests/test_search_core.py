@@ -237,3 +237,16 @@ def test_a_search_stored_before_the_objective_and_evolution_keys_resumes_with_th
     assert resume_conflicts(stored, config, RESUME_SAFE_KEYS, SEARCH_IGNORES) == []
     costly = parse_config({"search": {"objective": {"kind": "params"}}})
     assert resume_conflicts(stored, costly, RESUME_SAFE_KEYS, SEARCH_IGNORES) == ["search.objective.kind 'auroc' -> 'params'"]
+
+
+def test_a_resumed_search_refuses_changes_to_what_its_supernet_trains_on_and_takes_the_retrainings_settings():
+    from amber_ray.config import RESUME_SAFE_KEYS, SEARCH_IGNORES, resume_conflicts
+
+    stored = parse_config({}).model_dump(mode="json")
+    weighted = parse_config({"train": {"pos_weight": "auto", "reverse_complement": True}})
+    assert resume_conflicts(stored, weighted, RESUME_SAFE_KEYS, SEARCH_IGNORES) == [
+        "train.pos_weight 'none' -> 'auto'",
+        "train.reverse_complement 'None' -> 'True'",
+    ]
+    longer = parse_config({"train": {"max_epochs": 50, "learning_rate": 3e-4, "device": "cpu"}, "retrain": {"sampled": 3}})
+    assert resume_conflicts(stored, longer, RESUME_SAFE_KEYS, SEARCH_IGNORES) == []
