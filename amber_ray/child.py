@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from amber_ray.atomic import atomic_torch_save
 from amber_ray.errors import AmberInputError, first_line
-from amber_ray.ops import Linear, build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
+from amber_ray.ops import BatchNorm1d, Linear, build_op, conv_bn_relu, from_channels_last, max_pool_length, to_channels_last
 from amber_ray.space import Architecture, ModelSpace
 
 STEM_KERNEL = 8
@@ -99,10 +99,12 @@ class DagNet(nn.Module):
         # A module rather than F.max_pool1d so that attribution (DeepLIFT) can hook its own rule on it;
         # a reduction of 1 is skipped rather than paid for.
         self.reduce = nn.MaxPool1d(space.reduction) if space.reduction > 1 else nn.Identity()
+        head_norm = [BatchNorm1d(space.dense_units, track_running_stats=track_running_stats)] if space.head_norm else []
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
-            Linear(flat, space.dense_units),
+            Linear(flat, space.dense_units, bias=not space.head_norm),  # the norm's shift is the bias
+            *head_norm,
             nn.ReLU(),
             nn.Dropout(dropout),
             Linear(space.dense_units, space.num_labels),

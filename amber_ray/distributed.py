@@ -69,6 +69,8 @@ class SyncBatchNorm1d(BatchNorm1d):
             return super().forward(x)
         if x.dim() == 4:  # (N, C, 1, L): the same statistics on the (N, C, L) view, layout kept
             return _SyncBatchNormFunction.apply(x.squeeze(2), self.weight, self.bias, self.eps).unsqueeze(2)
+        if x.dim() == 2:  # (N, C), the dense head's: as (N, C, 1)
+            return _SyncBatchNormFunction.apply(x.unsqueeze(2), self.weight, self.bias, self.eps).squeeze(2)
         return _SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
 
 

@@ -36,6 +36,9 @@ class ModelSpace:
     dense_units: int = 925
     dilation: int = 10
     dropout: float = 0.1
+    # Batch norm between the dense layer and its ReLU (``space.head_norm``, on for new spaces). False here
+    # because a model saved before the option existed has none, and its stored space lacks the key.
+    head_norm: bool = False
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.ops if op not in OP_NAMES]
@@ -69,6 +72,7 @@ class ModelSpace:
             dense_units=config.dense_units,
             dilation=config.dilation,
             dropout=config.dropout,
+            head_norm=config.head_norm,
         )
 
     @property

@@ -127,3 +127,54 @@ def test_the_loss_weighs_positives() -> None:
     expected = math.log(2) * np.mean(np.where(data.y == 1, weights, 1.0))
     assert loss == pytest.approx(expected, rel=1e-5)
     assert train_epoch(model, optimizer, data, 40, np.random.default_rng(0)) == pytest.approx(math.log(2), rel=1e-5)
+
+
+def dense_units_alive(model: nn.Module, data: SequenceDataset) -> float:
+    """The share of the dense layer's ReLU units that respond (> 0) to at least one of ``data``'s sequences."""
+    relu = next(module for module in model.head if isinstance(module, nn.ReLU))
+    outputs = []
+    handle = relu.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    model.eval()
+    with torch.no_grad():
+        model(torch.as_tensor(data.x))
+    handle.remove()
+    return float((outputs[0] > 0).any(dim=0).float().mean())
+
+
+def test_the_dense_head_keeps_its_units_with_weighted_positives(tmp_path: Path) -> None:
+    """Peaks on a simulated genome (3 motifs, 17 % positives), positives weighted (`pos_weight: auto`, about 5):
+    without the head's batch norm the dense ReLU units die within the epochs (the model learns next to nothing);
+    with it (`space.head_norm`, the default) every unit stays alive and the model learns the motifs."""
+    from amber_ray.config import parse_config
+    from amber_ray.data.peaks import WindowRule, build_dataset
+    from amber_ray.data.simulate_genome import simulate_genome
+    from amber_ray.space import Architecture, ModelSpace
+    from amber_ray.training import fit, initial_model
+
+    lengths = [750_000, 600_000, 400_000, 350_000, 300_000, 250_000, 300_000, 250_000, 200_000]
+    genome = simulate_genome(
+        tmp_path / "in", {f"chr{i}": n for i, n in enumerate(lengths, 1)}, ["MA0139.1", "MA0079.5", "MA0114.4"], peaks_per_mb=150
+    )
+    build_dataset(genome.genome, list(genome.peaks.items()), tmp_path / "data", WindowRule(window=400))
+    outcome = {}
+    for head_norm in (False, True):
+        config = parse_config(
+            {
+                "data": {
+                    "kind": "hdf5",
+                    "hdf5_dir": str(tmp_path / "data"),
+                    "split": {"valid_chromosomes": ["chr7"], "test_chromosomes": ["chr8", "chr9"]},
+                },
+                "space": {"first_filters": 16, "stem_channels": 16, "dense_units": 32, "head_norm": head_norm},
+                "train": {"batch_size": 64, "max_epochs": 3, "patience": 3, "pos_weight": "auto"},
+            }
+        )
+        splits = load_splits(config.data, 0)
+        space = ModelSpace.from_config(config.space, splits.train.length, splits.train.num_labels)
+        model = initial_model(space, Architecture.from_text("conv8,skip:;conv8,skip:0;conv8,skip:1;conv8,skip:2"), 1.0, 0)
+        weights = positive_weights("auto", splits.train)
+        result = fit(model, splits.train, splits.valid, config.train, 0, pos_weight=weights)
+        outcome[head_norm] = (dense_units_alive(model, splits.valid), result.best_valid_auroc)
+    assert outcome[True][0] == 1.0  # all 32 units respond to some window
+    assert outcome[False][0] < 0.25  # at most 7 of 32 left
+    assert outcome[True][1] > outcome[False][1]
