@@ -7,7 +7,7 @@
 2. ``amber-ray dataset``: DeepSEA's rule (200 bp bins, half in a peak), here 400 bp windows to stay
    quick on a laptop CPU; chr7 validates, chr8 and chr9 test.
 3. ``amber-ray pipeline jobs/configs/own_peaks.yaml``: search, retrain (reverse complement on,
-   unweighted positives), compare, report; the final model is registered in OUT/holdout/mlflow.db.
+   positives weighted by pos_weight auto), compare, report; the final model is registered in OUT/holdout/mlflow.db.
 4. The same windows split at random by sequence (``data.kind: fasta_labels``), beside it: neighbouring,
    overlapping windows then land in train and test.
 5. ``amber-ray predict --genome --tile``: one bigWig track per label over the test chromosome chr8.

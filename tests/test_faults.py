@@ -91,7 +91,7 @@ def test_killed_actor_is_replaced_and_reloaded_losing_nothing(
     if workers == 1:
         pd.testing.assert_frame_equal(history, reference)  # the retried iteration is the one that would have run
     else:
-        np.testing.assert_allclose(history.reward, reference.reward, atol=5e-3)  # round-off of 2 vs 1 worker, see test_search
+        np.testing.assert_allclose(history.reward, reference.reward, atol=1e-2)  # round-off of 2 vs 1 worker, see test_search
     assert_tracked_once(out, ITERATIONS)
 
 
