@@ -398,10 +398,14 @@ def test_retrain_refuses_a_search_made_with_other_data_or_space_unless_forced(ra
     assert search_config_conflicts(parse_config(raw), searched_with(tmp_path / "same", raw)) == []
 
 
-def test_the_pipeline_retrains_random_searchs_choice_beside_the_searched_and_sampled_ones(ray_session, tmp_path):
+def test_the_pipeline_retrains_random_searchs_choice_beside_the_searched_and_sampled_ones(ray_session, tmp_path, monkeypatch):
     """``retrain.random_search``: a random search of the same budget into search-random/, its choice in the grid
     (role random_search) and in the comparison; a resumed pipeline runs neither search again."""
     from amber_ray.pipeline import run_pipeline
+
+    out = tmp_path / "run"
+    # The pipeline's own store, set here so that it is unset again after the test (the pipeline sets it for the process).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
 
     raw = {
         **RAW,
@@ -409,7 +413,6 @@ def test_the_pipeline_retrains_random_searchs_choice_beside_the_searched_and_sam
         "search": {"iterations": 2, "archs_per_iteration": 4, "valid_max_sequences": 100, "final_samples": 0},
         "retrain": {"replicates": 1, "sampled": 2, "random_search": True},
     }
-    out = tmp_path / "run"
     result = run_pipeline(parse_config(raw), out)
     searches = {name: json.loads((out / name / "final_architectures.json").read_text()) for name in ("search", "search-random")}
     assert searches["search"]["strategy"] == "enas" and searches["search-random"]["strategy"] == "random"
