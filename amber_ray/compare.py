@@ -117,19 +117,19 @@ def random_search_choice(results: pd.DataFrame, metric: str = "test_auroc") -> d
     Returned: its ``arch``, ``mean`` and ``replicates``, its ``percentile`` among the sampled architecture means (as
     :func:`architecture_level`), and per searched architecture ``searched_minus_random``, the difference of the means.
     """
-    valid = results.loc[results[metric].notna()]
-    means = {role: group.groupby("arch")[metric].agg(["mean", "size"]) for role, group in valid.groupby("role")}
+    means = architecture_means(results, metric, (*ROLES, RANDOM_SEARCH_ROLE))
     arch = results.loc[results["role"] == RANDOM_SEARCH_ROLE, "arch"].iloc[0]
-    chosen = means.get(RANDOM_SEARCH_ROLE, pd.DataFrame({"mean": [math.nan], "size": [0]}, index=[arch])).iloc[0]
-    sampled = means["sampled"]["mean"].to_numpy(dtype=float) if "sampled" in means else np.array([])
-    searched = means["searched"]["mean"] if "searched" in means else pd.Series(dtype=float)
+    chosen = means[RANDOM_SEARCH_ROLE]
+    mean = float(chosen["mean"].iloc[0]) if len(chosen) else math.nan  # NaN when none of its trials has a value
     return {
         "metric": metric,
         "arch": arch,
-        "mean": float(chosen["mean"]),
-        "replicates": int(chosen["size"]),
-        "percentile": percentile_among(float(chosen["mean"]), sampled),
-        "searched_minus_random": [{"arch": a, "difference": float(m - chosen["mean"])} for a, m in searched.items()],
+        "mean": mean,
+        "replicates": int(chosen["size"].iloc[0]) if len(chosen) else 0,
+        "percentile": percentile_among(mean, means["sampled"]["mean"].to_numpy(dtype=float)),
+        "searched_minus_random": [
+            {"arch": row.arch, "difference": float(row.mean - mean)} for row in means["searched"].itertuples()
+        ],
     }
 
 
@@ -139,6 +139,14 @@ def percentile_among(value: float, reference: np.ndarray) -> float:
         return math.nan
     below, tied = float(np.sum(reference < value)), float(np.sum(reference == value))
     return 100.0 * (below + 0.5 * tied) / len(reference)
+
+
+def architecture_means(results: pd.DataFrame, metric: str, roles: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Per role, one row per architecture: ``arch``, the ``mean`` of its trials' finite ``metric`` values and their
+    count (``size``), sorted by architecture; an architecture without a finite value is left out."""
+    valid = results.loc[results[metric].notna(), ["role", "arch", metric]]
+    grouped = valid.groupby(["role", "arch"])[metric].agg(["mean", "size"]).reset_index()
+    return {role: grouped[grouped.role == role].sort_values("arch", ignore_index=True) for role in roles}
 
 
 def architecture_level(results: pd.DataFrame, metric: str = "test_auroc", seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
@@ -161,9 +169,7 @@ def architecture_level(results: pd.DataFrame, metric: str = "test_auroc", seed: 
       95 % percentile-bootstrap interval (``low``, ``high``): ``n_boot`` resamples, architectures
       drawn with replacement within each group, ``numpy.random.default_rng(seed)``.
     """
-    valid = results.loc[results[metric].notna(), ["role", "arch", metric]]
-    grouped = valid.groupby(["role", "arch"])[metric].agg(["mean", "size"]).reset_index()
-    by_role = {role: grouped[grouped.role == role].sort_values("arch", ignore_index=True) for role in ROLES}
+    by_role = architecture_means(results, metric, ROLES)
     searched, sampled = (by_role[role]["mean"].to_numpy(dtype=float) for role in ROLES)
     out: dict[str, Any] = {
         "metric": metric,

@@ -72,12 +72,12 @@ def search_step(
     config: ExperimentConfig,
     out: Path,
     step: str,
+    search_dir: Path,
     finished: set[str],
     resume: bool,
     on_iteration: Callable[[dict[str, float]], None] | None,
 ) -> dict[str, Any]:
-    """A search of the pipeline into ``out/<its directory>``: fetched when finished, else run (resumed when it can be)."""
-    search_dir = out / (outputs.SEARCH_DIR if step == SEARCH_STEP else outputs.RANDOM_SEARCH_DIR)
+    """The pipeline's ``step``, a search into ``search_dir``: fetched when finished, else run (resumed when it can be)."""
     if step in finished:
         return finished_search(config, search_dir)
     final = run_search(config, search_dir, resume and has_search_checkpoint(config, search_dir), on_iteration)
@@ -158,11 +158,12 @@ def run_pipeline(
     step = search_dir
     try:
         with ray_session():
-            final = search_step(config, out, SEARCH_STEP, finished, resume, on_iteration)
+            final = search_step(config, out, SEARCH_STEP, search_dir, finished, resume, on_iteration)
             logger.info("searched architecture (reward %.4f): %s", final["best"]["reward"], final["best"]["arch"])
             if random_config is not None:
                 step = random_dir
-                chosen = search_step(random_config, out, RANDOM_SEARCH_STEP, finished, resume, on_random_iteration)["best"]
+                searched = search_step(random_config, out, RANDOM_SEARCH_STEP, random_dir, finished, resume, on_random_iteration)
+                chosen = searched["best"]
                 logger.info("random search's architecture (reward %.4f): %s", chosen["reward"], chosen["arch"])
             step = retrain_dir
             if RETRAIN_STEP in finished:

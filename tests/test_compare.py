@@ -77,14 +77,20 @@ def trials(arch_values: dict[tuple[str, str], list[float]], metric: str = "test_
     return pd.DataFrame(rows)
 
 
+# Sampled architectures whose means are dyadic, so exact: 0.5, 0.625, 0.75, 0.875.
+SAMPLED = {
+    ("sampled", "u1"): [0.5, 0.5],
+    ("sampled", "u2"): [0.5, 0.75],
+    ("sampled", "u3"): [0.75],
+    ("sampled", "u4"): [1.0, 0.75, 0.875],
+}
+
+
 def test_architecture_level_percentiles_are_the_share_of_sampled_means_below_ties_half():
     # architecture means (dyadic, so exact): sampled 0.5, 0.625, 0.75, 0.875; searched 0.75 (tie), 0.9375, 0.5625
     results = trials(
         {
-            ("sampled", "u1"): [0.5, 0.5],
-            ("sampled", "u2"): [0.5, 0.75],
-            ("sampled", "u3"): [0.75],
-            ("sampled", "u4"): [1.0, 0.75, 0.875],
+            **SAMPLED,
             ("searched", "s1"): [0.625, 0.875],
             ("searched", "s2"): [0.875, 1.0],
             ("searched", "s3"): [0.5, 0.625, float("nan")],
@@ -109,10 +115,7 @@ def test_random_searchs_choice_is_one_architecture_mean_with_its_percentile_and_
     # architecture means (dyadic): sampled 0.5, 0.625, 0.75, 0.875; random search 0.75 (a tie); searched 0.9375, 0.5
     results = trials(
         {
-            ("sampled", "u1"): [0.5, 0.5],
-            ("sampled", "u2"): [0.5, 0.75],
-            ("sampled", "u3"): [0.75],
-            ("sampled", "u4"): [1.0, 0.75, 0.875],
+            **SAMPLED,
             ("random_search", "r"): [0.625, 0.875, float("nan")],
             ("searched", "s1"): [0.875, 1.0],
             ("searched", "s2"): [0.5],
