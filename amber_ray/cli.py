@@ -19,10 +19,12 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from amber_ray.config import ExperimentConfig, demo_config, load_config, override_config, parse_overrides
+from amber_ray.data.remote import as_given
 from amber_ray.errors import AmberInputError
 from amber_ray.jaspar import TAX_GROUPS, check_tax_group
 from amber_ray.outputs import METRICS, MLFLOW_STORE, MODEL, REPORT
 from amber_ray.rundir import output_dir, output_file
+from amber_ray.uri_arguments import local_arguments, takes_uris
 
 if TYPE_CHECKING:
     from amber_ray.predict import OnBatch, ProgressFactory
@@ -83,7 +85,7 @@ def user_errors(command: F) -> F:
         except AmberInputError as error:
             if error.source is None and isinstance(kwargs.get("config"), Path):
                 error = AmberInputError(error.problem, kwargs["config"], error.record)
-            console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+            print_input_error(as_given(error))
             raise typer.Exit(2) from None
 
     signature = inspect.signature(command, eval_str=True)
@@ -91,6 +93,10 @@ def user_errors(command: F) -> F:
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), verbose])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**command.__annotations__, "verbose": VerboseOption}
     return wrapper  # type: ignore[return-value]
+
+
+def print_input_error(error: AmberInputError) -> None:
+    console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
 
 
 def print_version(value: bool) -> None:
@@ -744,12 +750,33 @@ def run(args: Sequence[str] | None = None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    args = list(sys.argv[1:] if args is None else args)
     try:
-        app(None if args is None else list(args), prog_name="amber-ray")
+        if takes_uris(args):
+            run_with_uris(args)
+        else:
+            app(args, prog_name="amber-ray")
     except SystemExit:
         if terminated:
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
+
+
+def run_with_uris(args: list[str]) -> None:
+    """:func:`run` for a command with URIs among its file arguments: inputs staged on this node, outputs copied to
+    their URIs once the command has succeeded (none when it fails)."""
+    try:
+        with local_arguments(args) as local:
+            try:
+                app(local.args, prog_name="amber-ray")
+            except SystemExit as done:
+                if done.code not in (0, None):
+                    raise
+            local.publish()
+    except AmberInputError as error:
+        print_input_error(as_given(error))
+        raise SystemExit(2) from None
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,15 @@
 
 The job runs in a temporary copy of the working dir, so the model (unless a ``models:/NAME/VERSION``
 URI, read from ``MLFLOW_TRACKING_URI``'s store), the input files and ``--out`` are made absolute
-here; ``--out`` defaults to ``$AMBER_RAY_OUT/predict`` (``~/amber-ray-runs/predict``).
+here (``s3://`` URIs stay as they are); ``--out`` defaults to ``$AMBER_RAY_OUT/predict``
+(``~/amber-ray-runs/predict``).
 """
 
 import argparse
 import os
 from pathlib import Path
 
-import _entry  # noqa: F401  (puts the project on sys.path)
+from _entry import absolute
 
 from amber_ray.cli import run
 from amber_ray.registry import REGISTRY_SCHEME
@@ -25,23 +26,22 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("model", help="model.pt, a final/ directory or models:/NAME/VERSION")
     parser.add_argument(
         "--out",
-        type=Path,
-        default=Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "predict",
+        default=str(Path(os.environ.get("AMBER_RAY_OUT", Path.home() / "amber-ray-runs")) / "predict"),
         help="output directory",
     )
     for option in PATH_OPTIONS:
-        parser.add_argument(option, type=Path)
+        parser.add_argument(option)
     return parser.parse_known_args()
 
 
 def command_line(args: argparse.Namespace, rest: list[str]) -> list[str]:
-    """The ``amber-ray predict`` arguments for this job, every path absolute."""
-    model = args.model if args.model.startswith(REGISTRY_SCHEME) else str(Path(args.model).expanduser().resolve())
-    command = ["predict", model, "--out", str(args.out.expanduser().resolve())]
+    """The ``amber-ray predict`` arguments for this job, every local path absolute."""
+    model = args.model if args.model.startswith(REGISTRY_SCHEME) else absolute(args.model)
+    command = ["predict", model, "--out", absolute(args.out)]
     for option in PATH_OPTIONS:
         value = getattr(args, option.removeprefix("--"))
         if value is not None:
-            command += [option, str(value.expanduser().resolve())]
+            command += [option, absolute(value)]
     return command + rest
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from ray.job_submission import JobStatus
-from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, stop_cluster, submit_pipeline_job
+from test_jobs import ENV, NODE_PORT_FLAGS, free_ports, node_ports, stop_cluster, submit_job
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_NODE = {"resources": {"CPU": 2, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
@@ -135,8 +135,8 @@ def autoscaling_cluster(s3):
 def submit(
     address: str, working_dir: str, *arguments: str, during: Callable[[], None] | None = None
 ) -> tuple[JobStatus, str, float]:
-    """The pipeline as a job on the fake cluster (:func:`test_jobs.submit_pipeline_job`, up to 280 s)."""
-    return submit_pipeline_job(address, working_dir, *arguments, temp_dir=tempfile.gettempdir(), timeout=280, during=during)
+    """The pipeline as a job on the fake cluster (:func:`test_jobs.submit_job`, up to 280 s)."""
+    return submit_job(address, working_dir, *arguments, temp_dir=tempfile.gettempdir(), timeout=280, during=during)
 
 
 def gpu_nodes(address: str) -> list:
@@ -200,6 +200,42 @@ def test_gpu_pipeline_waits_for_the_autoscaler_and_completes_on_s3_storage(autos
     assert has_search_checkpoint(parse_config({"storage": "s3://amber/cluster"}), out / "search")
     assert load_checkpoint(checkpoint_path(out / "search"))["iteration"] == 1
     print(f"autoscaled pipeline: {seconds:.0f} s, {len(started)} GPU node(s) started")
+
+    # A command that asks the job for a GPU runs on a GPU node, its inputs and outputs on storage.
+    predicts_on_a_gpu_node_from_storage(autoscaling_cluster, out / "retrain" / "final", tmp_path)
+
+
+def predicts_on_a_gpu_node_from_storage(address: str, final: Path, tmp_path: Path) -> None:
+    """``ray job submit --entrypoint-num-gpus 1 -- python jobs/predict.py s3://... --out s3://...``: the driver runs
+    on a GPU node, whose disk holds neither the model nor the FASTA, and writes what a local predict writes to S3."""
+    import boto3
+    import numpy as np
+    import pandas as pd
+    from conftest import invoke
+    from ray.job_submission import JobSubmissionClient
+
+    client = boto3.client("s3")
+    for path in final.iterdir():
+        client.upload_file(str(path), "amber", f"models/final/{path.name}")
+    rng = np.random.default_rng(0)
+    fasta = tmp_path / "query.fa"
+    fasta.write_text("".join(f">q{i}\n{''.join(rng.choice(list('ACGT'), 100))}\n" for i in range(8)))
+    client.upload_file(str(fasta), "amber", "inputs/query.fa")
+    arguments = ["s3://amber/models/final", "--fasta", "s3://amber/inputs/query.fa", "--out", "s3://amber/predictions"]
+    status, logs, _ = submit_job(
+        address, f"local://{ROOT}", *arguments, temp_dir=tempfile.gettempdir(), timeout=150, script="jobs/predict.py", gpus=1
+    )
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    (job,) = [job for job in JobSubmissionClient(address).list_jobs() if "jobs/predict.py" in job.entrypoint]
+    assert job.driver_node_id in {node.node_id for node in gpu_nodes(address)}
+    (tmp_path / "got.parquet").write_bytes(
+        client.get_object(Bucket="amber", Key="predictions/predictions.parquet")["Body"].read()
+    )
+    local = invoke("predict", final, "--fasta", fasta, "--out", tmp_path / "local")
+    assert local.exit_code == 0, local.output
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "got.parquet"), pd.read_parquet(tmp_path / "local" / "predictions.parquet")
+    )
 
 
 def test_a_gpu_node_killed_mid_search_is_replaced_and_the_search_continues(autoscaling_cluster, tmp_path):

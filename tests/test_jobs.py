@@ -131,11 +131,19 @@ def ray_cli(*args: str, temp_dir: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ray", *args], capture_output=True, text=True, env={**ENV, "RAY_TMPDIR": temp_dir}, timeout=300)
 
 
-def submit_pipeline_job(
-    address: str, working_dir: str, *arguments: str, temp_dir: str, timeout: float, during: Callable[[], None] | None = None
+def submit_job(
+    address: str,
+    working_dir: str,
+    *arguments: str,
+    temp_dir: str,
+    timeout: float,
+    during: Callable[[], None] | None = None,
+    script: str = "jobs/pipeline.py",
+    gpus: int = 0,
 ) -> tuple[JobStatus, str, float]:
-    """``ray job submit --working-dir W -- python jobs/pipeline.py ...``, then wait for its end (at most
-    ``timeout`` seconds): its status, logs and seconds. ``during`` is called once while it runs (e.g. to kill a node)."""
+    """``ray job submit --working-dir W [--entrypoint-num-gpus G] -- python SCRIPT ...`` (the pipeline unless
+    ``script`` says otherwise), then wait for its end (at most ``timeout`` seconds): its status, logs and seconds.
+    ``during`` is called once while it runs (e.g. to kill a node)."""
     command = [
         "job",
         "submit",
@@ -143,10 +151,11 @@ def submit_pipeline_job(
         address,
         "--working-dir",
         working_dir,
+        *(["--entrypoint-num-gpus", str(gpus)] if gpus else []),
         "--no-wait",
         "--",
         "python",
-        "jobs/pipeline.py",
+        script,
         *arguments,
     ]
     started = time.monotonic()
@@ -202,7 +211,7 @@ def test_pipeline_job_runs_on_a_two_node_cluster(tmp_path):
             temp_dir=temp_dir,
         )
         assert worker.returncode == 0, worker.stderr
-        status, logs, _ = submit_pipeline_job(
+        status, logs, _ = submit_job(
             f"http://127.0.0.1:{dashboard}",
             str(ROOT),
             "jobs/configs/demo.yaml",

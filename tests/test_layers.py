@@ -41,7 +41,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("science", {"compare", "variants"}),
     ("tracking", {"tracking"}),
-    ("use", {"regions", "registry", "inference", "export", "final_model", "interpret", "command_runs", "ui"}),
+    (
+        "use",
+        {"regions", "registry", "inference", "export", "final_model", "interpret", "command_runs", "ui", "uri_arguments"},
+    ),
     ("search", {"search"}),
     ("retrain", {"retrain"}),
     ("report", {"report"}),

@@ -320,3 +320,5 @@ def test_job_entrypoint_makes_every_path_absolute(monkeypatch, load_job):
     ]
     monkeypatch.setattr(sys, "argv", ["predict.py", "models:/demo/1", "--fasta", "in.fa"])
     assert job.command_line(*job.parse_args())[1] == "models:/demo/1"
+    monkeypatch.setattr(sys, "argv", ["predict.py", "s3://b/final", "--fasta", "s3://b/in.fa", "--out", "s3://b/pred"])
+    assert job.command_line(*job.parse_args()) == ["predict", "s3://b/final", "--out", "s3://b/pred", "--fasta", "s3://b/in.fa"]

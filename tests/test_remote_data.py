@@ -156,3 +156,63 @@ def test_fasta_and_labels_on_s3_load_as_the_local_files_do_and_their_errors_name
         load_splits(bad.data, 0)
     # the file the user named, not the node's staged copy
     assert str(caught.value) == "s3://amber/text/bad.tsv: record s1: has no row for this FASTA sequence"
+
+
+def run_command(*args: str) -> int:
+    """``amber-ray ARGS`` as the console script and the Ray jobs run it: its exit code."""
+    from amber_ray.cli import run
+
+    with pytest.raises(SystemExit) as ended:
+        run(list(args))
+    return ended.value.code
+
+
+def s3_objects(prefix: str) -> dict[str, bytes]:
+    import boto3
+
+    client = boto3.client("s3")
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket="amber", Prefix=prefix)
+    keys = [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+    return {key.removeprefix(prefix): client.get_object(Bucket="amber", Key=key)["Body"].read() for key in keys}
+
+
+def test_predict_reads_its_model_and_sequences_from_uris_and_writes_its_output_to_one(s3, cache, tmp_path, monkeypatch, capfd):
+    """A job's driver on a GPU node holds none of the files: the model directory and the FASTA are staged from S3,
+    the outputs are copied to S3 once the command succeeds, and a failed command writes nothing there."""
+    import boto3
+    import pandas as pd
+    from conftest import invoke, tiny_net
+
+    from amber_ray.child import save_child
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = boto3.client("s3")
+    final = tmp_path / "final"
+    save_child(tiny_net(labels=2, length=40, dropout=0.0), final / "model.pt", {"label_names": ["a", "b"]})
+    client.upload_file(str(final / "model.pt"), "amber", "runs/final/model.pt")
+    rng = np.random.default_rng(0)
+    (tmp_path / "in.fa").write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 40))}\n" for i in range(6)))
+    client.upload_file(str(tmp_path / "in.fa"), "amber", "inputs/in.fa")
+
+    code = run_command("predict", "s3://amber/runs/final", "--fasta", "s3://amber/inputs/in.fa", "--out", "s3://amber/pred/one")
+    assert code == 0, capfd.readouterr().err[-3000:]
+    written = s3_objects("pred/one/")
+    assert {"predictions.parquet", "summary.json"} <= set(written), sorted(written)
+    local = invoke("predict", final, "--fasta", tmp_path / "in.fa", "--out", tmp_path / "local")
+    assert local.exit_code == 0, local.output
+    (tmp_path / "got.parquet").write_bytes(written["predictions.parquet"])
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "got.parquet"), pd.read_parquet(tmp_path / "local" / "predictions.parquet")
+    )
+
+    (tmp_path / "bad.fa").write_text(">s0\nACGTACGTAC\n")  # shorter than the model's input
+    client.upload_file(str(tmp_path / "bad.fa"), "amber", "inputs/bad.fa")
+    capfd.readouterr()
+    for fasta, fragment in [
+        ("s3://amber/inputs/bad.fa", "s3://amber/inputs/bad.fa: record s0"),  # the URI, not the node's staged copy
+        ("s3://amber/inputs/missing.fa", "s3://amber/inputs/missing.fa: cannot be read from node"),
+    ]:
+        assert run_command("predict", "s3://amber/runs/final", "--fasta", fasta, "--out", "s3://amber/pred/bad") == 2
+        errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and fragment in errors[0], errors
+        assert s3_objects("pred/bad") == {}

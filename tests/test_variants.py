@@ -559,8 +559,14 @@ def test_job_entrypoint_builds_the_cli_call_with_absolute_outputs(monkeypatch, l
     job = load_job("variants")
     monkeypatch.setattr(sys, "argv", ["variants.py", "score", "m.pt", "--vcf", "v.vcf", "--out", "rel", "--ldsc-annot", "auto"])
     args, rest = job.parse_args()
-    assert isinstance(args, argparse.Namespace) and args.out.is_absolute() and rest == ["--vcf", "v.vcf"]
+    assert isinstance(args, argparse.Namespace) and args.out == str(Path("rel").resolve()) and rest == ["--vcf", "v.vcf"]
     command = job.command_line(args, rest)
     assert command[:3] == ["variants", "score", str(Path("m.pt").resolve())]
-    assert command[command.index("--out-file") + 1] == str(args.out / "scores.parquet")
-    assert command[-2:] == ["--ldsc-annot", str(args.out / "ldsc" / "annot")]
+    assert command[command.index("--out-file") + 1] == str(Path("rel").resolve() / "scores.parquet")
+    assert command[-2:] == ["--ldsc-annot", str(Path("rel").resolve() / "ldsc" / "annot")]
+    # on a cluster, inputs and outputs on storage: URIs pass through as they are
+    monkeypatch.setattr(sys, "argv", ["variants.py", "score", "s3://b/m.pt", "--out", "s3://b/v", "--ldsc-annot", "auto"])
+    command = job.command_line(*job.parse_args())
+    assert command[:3] == ["variants", "score", "s3://b/m.pt"]
+    assert command[command.index("--out-file") + 1] == "s3://b/v/scores.parquet"
+    assert command[-2:] == ["--ldsc-annot", "s3://b/v/ldsc/annot"]

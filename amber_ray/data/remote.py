@@ -6,8 +6,10 @@ first time a process on that node needs it. The cache entry is keyed by the URI,
 size and its modification time (on S3 the ``LastModified`` that every overwrite renews), so a
 replaced object is fetched again and an unchanged one never is. Actors on one node share one
 download: the first takes a file lock and copies to a temporary name renamed into place, the
-others wait on the lock and find the file. The cache is ``$AMBER_RAY_DATA_CACHE``, else
-``~/.cache/amber_ray/data`` (per node: each node's home is its own disk).
+others wait on the lock and find the file. A directory (a model's ``final/``) is staged whole, keyed
+by the URI and every file's name, size and modification time. The cache is
+``$AMBER_RAY_DATA_CACHE``, else ``~/.cache/amber_ray/data`` (per node: each node's home is its own
+disk). An input error about a staged copy names the URI it came from (:func:`as_given`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +31,8 @@ from amber_ray.errors import AmberInputError
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AMBER_RAY_DATA_CACHE"
+# The URI of each copy this process staged (a file or a directory), so that errors name what the user gave.
+STAGED_FROM: dict[Path, str] = {}
 
 
 def is_uri(path: str | Path) -> bool:
@@ -78,7 +83,7 @@ def cache_key(uri: str, info: pafs.FileInfo) -> str:
 
 
 def stage(uri: str) -> tuple[Path, bool]:
-    """The node-local copy of the file ``uri`` (a URI), and whether this call downloaded it.
+    """The node-local copy of ``uri`` (a file or a directory), and whether this call downloaded it.
 
     Concurrent callers on one node (processes or threads) download once: the lock holder copies
     to a temporary name and renames it into place; the others wait, then find the copy.
@@ -86,23 +91,49 @@ def stage(uri: str) -> tuple[Path, bool]:
     fs, info = remote_info(uri)
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / cache_key(uri, info)
-    if target.is_file():
+    if info.type == pafs.FileType.Directory:
+        files = fs.get_file_info(pafs.FileSelector(info.path, recursive=True))
+        target = directory / tree_key(uri, info, files)
+    else:
+        target = directory / cache_key(uri, info)
+    STAGED_FROM[target] = uri
+    if target.exists():
         return target, False
     with open(target.with_name(target.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():  # another process copied it while this one waited
+        if target.exists():  # another process copied it while this one waited
             return target, False
         partial = target.with_name(f"{target.name}.part-{os.getpid()}-{id(lock)}")
         try:
+            if info.type == pafs.FileType.Directory:
+                partial.mkdir()
             pafs.copy_files(info.path, str(partial), source_filesystem=fs)
             os.replace(partial, target)
         except OSError as error:
             raise unreachable(uri, str(error)) from None
         finally:
-            partial.unlink(missing_ok=True)
-    log.info("staged %s (%d bytes) to %s", uri, info.size, target)
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+    log.info("staged %s to %s", uri, target)
     return target, True
+
+
+def tree_key(uri: str, info: pafs.FileInfo, files: list[pafs.FileInfo]) -> str:
+    """The cache name of the directory ``uri``: a changed, added or removed file gives another name."""
+    listing = "\0".join(f"{f.path}\0{f.size}\0{f.mtime_ns}" for f in sorted(files, key=lambda f: f.path))
+    digest = hashlib.sha256(f"{uri}\0{listing}".encode()).hexdigest()[:20]
+    return f"{digest}-{PurePosixPath(info.path).name}"
+
+
+def as_given(error: AmberInputError) -> AmberInputError:
+    """``error`` naming the URI instead of the staged copy (or a file inside a staged directory) it is about."""
+    if error.source is None:
+        return error
+    source = Path(error.source)
+    for copy, uri in STAGED_FROM.items():
+        if source == copy or source.is_relative_to(copy):
+            given = uri if source == copy else f"{uri.rstrip('/')}/{source.relative_to(copy).as_posix()}"
+            return AmberInputError(error.problem, given, error.record)
+    return error
 
 
 def local_file(path: str | Path) -> Path:
@@ -119,6 +150,4 @@ def staged(path: str | Path) -> Iterator[Path]:
     try:
         yield local
     except AmberInputError as error:
-        if local == Path(path) or error.source != str(local):
-            raise
-        raise AmberInputError(error.problem, path, error.record) from None
+        raise as_given(error) from None
