@@ -49,7 +49,12 @@ class LocalArguments:
 def takes_uris(args: Sequence[str]) -> bool:
     """Whether ``args`` (a command line) is one of :data:`COMMANDS` with a URI among its arguments."""
     command = next((arg for arg in args if not arg.startswith("-")), None)
-    return command in COMMANDS and any(is_file_uri(arg) for arg in args)
+    return command in COMMANDS and any(is_file_uri(arg) for arg in separated(args))
+
+
+def separated(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``--option=value`` as two arguments, as the parser reads it."""
+    return [part for arg in args for part in (arg.split("=", 1) if arg.startswith("--") and "=" in arg else [arg])]
 
 
 def is_file_uri(arg: str) -> bool:
@@ -61,6 +66,7 @@ def local_arguments(args: Sequence[str]) -> Iterator[LocalArguments]:
     """``args`` with each input URI staged and each output URI a path in a scratch directory (removed on exit)."""
     with tempfile.TemporaryDirectory(prefix="amber-ray-outputs-") as scratch:
         local = LocalArguments([])
+        args = separated(args)
         for previous, arg in zip([None, *args], args):
             if not is_file_uri(arg):
                 local.args.append(arg)

@@ -194,7 +194,7 @@ def test_predict_reads_its_model_and_sequences_from_uris_and_writes_its_output_t
     (tmp_path / "in.fa").write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACGT'), 40))}\n" for i in range(6)))
     client.upload_file(str(tmp_path / "in.fa"), "amber", "inputs/in.fa")
 
-    code = run_command("predict", "s3://amber/runs/final", "--fasta", "s3://amber/inputs/in.fa", "--out", "s3://amber/pred/one")
+    code = run_command("predict", "s3://amber/runs/final", "--fasta=s3://amber/inputs/in.fa", "--out", "s3://amber/pred/one")
     assert code == 0, capfd.readouterr().err[-3000:]
     written = s3_objects("pred/one/")
     assert {"predictions.parquet", "summary.json"} <= set(written), sorted(written)
