@@ -112,7 +112,10 @@ def stage(uri: str) -> tuple[Path, bool]:
         except OSError as error:
             raise unreachable(uri, str(error)) from None
         finally:
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+            if partial.is_dir():  # a directory's copy that failed halfway
+                shutil.rmtree(partial)
+            else:
+                partial.unlink(missing_ok=True)
     log.info("staged %s to %s", uri, target)
     return target, True
 
