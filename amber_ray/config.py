@@ -359,6 +359,10 @@ class SearchConfig(_Strict):
     # iterations (by search reward) are re-scored on all validation data; the highest is chosen.
     final_iterations: PositiveInt = 5
     final_candidates: PositiveInt = 10
+    # Before the choice each candidate trains this many epochs on its own from the supernet's weights
+    # (train.batch_size, learning rate, ...); its validation AUROC then stands for the re-scored one
+    # (README "Final choice": it ranks architectures closer to their retrained AUROC). 0: no fine-tune.
+    final_finetune_epochs: int = Field(0, ge=0)
     # Controller samples vs uniform samples scored on the final supernet (0 skips the comparison).
     final_samples: int = Field(100, ge=0)
     workers: PositiveInt = 1
@@ -639,6 +643,7 @@ SEARCH_IGNORES = (
     *(f"train.{key}" for key in ("threads", "precision", "device")),
     "retrain.",
     "data.label_annotation",
+    "search.final_finetune_epochs",  # the final choice only, made after the last iteration
 )
 # What a resumed retraining grid may change: where and how often trials run, not what they train.
 RETRAIN_RESUME_SAFE_KEYS = frozenset({"retrain.max_failures", "retrain.cpus_per_trial", "retrain.gpus_per_trial", "train.device"})

@@ -100,6 +100,37 @@ def test_final_choice_rescores_the_best_of_the_last_iterations(finished_search):
     assert comparison["policy_mean"] == pytest.approx(np.mean(comparison["policy"]))
 
 
+def test_final_finetune_chooses_by_each_candidates_own_training_from_the_supernets_weights(ray_session, tmp_path):
+    from amber_ray.checkpoint import load_checkpoint
+    from amber_ray.data import load_splits
+    from amber_ray.space import Architecture, ModelSpace
+    from amber_ray.supernet import Supernet
+    from amber_ray.training import fit, initial_model, positive_weights, training_source
+
+    experiment = config(iterations=2, final_candidates=3, final_finetune_epochs=1, final_samples=0)
+    final = run_search(experiment, tmp_path)
+    rows = final["selection"]["candidates"]
+    assert "each trained 1 epoch(s) on its own from the supernet's weights" in final["selection"]["rule"]
+    assert final["best"]["arch"] == max(rows, key=lambda row: row["rescored_reward"])["arch"]
+    # The known answer, computed here without the search: each candidate's child with the final supernet's
+    # weights, trained one epoch on the training split, then its validation AUROC.
+    splits = load_splits(experiment.data, experiment.seed)
+    space = ModelSpace.from_config(experiment.space, splits.train.length, splits.train.num_labels)
+    supernet = Supernet(space)
+    supernet.load_state_dict(load_checkpoint(checkpoint_path(tmp_path))["supernet"]["model"])
+    one_epoch = experiment.train.model_copy(update={"max_epochs": 1, "patience": 1})
+    train = training_source(experiment, splits.train)
+    for row in rows:
+        arch = Architecture.from_text(row["arch"])
+        child = initial_model(space, arch, 1.0, experiment.search_seed)
+        child.load_state_dict(supernet.child_state_dict(arch), strict=False)
+        pos_weight = positive_weights(experiment.train.pos_weight, train)
+        expected = fit(child, train, splits.valid, one_epoch, experiment.search_seed, pos_weight=pos_weight).best_valid_auroc
+        # the worker trains with its own thread count, which reorders float sums: equal to 1e-3, not bit for bit
+        assert row["rescored_auroc"] == pytest.approx(expected, abs=1e-3), row["arch"]
+        assert row["supernet_auroc"] != row["rescored_auroc"]
+
+
 def test_random_strategy_samples_uniformly_on_the_same_budget(ray_session, tmp_path):
     from amber_ray.controller import UniformPolicy
     from amber_ray.data import load_splits

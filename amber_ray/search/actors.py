@@ -8,7 +8,7 @@ import numpy as np
 import ray
 import torch
 
-from amber_ray.config import SearchConfig
+from amber_ray.config import SearchConfig, TrainConfig
 from amber_ray.data import HDF5SequenceFile, SequenceDataset
 from amber_ray.data.augment import StrandAugmented
 from amber_ray.device import worker_device
@@ -111,6 +111,10 @@ class SupernetWorker:
     def score(self, archs: list[str], all_validation: bool = False) -> list[Score]:
         """``(AUROC, AUROC on half 1, AUROC on half 2, parameter count, latency)`` per architecture."""
         return score_with(self.trainer, archs, all_validation, self.measure_latency)
+
+    def finetune(self, archs: list[str], config: TrainConfig, epochs: int) -> list[float]:
+        """Validation AUROC of each architecture after ``epochs`` epochs on its own from the supernet's weights."""
+        return [self.trainer.finetune(Architecture.from_text(arch), config, epochs) for arch in archs]
 
     def state(self) -> dict:
         return self.trainer.state()

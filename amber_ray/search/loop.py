@@ -310,6 +310,18 @@ class SearchDriver:
             scored[rank::count] = shard
         return scored
 
+    def finetune(self, archs: list[str]) -> list[float]:
+        """Validation AUROC of each architecture after ``search.final_finetune_epochs`` epochs on its own from the
+        supernet's weights, shared round-robin across the workers."""
+        count, epochs = len(self.workers), self.search.final_finetune_epochs
+        shards = gather(
+            [worker.finetune.remote(archs[rank::count], self.config.train, epochs) for rank, worker in enumerate(self.workers)]
+        )
+        aurocs = [0.0] * len(archs)
+        for rank, shard in enumerate(shards):
+            aurocs[rank::count] = shard
+        return aurocs
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     def save(self) -> None:
@@ -391,6 +403,8 @@ class SearchDriver:
 
         The search reward of the best of many architectures is biased upwards (winner's curse):
         its subsample and noise favoured it. A second, larger measurement of a few candidates is not.
+        With ``search.final_finetune_epochs`` that measurement is each candidate's validation AUROC
+        after a short training on its own from the supernet's weights (its supernet AUROC is kept).
         """
         search = self.search
         recent = history[history.iteration > history.iteration.max() - search.final_iterations]
@@ -400,6 +414,15 @@ class SearchDriver:
             .head(search.final_candidates)
         )
         scored = self.score(list(candidates.arch), all_validation=True)
+        supernet_aurocs = [score[0] for score in scored]
+        how = "re-scored on all validation data"
+        if epochs := search.final_finetune_epochs:
+            scored = [(auroc, *score[1:]) for auroc, score in zip(self.finetune(list(candidates.arch)), scored)]
+            how = f"each trained {epochs} epoch(s) on its own from the supernet's weights, then scored on all validation data"
+        rule = (
+            f"top {search.final_candidates} distinct architectures of the last {search.final_iterations} iterations "
+            f"by search reward, {how}; highest re-scored reward chosen"
+        )
         rescored = rewards_of(scored, search.objective)
         rows = [
             {
@@ -409,14 +432,11 @@ class SearchDriver:
                 "num_params": int(row.num_params),
                 "rescored_reward": reward,
                 "rescored_auroc": score[0],
+                **({"supernet_auroc": supernet_auroc} if epochs else {}),
             }
-            for row, reward, score in zip(candidates.itertuples(), rescored, scored)
+            for row, reward, score, supernet_auroc in zip(candidates.itertuples(), rescored, scored, supernet_aurocs)
         ]
         best = max(rows, key=lambda row: row["rescored_reward"])  # the first of equals: the higher search reward
-        rule = (
-            f"top {search.final_candidates} distinct architectures of the last {search.final_iterations} iterations "
-            "by search reward, re-scored on all validation data; highest re-scored reward chosen"
-        )
         return {
             "best": {
                 "arch": best["arch"],
