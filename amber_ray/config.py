@@ -361,7 +361,7 @@ class SearchConfig(_Strict):
     final_candidates: PositiveInt = 10
     # Before the choice each candidate trains this many epochs on its own from the supernet's weights
     # (train.batch_size, learning rate, ...); its validation AUROC then stands for the re-scored one
-    # (README "Final choice": it ranks architectures closer to their retrained AUROC). 0: no fine-tune.
+    # (README "Ranking the candidates": it ranked closer to retrained AUROC in small spaces). 0: none.
     final_finetune_epochs: int = Field(0, ge=0)
     # Controller samples vs uniform samples scored on the final supernet (0 skips the comparison).
     final_samples: int = Field(100, ge=0)

@@ -208,9 +208,9 @@ class SupernetTrainer:
         """Validation AUROC (all of it) of ``arch``'s standalone child after ``epochs`` epochs of training from the
         supernet's weights (the best epoch's), the supernet itself untouched.
 
-        Shared weights rank architectures poorly; a short training of each final candidate on its own,
-        starting from what the supernet learned, ranks them closer to their retrained test AUROC
-        (README, "Final choice").
+        Shared weights can rank architectures poorly; a short training of each final candidate on its
+        own, starting from what the supernet learned, ranked them closer to their retrained test AUROC
+        in the small spaces measured, not in the large ones (README, "Ranking the candidates").
         """
         child = initial_model(self.model.space, arch, self.model.width, self.seed)
         child.load_state_dict(self.model.child_state_dict(arch), strict=False)  # batch-norm statistics: the child's own

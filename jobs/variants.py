@@ -4,9 +4,9 @@
     --vcf /abs/v.vcf.gz --fasta /abs/hg38.fa --out /abs/dir``
 
 The job runs in a temporary copy of the working dir, so input paths should be absolute (or
-``s3://`` URIs); ``--out`` is a directory made absolute here (a URI stays as it is): ``score`` writes ``scores.parquet`` (and its side file) in it,
-``eval`` writes ``eval.json`` and ``eval.parquet``; ``--ldsc-annot auto`` writes LDSC files under
-``OUT/ldsc/``.
+``s3://`` URIs); ``--out`` is a directory made absolute here (a URI stays as it is): ``score``
+writes ``scores.parquet`` (and its side file) in it, ``eval`` writes ``eval.json`` and
+``eval.parquet``; ``--ldsc-annot auto`` writes LDSC files under ``OUT/ldsc/``.
 """
 
 import argparse
