@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -162,8 +163,12 @@ def run_command(*args: str) -> int:
     """``amber-ray ARGS`` as the console script and the Ray jobs run it: its exit code."""
     from amber_ray.cli import run
 
-    with pytest.raises(SystemExit) as ended:
-        run(list(args))
+    sigterm = signal.getsignal(signal.SIGTERM)  # run() installs its own handler, as the console script does
+    try:
+        with pytest.raises(SystemExit) as ended:
+            run(list(args))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
     return ended.value.code
 
 
