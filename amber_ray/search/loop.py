@@ -303,24 +303,21 @@ class SearchDriver:
 
     def score(self, archs: list[str], all_validation: bool = False) -> list[Score]:
         """``(AUROC, half-1 AUROC, half-2 AUROC, parameters, latency)``, scored round-robin across the workers (identical replicas)."""
-        count = len(self.workers)
-        shards = gather([worker.score.remote(archs[rank::count], all_validation) for rank, worker in enumerate(self.workers)])
-        scored: list[Score] = [(0.0, 0.0, 0.0, 0, 0.0)] * len(archs)
-        for rank, shard in enumerate(shards):
-            scored[rank::count] = shard
-        return scored
+        return self.round_robin("score", archs, all_validation)
 
     def finetune(self, archs: list[str]) -> list[float]:
         """Validation AUROC of each architecture after ``search.final_finetune_epochs`` epochs on its own from the
         supernet's weights, shared round-robin across the workers."""
-        count, epochs = len(self.workers), self.search.final_finetune_epochs
-        shards = gather(
-            [worker.finetune.remote(archs[rank::count], self.config.train, epochs) for rank, worker in enumerate(self.workers)]
-        )
-        aurocs = [0.0] * len(archs)
+        return self.round_robin("finetune", archs, self.config.train, self.search.final_finetune_epochs)
+
+    def round_robin(self, method: str, archs: list[str], *args: Any) -> list:
+        """The workers' ``method`` on ``archs``, worker r taking every W-th from r; the results in ``archs``' order."""
+        count = len(self.workers)
+        shards = gather([getattr(worker, method).remote(archs[rank::count], *args) for rank, worker in enumerate(self.workers)])
+        results: list = [None] * len(archs)
         for rank, shard in enumerate(shards):
-            aurocs[rank::count] = shard
-        return aurocs
+            results[rank::count] = shard
+        return results
 
     # --- checkpoints ---------------------------------------------------------------------------
 
